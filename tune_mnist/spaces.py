@@ -1,0 +1,215 @@
+"""Search-space files: load, validate strictly, expand into one config dict per trial.
+
+A space crosses every list in `grid` with each entry of `rows` (a fractional design
+stays as written) and adds `fixed` to all of them. Each expanded trial is validated
+against the trainable's model, so a bad value is reported with the file and the place
+(`grid.lr`, `rows[3].batch_size`, `fixed.seed`) it came from.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import TuneMnistError
+
+DATASETS = ("mnist", "fashion-mnist")
+MODELS = ("resnet18", "resnet34", "resnet50")
+
+Dataset = Literal["mnist", "fashion-mnist"]
+_STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+class ResNetTrial(BaseModel):
+    """One ResNet training run: what train.train_resnet needs, nothing else."""
+
+    model_config = _STRICT
+    trainable: Literal["resnet"] = "resnet"
+    dataset: Dataset
+    model: Literal["resnet18", "resnet34", "resnet50"]
+    batch_size: int = Field(ge=1)
+    optimizer: Literal["sgd", "adam"]
+    lr: float = Field(gt=0)  # learning rate
+    epochs: int = Field(ge=1)
+    pin_memory: bool = False
+    momentum: float = Field(0.0, ge=0, lt=1)  # SGD only; 0 is torch's default
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = Field(0, ge=0)
+
+
+class SVMTrial(BaseModel):
+    """One scikit-learn SVC fit: SVC's defaults unless the space says otherwise."""
+
+    model_config = _STRICT
+    trainable: Literal["svm"] = "svm"
+    dataset: Dataset
+    kernel: Literal["rbf", "poly", "linear", "sigmoid"]
+    train_samples: int = Field(10_000, ge=1)  # the first N training images, file order
+    C: float = Field(1.0, gt=0)
+    gamma: Literal["scale", "auto"] | float = "scale"
+    degree: int = Field(3, ge=1)
+    seed: int = Field(0, ge=0)
+
+
+TRIAL_MODELS: dict[str, type[BaseModel]] = {"resnet": ResNetTrial, "svm": SVMTrial}
+DEFAULT_REPORT = {"resnet": "comparison", "svm": "svm"}
+
+
+class Resources(BaseModel):
+    """What one trial asks Ray for: a GPU fraction on GPU clusters, CPUs otherwise."""
+
+    model_config = _STRICT
+    gpu: float = Field(0.25, gt=0, le=1)  # fraction of one GPU per ResNet trial
+    cpu: float = Field(1.0, gt=0)  # CPUs per trial when it runs on CPU
+
+
+class Space(BaseModel):
+    """The file as written, before expansion."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    description: str = ""
+    trainable: Literal["resnet", "svm"]
+    report: Literal["ablation", "svm", "comparison"] | None = None
+    resources: Resources = Resources()
+    fixed: dict[str, Any] = {}
+    grid: dict[str, list[Any]] = {}
+    rows: list[dict[str, Any]] = []
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated space and its expanded trials, in a stable order."""
+
+    space: Space
+    source: str  # the file it came from
+    trials: list[dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return self.space.name
+
+    @property
+    def report(self) -> str:
+        return self.space.report or DEFAULT_REPORT[self.space.trainable]
+
+
+def builtin_dir() -> Path:
+    """The folder holding the built-in space files."""
+    return Path(str(resources.files("tune_mnist") / "search_spaces"))
+
+
+def builtin_names() -> list[str]:
+    """Names of the built-in spaces, sorted."""
+    return sorted(p.stem for p in builtin_dir().glob("*.yaml"))
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """A built-in space name, or a path to the user's own YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise TuneMnistError(f"{path}: no such space file")
+        return path
+    builtin = builtin_dir() / f"{name_or_path}.yaml"
+    if not builtin.is_file():
+        names = ", ".join(builtin_names())
+        raise TuneMnistError(
+            f"unknown space '{name_or_path}': built-in spaces are {names} "
+            "(or pass a path to a .yaml file)"
+        )
+    return builtin
+
+
+def load_space(name_or_path: str | Path) -> Spec:
+    """Read, validate and expand a space; raise TuneMnistError naming file and key."""
+    path = resolve_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise TuneMnistError(f"{path.name}: not valid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TuneMnistError(f"{path}: cannot read: {e}") from None
+    return parse_space(raw, source=path.name)
+
+
+def parse_space(raw: Any, source: str = "<space>") -> Spec:
+    """Validate a space given as a dict (as read from YAML) and expand its trials."""
+    if not isinstance(raw, dict):
+        raise TuneMnistError(f"{source}: expected a mapping of keys (name, trainable, ...)")
+    try:
+        space = Space.model_validate(raw)
+    except ValidationError as e:
+        raise TuneMnistError(_describe(e, source)) from None
+    _check_layout(space, source)
+    return Spec(space=space, source=source, trials=_expand(space, source))
+
+
+def _check_layout(space: Space, source: str) -> None:
+    for key, values in space.grid.items():
+        if not values:
+            raise TuneMnistError(f"{source}: grid.{key}: expected a non-empty list of values")
+    if not space.grid and not space.rows:
+        raise TuneMnistError(f"{source}: grid: expected at least one key in grid or rows")
+    places = [("fixed", set(space.fixed)), ("grid", set(space.grid))]
+    places += [(f"rows[{i}]", set(row)) for i, row in enumerate(space.rows)]
+    for (a, keys_a), (b, keys_b) in itertools.combinations(places, 2):
+        if a.startswith("rows") and b.startswith("rows"):
+            continue
+        if both := sorted(keys_a & keys_b):
+            raise TuneMnistError(f"{source}: {b}.{both[0]}: already set in {a}; set it once")
+
+
+def _expand(space: Space, source: str) -> list[dict[str, Any]]:
+    model = TRIAL_MODELS[space.trainable]
+    keys = list(space.grid)
+    trials = []
+    for values in itertools.product(*space.grid.values()):
+        for i, row in enumerate(space.rows or [{}]):
+            where = {k: "fixed" for k in space.fixed}
+            where |= {k: "grid" for k in keys}
+            where |= {k: f"rows[{i}]" for k in row}
+            config = {**space.fixed, **dict(zip(keys, values, strict=True)), **row}
+            try:
+                trial = model.model_validate(config)
+            except ValidationError as e:
+                raise TuneMnistError(_describe(e, source, where)) from None
+            trials.append(trial.model_dump())
+    return trials
+
+
+def _describe(error: ValidationError, source: str, where: dict[str, str] | None = None) -> str:
+    """The first validation error as `file: place.key: what was expected (got value)`."""
+    # A wrong or unknown key says more than the missing keys that often come with it.
+    first = min(error.errors(), key=lambda e: e["type"] == "missing")
+    loc = [str(part) for part in first["loc"]]
+    key = loc[0] if loc else ""
+    place = f"{where[key]}.{key}" if where and key in where else ".".join(loc)
+    if first["type"] == "extra_forbidden":
+        model = {m.__name__: m for m in TRIAL_MODELS.values()}.get(error.title, Space)
+        if loc[0] == "resources":
+            model = Resources
+        return f"{source}: {place}: unknown key (expected one of: {', '.join(model.model_fields)})"
+    if first["type"] == "missing":
+        return f"{source}: {place}: required key is missing"
+    return f"{source}: {place}: {first['msg']} (got {first.get('input')!r})"
+
+
+def trial_label(trial: dict[str, Any]) -> str:
+    """A short human name for a trial, e.g. `fashion-mnist/resnet18/bs16/adam/lr0.001/e5/pin`."""
+    if trial["trainable"] == "svm":
+        return f"{trial['dataset']}/svm-{trial['kernel']}/n{trial['train_samples']}"
+    pin = "pin" if trial["pin_memory"] else "nopin"
+    return (
+        f"{trial['dataset']}/{trial['model']}/bs{trial['batch_size']}/{trial['optimizer']}"
+        f"/lr{trial['lr']:g}/e{trial['epochs']}/{pin}/s{trial['seed']}"
+    )
