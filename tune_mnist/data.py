@@ -94,7 +94,9 @@ def read_folder(name: str, folder: Path) -> Dataset:
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.shape[1:] != (28, 28):
-            raise TuneMnistError(f"{name}: {folder}: {split} images are {images.shape[1:]}, not 28x28")
+            raise TuneMnistError(
+                f"{name}: {folder}: {split} images are {images.shape[1:]}, not 28x28"
+            )
         if len(images) != len(labels):
             raise TuneMnistError(
                 f"{name}: {folder}: {len(images)} {split} images but {len(labels)} labels"

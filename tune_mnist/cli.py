@@ -1,0 +1,205 @@
+"""The `tune-mnist` command: parse options, call the library, print the data it returns."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from .errors import TuneMnistError
+from .spaces import builtin_names, load_space
+
+app = typer.Typer(
+    help="Ray Tune ablation studies of ResNets and SVMs on MNIST and Fashion-MNIST.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+# Tables are the output: when piped or captured, do not squeeze them into 80 columns.
+_width = None if sys.stdout.isatty() else 200
+out = Console(soft_wrap=True, width=_width)
+err = Console(stderr=True, soft_wrap=True, width=_width)
+
+EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 3, 130
+
+SpaceArg = Annotated[
+    str, typer.Argument(help="A built-in space (q1a, q1b, q2, q2-full) or a YAML file.")
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Ray's own logs; tracebacks on errors.")
+]
+
+
+@contextlib.contextmanager
+def user_errors(verbose: bool = False):
+    """Turn TuneMnistError into one red line and exit code 1 (a traceback with --verbose)."""
+    try:
+        yield
+    except TuneMnistError as e:
+        if verbose:
+            raise
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def print_frame(frame: pd.DataFrame, title: str | None = None) -> None:
+    """A DataFrame as a Rich table, missing values as a dash."""
+    table = RichTable(title=title, title_justify="left", show_lines=False)
+    for column in frame.columns:
+        numeric = pd.api.types.is_numeric_dtype(frame[column]) and frame[column].dtype != bool
+        table.add_column(str(column), justify="right" if numeric else "left")
+    for row in frame.itertuples(index=False):
+        table.add_row(*("—" if pd.isna(v) else str(v) for v in row))
+    out.print(table)
+
+
+@app.command()
+def spaces() -> None:
+    """List the built-in search spaces and how many trials each one runs."""
+    rows = []
+    for name in builtin_names():
+        spec = load_space(name)
+        rows.append(
+            {
+                "space": name,
+                "trainable": spec.space.trainable,
+                "trials": len(spec.trials),
+                "description": spec.space.description,
+            }
+        )
+    print_frame(pd.DataFrame(rows))
+
+
+@app.command()
+def show(space: SpaceArg) -> None:
+    """Print a space's expanded trials and the resources each will ask for; runs nothing."""
+    with user_errors():
+        spec = load_space(space)
+    frame = pd.DataFrame(spec.trials).drop(columns="trainable")
+    frame.insert(0, "#", range(1, len(frame) + 1))
+    print_frame(frame, title=f"{spec.name}: {len(spec.trials)} trials ({spec.source})")
+    asked = spec.space.resources
+    if spec.space.trainable == "resnet":
+        out.print(
+            f"Each trial asks for {asked.gpu:g} GPU on a cluster with GPUs, "
+            f"else {asked.cpu:g} CPU (override with --gpus-per-trial)."
+        )
+    else:
+        out.print("Each trial asks for CPUs only (--svm-cpus, default 1), never a GPU.")
+
+
+@app.command()
+def sweep(
+    space: SpaceArg,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="TUNE_MNIST_DATA",
+            help="Folder with <dataset>/ IDX files (or torchvision's layout).",
+        ),
+    ] = None,
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            help="1,000/500 images per dataset, 1 epoch per trial: a fast end-to-end check."
+        ),
+    ] = False,
+    address: Annotated[
+        str | None,
+        typer.Option(envvar="RAY_ADDRESS", help="Join this Ray cluster; else start a local Ray."),
+    ] = None,
+    storage_path: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="TUNE_MNIST_RESULTS", help="Where experiments live [default: ./ray_results]."
+        ),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Experiment name [default: the space's].")
+    ] = None,
+    gpus_per_trial: Annotated[
+        float | None, typer.Option(help="GPU fraction per ResNet trial [default: the space's].")
+    ] = None,
+    svm_cpus: Annotated[float, typer.Option(min=0.01, help="CPUs per SVM trial.")] = 1.0,
+    max_failures: Annotated[
+        int, typer.Option(min=0, help="Retries of a failed trial, from its last checkpoint.")
+    ] = 2,
+    resume: Annotated[
+        bool, typer.Option(help="Continue an interrupted sweep of this name.")
+    ] = False,
+    preload: Annotated[
+        bool, typer.Option(help="Keep each dataset on the GPU (pin_memory is then moot).")
+    ] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run a search space on Ray Tune and print and write its tables."""
+    from .sweep import SweepSettings, run_sweep
+    from .train import TrainOptions
+
+    with user_errors(verbose):
+        spec = load_space(space)
+        settings = SweepSettings(
+            data_dir=str(data_dir) if data_dir else None,
+            smoke=smoke,
+            address=address,
+            storage_path=str(storage_path) if storage_path else None,
+            name=name,
+            gpus_per_trial=gpus_per_trial,
+            svm_cpus=svm_cpus,
+            max_failures=max_failures,
+            resume=resume,
+            verbose=verbose,
+            options=TrainOptions(preload=preload),
+        )
+        out.print(f"{spec.name}: {len(spec.trials)} trials" + (" (smoke)" if smoke else ""))
+        try:
+            result = run_sweep(spec, settings, on_event=lambda m: out.print(m, highlight=False))
+        except KeyboardInterrupt:
+            where = settings.experiment_dir(spec)
+            err.print(
+                f"interrupted: continue with `tune-mnist sweep {space} --resume"
+                f" --storage-path {where.parent} --name {where.name}`"
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    out.print(f"peak concurrency: {result.peak_running} trials")
+    _print_summary(result.summary)
+
+
+@app.command()
+def summarize(
+    experiment_dir: Annotated[Path, typer.Argument(help="An experiment folder written by sweep.")],
+) -> None:
+    """Print an experiment's tables and write them to its report/ folder; no re-running.
+
+    Exits with code 3 when some trials did not finish (they are listed).
+    """
+    from .report import summarize as summarize_experiment
+
+    with user_errors():
+        summary = summarize_experiment(experiment_dir)
+    _print_summary(summary)
+
+
+def _print_summary(summary) -> None:
+    for table in summary.tables:
+        print_frame(table.frame, title=table.title)
+        for note in table.notes:
+            out.print(note, style="dim", highlight=False)
+    for path in summary.files:
+        out.print(f"wrote {path}", highlight=False)
+    if not summary.complete:
+        print_frame(summary.incomplete, title=f"{len(summary.incomplete)} trials did not finish")
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def main() -> None:  # pragma: no cover - `python -m tune_mnist`
+    app(prog_name="tune-mnist")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""An experiment directory as pandas DataFrames, read from files: no Ray, no re-running.
+
+Layout: `<experiment>/tune_mnist.json` (the space, its trials, settings, provenance;
+written before the first trial starts) and one folder per trial as Ray Tune writes it
+(`params.json`, `result.json` with one JSON report per line, `error.txt` on failure).
+Trials the space declares but no folder holds are listed as `pending`, so an
+interrupted sweep reads as exactly what it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import TuneMnistError
+from .spaces import trial_label
+
+META_FILE = "tune_mnist.json"
+STATUSES = ("finished", "running", "error", "pending")  # "running": started, not finished
+# Ray adds these to every report; they say nothing about the trial we did not keep.
+_RAY_KEYS = {
+    "config",
+    "date",
+    "done",
+    "node_ip",
+    "hostname_ray",
+    "iterations_since_restore",
+    "time_since_restore",
+    "time_this_iter_s",
+    "timesteps_since_restore",
+    "checkpoint_dir_name",
+    "should_checkpoint",
+    "timestamp",
+    "time_total_s",
+}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_meta(experiment: Path, spec, settings, datasets, resources) -> None:
+    """Save what the sweep is about to run, before it runs (see module docstring)."""
+    from .provenance import provenance
+
+    meta = {
+        "space": spec.space.model_dump(),
+        "space_source": spec.source,
+        "report": spec.report,
+        "trials": spec.trials,
+        "smoke": settings.smoke,
+        "settings": {k: v for k, v in asdict(settings).items() if k != "resume"},
+        "data": {
+            n: {"source": d.source, "train": d.sizes[0], "test": d.sizes[1]}
+            for n, d in datasets.items()
+        },
+        "resources": resources,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **provenance(),
+    }
+    write_atomic(experiment / META_FILE, json.dumps(meta, indent=2, default=str))
+
+
+def read_meta(experiment: str | Path) -> dict:
+    """The tune_mnist.json of an experiment; a clear error when there is none."""
+    path = Path(experiment) / META_FILE
+    if not Path(experiment).is_dir():
+        raise TuneMnistError(f"{experiment}: no such experiment folder")
+    if not path.is_file():
+        raise TuneMnistError(f"{experiment}: not a tune-mnist experiment (no {META_FILE})")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise TuneMnistError(f"{path}: unreadable ({e})") from None
+
+
+def _key(trial: dict) -> str:
+    return json.dumps(trial, sort_keys=True)
+
+
+def _read_reports(folder: Path) -> list[dict]:
+    """The reports of one trial, one per line; a line cut short by a crash is skipped."""
+    path = folder / "result.json"
+    reports = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                reports.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return reports
+
+
+def _trial_folders(experiment: Path) -> dict[str, Path]:
+    """Trial config key -> its folder (the newest, if Ray made two for one config)."""
+    found = {}
+    for params in sorted(experiment.glob("*/params.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            found[_key(json.loads(params.read_text())["trial"])] = params.parent
+        except (json.JSONDecodeError, KeyError, OSError):
+            continue
+    return found
+
+
+def _first_error_line(folder: Path) -> str | None:
+    path = folder / "error.txt"
+    if not path.is_file():
+        return None
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    # Ray puts the failing call first and the exception last; the last line says what broke.
+    return lines[-1] if lines else "unknown error"
+
+
+def _trial_row(trial: dict, folder: Path | None, smoke: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {"label": trial_label(trial), **trial, "smoke": smoke}
+    reports = _read_reports(folder) if folder else []
+    last = reports[-1] if reports else {}
+    error = _first_error_line(folder) if folder else None
+    if last.get("trial_finished"):
+        status = "finished"
+    elif error:
+        status = "error"
+    else:
+        status = "running" if folder else "pending"
+    row |= {k: v for k, v in last.items() if k not in _RAY_KEYS and k not in row}
+    row |= {"status": status, "error": error, "trial_dir": str(folder) if folder else None}
+    return row
+
+
+def load_results(experiment: str | Path) -> pd.DataFrame:
+    """One row per declared trial: its config, its final (or latest) metrics, its status.
+
+    Columns include `label`, the trial's config keys, `status` (finished, running, error,
+    pending), `error` (the error's last line), `test_accuracy` (%), `train_time_ms`, and
+    for ResNets `epoch`, `gflops`, `params_m`; see the README for the full list.
+    """
+    experiment = Path(experiment)
+    meta = read_meta(experiment)
+    folders = _trial_folders(experiment)
+    rows = [_trial_row(t, folders.get(_key(t)), meta["smoke"]) for t in meta["trials"]]
+    return pd.DataFrame(rows)
+
+
+def load_epochs(experiment: str | Path) -> pd.DataFrame:
+    """One row per trial and epoch reported (ResNets), the latest report of each epoch."""
+    experiment = Path(experiment)
+    meta = read_meta(experiment)
+    folders = _trial_folders(experiment)
+    rows = []
+    for trial in meta["trials"]:
+        folder = folders.get(_key(trial))
+        by_epoch = {
+            r["epoch"]: r for r in (_read_reports(folder) if folder else []) if "epoch" in r
+        }
+        for report in by_epoch.values():
+            kept = {k: v for k, v in report.items() if k not in _RAY_KEYS}
+            rows.append({"label": trial_label(trial), **trial, **kept})
+    return pd.DataFrame(rows)

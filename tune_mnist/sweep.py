@@ -1,0 +1,240 @@
+"""Run a space as a Ray Tune grid search: cluster, resources, storage, failures, restore."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import ray
+from ray import tune
+
+from .data import load_datasets
+from .errors import TuneMnistError
+from .models import model_cost
+from .report import Summary, summarize
+from .results import META_FILE, write_meta
+from .spaces import Spec, trial_label
+from .train import TrainOptions
+
+
+@dataclass
+class SweepSettings:
+    """Everything about a sweep that is not in the space file."""
+
+    data_dir: str | None = None  # else $TUNE_MNIST_DATA, the cache, or (smoke) the sample
+    smoke: bool = False  # ~1,000/500 images per dataset and 1 epoch per trial
+    address: str | None = None  # a running cluster; else $RAY_ADDRESS; else a local Ray
+    storage_path: str | None = None  # experiments live in <storage_path>/<name>
+    name: str | None = None  # default: the space's name, "-smoke" added for smoke runs
+    gpus_per_trial: float | None = None  # GPU fraction per ResNet trial; else the space's
+    svm_cpus: float = 1.0  # CPUs per SVM trial
+    max_failures: int = 2  # retries of a trial whose worker dies, from its last checkpoint
+    resume: bool = False  # continue the experiment at <storage_path>/<name>
+    verbose: bool = False  # Ray's own logs and progress tables
+    options: TrainOptions = field(default_factory=TrainOptions)
+
+    def experiment_dir(self, spec: Spec) -> Path:
+        """Absolute path of this sweep's experiment (Ray rejects relative storage paths)."""
+        root = self.storage_path or os.environ.get("TUNE_MNIST_RESULTS", "ray_results")
+        name = self.name or (f"{spec.name}-smoke" if self.smoke else spec.name)
+        return Path(root).expanduser().absolute() / name
+
+
+@dataclass
+class SweepResult:
+    """What a finished (or partly failed) sweep left behind."""
+
+    experiment_dir: Path
+    summary: Summary  # the study's tables, written to <experiment>/report/
+    peak_running: int  # most trials Ray ran at the same time
+    resources: dict[str, dict[str, float]]  # what each kind of trial asked for
+
+    @property
+    def results(self) -> pd.DataFrame:
+        """One row per trial: see results.load_results."""
+        return self.summary.results
+
+
+def run_sweep(
+    spec: Spec, settings: SweepSettings, on_event: Callable[[str], None] | None = None
+) -> SweepResult:
+    """Run every trial of a space on Ray Tune, then write and return its tables.
+
+    Data is loaded once here and shared with trials through Ray's object store. Starting
+    over an existing experiment is refused unless `settings.resume` is set.
+    """
+    say = on_event or (lambda message: None)
+    experiment = settings.experiment_dir(spec)
+    _check_experiment_dir(experiment, settings.resume)
+    datasets = load_datasets([t["dataset"] for t in spec.trials], settings.data_dir, settings.smoke)
+    for name, data in datasets.items():
+        say(f"{name}: {data.sizes[0]:,} train / {data.sizes[1]:,} test images from {data.source}")
+    costs = {t["model"]: model_cost(t["model"]) for t in spec.trials if "model" in t}
+    options = TrainOptions(
+        **{
+            **asdict(settings.options),
+            "max_epochs": 1 if settings.smoke else settings.options.max_epochs,
+        }
+    )
+    with ray_session(settings.address, settings.verbose):
+        resources = trial_resources(spec, settings)
+        say(describe_resources(resources))
+        trainable = tune.with_resources(
+            tune.with_parameters(_trainable(), datasets=datasets, costs=costs),
+            lambda config: resources[config["trial"]["trainable"]],
+        )
+        param_space = {"trial": tune.grid_search(spec.trials), "options": asdict(options)}
+        progress = Progress(len(spec.trials), say)
+        if settings.resume:
+            tuner = tune.Tuner.restore(
+                str(experiment), trainable, resume_errored=True, param_space=param_space
+            )
+        else:
+            write_meta(experiment, spec, settings, datasets, resources)
+            tuner = tune.Tuner(
+                trainable,
+                param_space=param_space,
+                tune_config=tune.TuneConfig(trial_dirname_creator=_dirname),
+                run_config=_run_config(experiment, settings, progress),
+            )
+        if settings.resume:  # restore unpickles the old RunConfig: give it a live printer
+            tuner._local_tuner._run_config.callbacks = [progress]
+        tuner.fit()
+    return SweepResult(experiment, summarize(experiment), progress.peak_running, resources)
+
+
+def _trainable():
+    from .trainables import run_trial
+
+    return run_trial
+
+
+def _run_config(experiment: Path, settings: SweepSettings, progress: Progress):
+    return tune.RunConfig(
+        name=experiment.name,
+        storage_path=str(experiment.parent),
+        failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        verbose=1 if settings.verbose else 0,
+        callbacks=[progress],
+    )
+
+
+def _dirname(trial) -> str:
+    config = trial.config["trial"]
+    return f"{trial.trial_id}_{trial_label(config).replace('/', '_')}"
+
+
+def _check_experiment_dir(experiment: Path, resume: bool) -> None:
+    exists = (experiment / META_FILE).is_file()
+    if resume and not exists:
+        raise TuneMnistError(f"--resume: no tune-mnist experiment at {experiment} to resume")
+    if not resume and exists:
+        raise TuneMnistError(
+            f"{experiment} already holds an experiment: add --resume to continue it, "
+            "or pick another --name or --storage-path"
+        )
+    try:
+        experiment.mkdir(parents=True, exist_ok=True)
+        probe = experiment / f".write-test-{uuid.uuid4().hex}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise TuneMnistError(
+            f"cannot write to storage path {experiment.parent}: {e.strerror}"
+        ) from None
+
+
+def trial_resources(spec: Spec, settings: SweepSettings) -> dict[str, dict[str, float]]:
+    """Resources per kind of trial: a GPU fraction on GPU clusters, CPUs otherwise."""
+    cluster_gpus = max((n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"]), default=0)
+    gpu = (
+        settings.gpus_per_trial if settings.gpus_per_trial is not None else spec.space.resources.gpu
+    )
+    if settings.gpus_per_trial is not None and not 0 < gpu <= max(cluster_gpus, 1):
+        raise TuneMnistError(
+            f"--gpus-per-trial {gpu:g}: expected more than 0 and at most the "
+            f"{cluster_gpus:g} GPUs of the largest node"
+        )
+    resnet = {"gpu": gpu} if cluster_gpus else {"cpu": spec.space.resources.cpu}
+    kind = spec.space.trainable
+    return {kind: {"resnet": resnet, "svm": {"cpu": settings.svm_cpus}}[kind]}
+
+
+def describe_resources(resources: dict[str, dict[str, float]]) -> str:
+    """One line saying what each kind of trial asks Ray for."""
+    parts = [
+        f"{kind} trials ask for " + ", ".join(f"{v:g} {k.upper()}" for k, v in asked.items())
+        for kind, asked in resources.items()
+    ]
+    return "; ".join(parts)
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
+    """Join the cluster at `address` (or $RAY_ADDRESS), or start a local Ray for this sweep.
+
+    A Ray already initialized in this process is used as it is and left running.
+    """
+    if ray.is_initialized():
+        yield
+        return
+    level = logging.INFO if verbose else logging.ERROR
+    if not verbose:  # Tune's newer console output prints its banner even at verbose=0
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    address = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if address:
+            ray.init(address=address, logging_level=level, log_to_driver=verbose)
+        else:
+            ray.init(dashboard_host="127.0.0.1", logging_level=level, log_to_driver=verbose)
+    except Exception as e:  # ConnectionError, TimeoutError, auth failures: one line each
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TuneMnistError(
+            f"cannot connect to Ray at {address or 'a local instance'}: {message}"
+        ) from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+class Progress(tune.Callback):
+    """A Tune callback that prints one line per trial and tracks peak concurrency."""
+
+    def __init__(self, total: int, say: Callable[[str], None]):
+        self.total, self.say, self.finished, self.peak_running = total, say, 0, 0
+
+    def __getstate__(self) -> dict:
+        # Tune pickles the RunConfig into the experiment; a printer does not pickle.
+        return {"total": self.total, "finished": 0, "peak_running": 0}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, say=lambda message: None)
+
+    def on_step_begin(self, iteration, trials, **info):
+        running = sum(t.status == "RUNNING" for t in trials)
+        self.peak_running = max(self.peak_running, running)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.finished += 1
+        result = trial.last_result or {}
+        accuracy = result.get("test_accuracy", float("nan"))
+        seconds = result.get("train_time_ms", float("nan")) / 1000
+        self.say(
+            f"[{self.finished}/{self.total}] {trial_label(trial.config['trial'])}: "
+            f"{accuracy:.2f}% in {seconds:.1f}s"
+        )
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.finished += 1
+        self.say(f"[{self.finished}/{self.total}] {trial_label(trial.config['trial'])}: FAILED")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.say(f"retrying {trial_label(trial.config['trial'])} from its last checkpoint")

@@ -1,0 +1,323 @@
+"""Plain training functions: a ResNet for a trial config, an SVM fit. No Ray in here.
+
+The ResNet loop keeps the dataset as uint8 tensors, shuffles indices each epoch, gathers
+a batch on the host and normalizes it on the device: no per-sample transforms and no
+DataLoader workers. pin_memory keeps its meaning: with True a host batch is copied from
+pinned memory with non_blocking=True, with False from pageable memory. Loss and accuracy
+are summed on the device and read once per epoch, so nothing syncs inside an epoch.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import NORMALIZATION, Dataset
+from .models import build_resnet
+
+
+@dataclass
+class TrainOptions:
+    """How a trial runs, as opposed to what it trains (the trial config)."""
+
+    device: str = "auto"  # "auto": cuda when available, else cpu
+    amp: bool | None = None  # bf16 autocast; None: on for cuda, off for cpu
+    channels_last: bool | None = None  # None: on for cuda, off for cpu (measured slower)
+    preload: bool = False  # keep the whole dataset on the device; pin_memory is then moot
+    compile: bool = False  # torch.compile the model
+    eval_batch_size: int = 1000  # images per forward pass when testing
+    max_epochs: int | None = None  # cap on epochs (--smoke uses 1)
+
+    def resolved(self, device: torch.device) -> TrainOptions:
+        """These options with every 'auto' decided for a device."""
+        on_cuda = device.type == "cuda"
+        return TrainOptions(
+            device=str(device),
+            amp=on_cuda if self.amp is None else self.amp,
+            channels_last=on_cuda if self.channels_last is None else self.channels_last,
+            preload=self.preload,
+            compile=self.compile,
+            eval_batch_size=self.eval_batch_size,
+            max_epochs=self.max_epochs,
+        )
+
+
+@dataclass
+class EpochStats:
+    """Metrics of one epoch; times exclude testing."""
+
+    epoch: int  # 1-based
+    train_loss: float  # mean cross-entropy over the epoch's batches
+    train_accuracy: float  # %, on the batches as they were trained
+    test_accuracy: float  # %, whole test set after this epoch
+    epoch_seconds: float  # wall time of this epoch's training loop
+    images_per_s: float  # training images per second in this epoch
+
+
+@dataclass
+class ResNetResult:
+    """A finished ResNet trial."""
+
+    test_accuracy: float  # %, whole test set after the last epoch
+    train_time_ms: float  # training loops of all epochs, testing excluded
+    epochs_trained: int
+    history: list[EpochStats] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)  # TrainOptions as resolved
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """cuda when asked or available, else cpu."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch's CPU and CUDA generators (model init, dropout-free training)."""
+    torch.manual_seed(seed)
+
+
+def make_optimizer(trial: dict, params, device: torch.device) -> torch.optim.Optimizer:
+    """SGD (torch defaults, momentum only if the space sets it) or Adam."""
+    # fused kernels update all parameters in one launch on CUDA; foreach elsewhere
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    if trial["optimizer"] == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=trial["lr"],
+            momentum=trial.get("momentum", 0.0),
+            weight_decay=trial.get("weight_decay", 0.0),
+            **fast,
+        )
+    return torch.optim.Adam(
+        params, lr=trial["lr"], weight_decay=trial.get("weight_decay", 0.0), **fast
+    )
+
+
+class Batches:
+    """Shuffled training batches, normalized on the device, as (images, labels)."""
+
+    def __init__(self, images, labels, batch_size, device, *, pin_memory, preload, dataset):
+        self.device, self.batch_size, self.pin_memory = device, batch_size, pin_memory
+        home = device if preload else torch.device("cpu")
+        with warnings.catch_warnings():  # arrays from Ray's object store are read-only and
+            warnings.simplefilter("ignore", UserWarning)  # shared; we only ever read them
+            self.images = torch.as_tensor(images).to(home)
+        self.labels = torch.as_tensor(labels).long().to(home)
+        self.mean, self.std = NORMALIZATION[dataset]
+        self.channels_last = False
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def epoch(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.labels), generator=generator)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size].to(self.images.device)
+            if len(index) < 2:  # BatchNorm cannot train on a batch of one image
+                break
+            yield self.to_device(self.images[index], self.labels[index])
+
+    def to_device(self, images: torch.Tensor, labels: torch.Tensor):
+        if images.device != self.device:
+            if self.pin_memory:
+                images, labels = images.pin_memory(), labels.pin_memory()
+            images = images.to(self.device, non_blocking=self.pin_memory)
+            labels = labels.to(self.device, non_blocking=self.pin_memory)
+        x = images.unsqueeze(1).float().div_(255).sub_(self.mean).div_(self.std)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, labels.to(self.device)
+
+
+def evaluate(model: nn.Module, batches: Batches, amp: bool) -> float:
+    """Test accuracy in % over a whole set, in large batches, one host sync at the end."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=batches.device)
+    with torch.inference_mode(), _autocast(batches.device, amp):
+        for start in range(0, len(batches), batches.batch_size):
+            end = start + batches.batch_size
+            x, y = batches.to_device(batches.images[start:end], batches.labels[start:end])
+            correct += (model(x).argmax(1) == y).sum()
+    return 100.0 * correct.item() / max(len(batches), 1)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bool(enabled))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+EpochCallback = Callable[[EpochStats, Callable[[], dict]], None]
+
+
+def train_resnet(
+    trial: dict,
+    data: Dataset,
+    options: TrainOptions | None = None,
+    *,
+    resume: dict | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> ResNetResult:
+    """Train and test one ResNet as a trial config says; resumable from a state dict.
+
+    `on_epoch(stats, state)` runs after every epoch; `state()` returns everything needed to
+    continue (model, optimizer, RNG states, time so far) for a checkpoint. Its tensors are
+    the live ones: save or copy them before on_epoch returns. `resume` is
+    such a state: training continues after its epoch with the same shuffles it would have
+    had, and train_time_ms counts only epochs actually trained.
+    """
+    device = pick_device((options or TrainOptions()).device)
+    options = (options or TrainOptions()).resolved(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick kernels
+    seed_everything(trial["seed"])
+    model = build_resnet(trial["model"]).to(device)
+    if options.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(trial, model.parameters(), device)
+    shuffle = torch.Generator().manual_seed(trial["seed"])
+    epochs = min(trial["epochs"], options.max_epochs or trial["epochs"])
+    done, train_ms, history = 0, 0.0, []
+    if resume:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        shuffle.set_state(resume["shuffle_rng"])
+        torch.set_rng_state(resume["torch_rng"])
+        done, train_ms = resume["epoch"], resume["train_time_ms"]
+        history = [EpochStats(**h) for h in resume["history"]]
+    step = torch.compile(model) if options.compile else model
+    pin = trial["pin_memory"] and device.type == "cuda" and not options.preload
+    batches = Batches(
+        data.train_images,
+        data.train_labels,
+        trial["batch_size"],
+        device,
+        pin_memory=pin,
+        preload=options.preload,
+        dataset=data.name,
+    )
+    test_batches = Batches(
+        data.test_images,
+        data.test_labels,
+        options.eval_batch_size,
+        device,
+        pin_memory=False,
+        preload=options.preload,
+        dataset=data.name,
+    )
+    batches.channels_last = test_batches.channels_last = options.channels_last
+
+    def state() -> dict:
+        return {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "shuffle_rng": shuffle.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": done,
+            "train_time_ms": train_ms,
+            "history": [asdict(h) for h in history],
+        }
+
+    for epoch in range(done + 1, epochs + 1):
+        seconds, loss, train_acc = _train_epoch(step, optimizer, batches, shuffle, device, options)
+        test_acc = evaluate(step, test_batches, options.amp)
+        done, train_ms = epoch, train_ms + 1000 * seconds
+        history.append(
+            EpochStats(
+                epoch,
+                loss,
+                train_acc,
+                test_acc,
+                seconds,
+                len(batches) / seconds if seconds else 0.0,
+            )
+        )
+        if on_epoch:
+            on_epoch(history[-1], state)
+    return ResNetResult(
+        test_accuracy=history[-1].test_accuracy if history else float("nan"),
+        train_time_ms=train_ms,
+        epochs_trained=done,
+        history=history,
+        options=asdict(options),
+    )
+
+
+def _train_epoch(model, optimizer, batches: Batches, shuffle, device, options):
+    """One pass over the training set: (seconds, mean loss, accuracy %)."""
+    model.train()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    _sync(device)
+    start = time.perf_counter()
+    for x, y in batches.epoch(shuffle):
+        with _autocast(device, options.amp):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+    _sync(device)
+    seconds = time.perf_counter() - start
+    return seconds, loss_sum.item() / max(seen, 1), 100.0 * correct.item() / max(seen, 1)
+
+
+@dataclass
+class SVMResult:
+    """A fitted and tested SVC."""
+
+    test_accuracy: float  # %, whole test set
+    train_time_ms: float  # SVC.fit only
+    predict_time_ms: float  # SVC.predict on the test set
+    train_samples: int
+    n_support: int  # support vectors
+
+
+def svm_features(images: np.ndarray) -> np.ndarray:
+    """Flattened pixels scaled to [0, 1], float64 as libsvm works in double anyway."""
+    return images.reshape(len(images), -1).astype(np.float64) / 255.0
+
+
+def fit_svm(trial: dict, data: Dataset) -> SVMResult:
+    """Fit sklearn's SVC on the first `train_samples` images and test on the whole test set."""
+    from sklearn.svm import SVC
+
+    n = min(trial["train_samples"], len(data.train_labels))
+    x_train, y_train = svm_features(data.train_images[:n]), data.train_labels[:n]
+    x_test = svm_features(data.test_images)
+    svc = SVC(
+        kernel=trial["kernel"],
+        C=trial["C"],
+        gamma=trial["gamma"],
+        degree=trial["degree"],
+        random_state=trial["seed"],
+    )
+    start = time.perf_counter()
+    svc.fit(x_train, y_train)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    predicted = svc.predict(x_test)
+    predict_s = time.perf_counter() - start
+    return SVMResult(
+        test_accuracy=100.0 * float(np.mean(predicted == data.test_labels)),
+        train_time_ms=1000 * fit_s,
+        predict_time_ms=1000 * predict_s,
+        train_samples=n,
+        n_support=int(svc.n_support_.sum()),
+    )
