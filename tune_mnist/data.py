@@ -3,8 +3,8 @@
 Lookup order for a dataset: `data_dir` (or $TUNE_MNIST_DATA), in either a flat
 `<dir>/<name>/` folder or torchvision's `<dir>/<Class>/raw/` layout; then the cache
 folder ($TUNE_MNIST_CACHE, default ~/.cache/tune-mnist), where torchvision downloads it
-when online. `--smoke` runs without a data folder use the small real sample shipped in
-the package.
+when online (unless $TUNE_MNIST_OFFLINE is set). `--smoke` runs without a data folder
+use the small real sample shipped in the package.
 """
 
 from __future__ import annotations
@@ -161,12 +161,17 @@ def download(name: str, searched: list[Path]) -> Dataset:
     from torchvision import datasets
 
     cache = cache_root()
+    where = ", ".join(str(r) for r in searched)
+    if os.environ.get("TUNE_MNIST_OFFLINE"):
+        raise TuneMnistError(
+            f"{name}: not found under {where}, and TUNE_MNIST_OFFLINE forbids downloading; "
+            "pass --data-dir DIR holding the IDX files (or set TUNE_MNIST_DATA)"
+        )
     try:
         cache.mkdir(parents=True, exist_ok=True)
         with FileLock(str(cache / f".{name}.lock")):
             getattr(datasets, TORCHVISION_CLASS[name])(root=str(cache), download=True)
     except Exception as e:  # torchvision raises many kinds here; all mean "no data"
-        where = ", ".join(str(r) for r in searched)
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TuneMnistError(
             f"{name}: not found under {where} and the download failed ({reason}); "

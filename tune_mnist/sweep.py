@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -70,6 +71,9 @@ def run_sweep(
     over an existing experiment is refused unless `settings.resume` is set.
     """
     say = on_event or (lambda message: None)
+    address = settings.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        check_reachable(address)
     experiment = settings.experiment_dir(spec)
     _check_experiment_dir(experiment, settings.resume)
     datasets = load_datasets([t["dataset"] for t in spec.trials], settings.data_dir, settings.smoke)
@@ -82,7 +86,7 @@ def run_sweep(
             "max_epochs": 1 if settings.smoke else settings.options.max_epochs,
         }
     )
-    with ray_session(settings.address, settings.verbose):
+    with ray_session(address, settings.verbose):
         resources = trial_resources(spec, settings)
         say(describe_resources(resources))
         trainable = tune.with_resources(
@@ -176,6 +180,23 @@ def describe_resources(resources: dict[str, dict[str, float]]) -> str:
     return "; ".join(parts)
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, with one line, when nothing listens at a cluster's host:port.
+
+    Ray itself retries an unreachable address for many minutes before it gives up.
+    """
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except ValueError:
+        raise TuneMnistError(f"--address {address}: expected HOST:PORT") from None
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise TuneMnistError(f"cannot connect to Ray at {address}: {reason}") from None
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
     """Join the cluster at `address` (or $RAY_ADDRESS), or start a local Ray for this sweep.
@@ -186,9 +207,9 @@ def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
         yield
         return
     level = logging.INFO if verbose else logging.ERROR
+    address = address or os.environ.get("RAY_ADDRESS")
     if not verbose:  # Tune's newer console output prints its banner even at verbose=0
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    address = address or os.environ.get("RAY_ADDRESS")
     try:
         if address:
             ray.init(address=address, logging_level=level, log_to_driver=verbose)

@@ -1,0 +1,172 @@
+"""Every command through Typer's CliRunner: exit codes, output, files written."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import ray
+from typer.testing import CliRunner
+
+from tune_mnist.cli import app
+
+from .conftest import TINY_RESNET, TINY_SVM, write_space
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_spaces_lists_builtins_with_trial_counts():
+    result = invoke("spaces")
+    assert result.exit_code == 0
+    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line}
+    assert (
+        "32" in lines["q1a"]
+        and "4" in lines["q1b"]
+        and "10" in lines["q2"]
+        and "96" in lines["q2-full"]
+    )
+
+
+def test_show_expands_the_trials_and_their_resources():
+    result = invoke("show", "q1a")
+    assert result.exit_code == 0
+    assert "q1a: 32 trials (q1a.yaml)" in result.output
+    assert "0.25 GPU on a cluster with GPUs, else 1 CPU" in result.output
+    assert result.output.count("resnet50") == 16
+
+
+def test_show_svm_space_says_cpu_only():
+    result = invoke("show", "q1b")
+    assert result.exit_code == 0 and "CPUs only" in result.output and "never a GPU" in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\ntrainable: resnet\ngrid: {lr: [0.1,\n", "x.yaml: not valid YAML at line"),
+        (
+            "name: x\ntrainable: svm\ngrid: {dataset: [mnist], kernel: [rbf]}\nfoo: 1\n",
+            "x.yaml: foo: unknown key",
+        ),
+        (
+            "name: x\ntrainable: svm\ngrid: {dataset: [mnist], kernel: [cubic]}\n",
+            "x.yaml: grid.kernel: Input should be",
+        ),
+        (
+            "name: x\ntrainable: svm\ngrid: {dataset: [mnist], kernel: []}\n",
+            "x.yaml: grid.kernel: expected a non-empty list",
+        ),
+    ],
+)
+def test_show_bad_space_file_one_line_and_exit_1(tmp_path, text, message):
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    result = invoke("show", path)
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: {message}")
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_unknown_space():
+    result = invoke("show", "q9")
+    assert result.exit_code == 1 and "unknown space 'q9'" in result.output
+
+
+@pytest.fixture(scope="module")
+def cli_sweep(tiny_data, tmp_path_factory):
+    """One real CLI sweep that starts (and stops) its own local Ray."""
+    folder = tmp_path_factory.mktemp("cli")
+    space = write_space(folder, **TINY_SVM)
+    result = invoke("sweep", space, "--data-dir", tiny_data, "--storage-path", folder / "runs")
+    return result, folder / "runs" / "tiny", space, folder
+
+
+def test_sweep_runs_prints_and_writes_tables(cli_sweep):
+    result, experiment, _, _ = cli_sweep
+    assert result.exit_code == 0, result.output
+    assert "tiny: 4 trials" in result.output
+    assert "svm trials ask for 1 CPU" in result.output
+    assert "tiny: SVM baselines" in result.output
+    assert f"wrote {experiment / 'report' / 'tables.md'}" in result.output
+    assert (
+        (experiment / "report" / "tiny.csv")
+        .read_text()
+        .startswith("dataset,kernel,train samples,test accuracy (%),training time (ms)")
+    )
+    assert not ray.is_initialized()  # the local Ray it started is gone
+
+
+def test_summarize_gives_the_same_tables_without_rerunning(cli_sweep):
+    _, experiment, _, _ = cli_sweep
+    before = (experiment / "report" / "tables.md").read_text()
+    result = invoke("summarize", experiment)
+    assert result.exit_code == 0
+    assert "tiny: SVM baselines" in result.output
+    assert (experiment / "report" / "tables.md").read_text() == before
+
+
+def test_sweep_into_an_existing_experiment_is_refused(cli_sweep, tiny_data):
+    _, experiment, space, folder = cli_sweep
+    before = (experiment / "report" / "tables.md").read_text()
+    result = invoke("sweep", space, "--data-dir", tiny_data, "--storage-path", folder / "runs")
+    assert result.exit_code == 1
+    assert "already holds an experiment: add --resume" in result.output
+    assert (experiment / "report" / "tables.md").read_text() == before
+
+
+def test_summarize_an_incomplete_experiment_lists_what_is_missing(cli_sweep, tmp_path):
+    _, experiment, _, _ = cli_sweep
+    copy = Path(shutil.copytree(experiment, tmp_path / "partial"))
+    trial_dirs = sorted(p.parent for p in copy.glob("*/params.json"))
+    shutil.rmtree(trial_dirs[0])  # never started
+    (trial_dirs[1] / "result.json").write_text("")  # started, then failed
+    (trial_dirs[1] / "error.txt").write_text("Traceback...\nRuntimeError: worker died\n")
+    result = invoke("summarize", copy)
+    assert result.exit_code == 3
+    assert "2 trials did not finish" in result.output
+    assert "pending" in result.output and "RuntimeError: worker died" in result.output
+    markdown = (copy / "report" / "tables.md").read_text()
+    assert "## Incomplete trials (2)" in markdown
+
+
+@pytest.mark.parametrize("make", ["missing", "not-an-experiment"])
+def test_summarize_a_folder_that_is_not_an_experiment(tmp_path, make):
+    folder = tmp_path / make
+    if make != "missing":
+        folder.mkdir()
+    result = invoke("summarize", folder)
+    assert result.exit_code == 1
+    assert (
+        "not a tune-mnist experiment" in result.output
+        or "no such experiment folder" in result.output
+    )
+
+
+def test_sweep_with_missing_data_dir(tmp_path):
+    space = write_space(tmp_path, **TINY_RESNET)
+    result = invoke("sweep", space, "--data-dir", tmp_path / "nowhere")
+    assert result.exit_code == 1
+    assert (
+        result.output.strip().splitlines()[-1]
+        == f"error: data folder {tmp_path / 'nowhere'} does not exist"
+    )
+
+
+def test_sweep_unwritable_storage_path(tmp_path, tiny_data):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    space = write_space(tmp_path, **TINY_RESNET)
+    result = invoke("sweep", space, "--data-dir", tiny_data, "--storage-path", blocker)
+    assert result.exit_code == 1
+    assert "cannot write to storage path" in result.output
+
+
+def test_sweep_unreachable_address(tmp_path, tiny_data):
+    space = write_space(tmp_path, **TINY_SVM)
+    result = invoke("sweep", space, "--data-dir", tiny_data, "--address", "127.0.0.1:1")
+    assert result.exit_code == 1
+    assert "error: cannot connect to Ray at 127.0.0.1:1" in result.output
+    assert len(result.output.strip().splitlines()) <= 3

@@ -1,0 +1,115 @@
+"""Sweeps on a real local Ray (2 CPUs), tiny data."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tune_mnist import load_epochs, load_results, load_space
+from tune_mnist.errors import TuneMnistError
+from tune_mnist.sweep import SweepSettings, run_sweep
+
+from .conftest import TINY_RESNET, TINY_SVM, write_space
+
+
+@pytest.fixture(scope="module")
+def resnet_sweep(local_ray, tiny_data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sweep")
+    spec = load_space(write_space(folder, **TINY_RESNET))
+    settings = SweepSettings(data_dir=str(tiny_data), storage_path=str(folder / "results"))
+    events = []
+    return run_sweep(spec, settings, on_event=events.append), settings, spec, events
+
+
+def test_every_trial_finishes_with_its_metrics(resnet_sweep):
+    result, _, _, events = resnet_sweep
+    frame = result.results
+    assert len(frame) == 2 and set(frame["status"]) == {"finished"}
+    assert sorted(frame["batch_size"]) == [32, 48]
+    assert (frame["epoch"] == 2).all()
+    assert frame["test_accuracy"].between(0, 100).all()
+    assert (frame["train_time_ms"] > 0).all()
+    assert frame["params_m"].round(2).tolist() == [11.18, 11.18]
+    assert frame["gflops"].round(4).tolist() == [0.0331, 0.0331]
+    assert (frame["assigned_cpus"] == 1).all() and (frame["assigned_gpus"] == 0).all()
+    assert result.resources == {"resnet": {"cpu": 1.0}}  # no GPUs: ResNets ask for a CPU
+    assert any(e.startswith("[2/2] mnist/resnet18") for e in events)
+
+
+def test_train_time_is_the_sum_of_the_epochs(resnet_sweep):
+    result, *_ = resnet_sweep
+    epochs = load_epochs(result.experiment_dir)
+    assert len(epochs) == 4
+    summed = epochs.groupby("batch_size")["epoch_seconds"].sum() * 1000
+    final = result.results.set_index("batch_size")["train_time_ms"]
+    assert final.to_dict() == pytest.approx(summed.to_dict())
+
+
+def test_checkpoints_every_epoch_keeps_the_latest_two(resnet_sweep):
+    result, *_ = resnet_sweep
+    for trial_dir in result.results["trial_dir"]:
+        checkpoints = sorted(p.name for p in Path(trial_dir).glob("checkpoint_*"))
+        assert checkpoints == ["checkpoint_000000", "checkpoint_000001"]
+        assert (Path(trial_dir) / "checkpoint_000001" / "state.pt").is_file()
+
+
+def test_provenance_and_tables_are_written(resnet_sweep):
+    result, *_ = resnet_sweep
+    meta = json.loads((result.experiment_dir / "tune_mnist.json").read_text())
+    assert meta["space"]["name"] == "tiny" and len(meta["trials"]) == 2
+    assert meta["smoke"] is False and meta["versions"]["torch"]
+    assert (
+        (result.experiment_dir / "report" / "tables.md")
+        .read_text()
+        .startswith("## tiny: model comparison")
+    )
+    assert (result.experiment_dir / "report" / "tiny.csv").is_file()
+
+
+def test_load_results_reads_the_folder_without_ray(resnet_sweep):
+    result, *_ = resnet_sweep
+    again = load_results(result.experiment_dir)
+    assert again[["label", "test_accuracy"]].equals(result.results[["label", "test_accuracy"]])
+
+
+def test_a_second_sweep_into_the_same_folder_is_refused(resnet_sweep):
+    _, settings, spec, _ = resnet_sweep
+    with pytest.raises(TuneMnistError, match="already holds an experiment: add --resume"):
+        run_sweep(spec, settings)
+
+
+def test_resume_of_a_finished_sweep_trains_nothing(resnet_sweep):
+    result, settings, spec, _ = resnet_sweep
+    lines = {
+        d: len((Path(d) / "result.json").read_text().splitlines())
+        for d in result.results["trial_dir"]
+    }
+    settings = SweepSettings(**{**settings.__dict__, "resume": True})
+    resumed = run_sweep(spec, settings)
+    assert set(resumed.results["status"]) == {"finished"}
+    assert {d: len((Path(d) / "result.json").read_text().splitlines()) for d in lines} == lines
+
+
+def test_resume_with_nothing_to_resume(local_ray, tmp_path, tiny_data):
+    spec = load_space(write_space(tmp_path, **TINY_RESNET))
+    settings = SweepSettings(data_dir=str(tiny_data), resume=True, name="never-ran")
+    with pytest.raises(TuneMnistError, match=r"--resume: no tune-mnist experiment at .*never-ran"):
+        run_sweep(spec, settings)
+
+
+def test_svm_sweep_on_cpu(local_ray, tmp_path, tiny_data):
+    spec = load_space(write_space(tmp_path, **TINY_SVM))
+    result = run_sweep(spec, SweepSettings(data_dir=str(tiny_data), svm_cpus=1))
+    frame = result.results
+    assert len(frame) == 4 and set(frame["status"]) == {"finished"}
+    assert (frame["test_accuracy"] > 90).all()
+    assert (frame["train_samples"] == 80).all()
+    assert (frame["assigned_gpus"] == 0).all() and (frame["assigned_cpus"] == 1).all()
+    table = result.summary.tables[0].frame
+    assert table.columns.tolist() == [
+        "dataset",
+        "kernel",
+        "train samples",
+        "test accuracy (%)",
+        "training time (ms)",
+    ]

@@ -1,0 +1,136 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+from sklearn.svm import SVC
+
+from tune_mnist.data import load_dataset
+from tune_mnist.train import (
+    Batches,
+    TrainOptions,
+    fit_svm,
+    make_optimizer,
+    svm_features,
+    train_resnet,
+)
+
+TRIAL = dict(
+    model="resnet18",
+    dataset="mnist",
+    batch_size=32,
+    optimizer="adam",
+    lr=0.001,
+    epochs=2,
+    pin_memory=True,
+    seed=0,
+)
+
+
+@pytest.fixture(scope="module")
+def mnist(tiny_data):
+    return load_dataset("mnist", tiny_data)
+
+
+def test_train_resnet_reports_every_epoch(mnist):
+    seen = []
+    result = train_resnet(TRIAL, mnist, on_epoch=lambda stats, state: seen.append(stats))
+    assert [s.epoch for s in seen] == [1, 2]
+    assert result.epochs_trained == 2
+    assert result.test_accuracy == seen[-1].test_accuracy
+    assert 0 <= result.test_accuracy <= 100
+    assert result.train_time_ms == pytest.approx(1000 * sum(s.epoch_seconds for s in seen))
+    assert all(s.train_loss > 0 and s.images_per_s > 0 for s in seen)
+    assert result.options["device"] == "cpu" and result.options["amp"] is False
+
+
+def test_same_seed_same_training(mnist):
+    a = train_resnet({**TRIAL, "epochs": 1}, mnist)
+    b = train_resnet({**TRIAL, "epochs": 1}, mnist)
+    assert a.history[0].train_loss == pytest.approx(b.history[0].train_loss, rel=1e-5)
+    c = train_resnet({**TRIAL, "epochs": 1, "seed": 1}, mnist)
+    assert c.history[0].train_loss != pytest.approx(a.history[0].train_loss, rel=1e-5)
+
+
+def test_resume_continues_where_the_state_left_off(mnist):
+    states = []
+    straight = train_resnet(
+        TRIAL, mnist, on_epoch=lambda s, state: states.append(copy.deepcopy(state()))
+    )
+    assert states[0]["epoch"] == 1
+    resumed = train_resnet(TRIAL, mnist, resume=states[0])
+    assert resumed.epochs_trained == 2
+    assert [h.epoch for h in resumed.history] == [1, 2]
+    assert resumed.history[1].train_loss == pytest.approx(straight.history[1].train_loss, rel=1e-4)
+    # only the second epoch was trained again: its time plus the first epoch's saved time
+    assert resumed.train_time_ms == pytest.approx(
+        states[0]["train_time_ms"] + 1000 * resumed.history[1].epoch_seconds
+    )
+
+
+def test_max_epochs_caps_training(mnist):
+    assert train_resnet(TRIAL, mnist, TrainOptions(max_epochs=1)).epochs_trained == 1
+
+
+def test_batches_cover_the_epoch_once_and_normalize(mnist):
+    batches = Batches(
+        mnist.train_images,
+        mnist.train_labels,
+        32,
+        torch.device("cpu"),
+        pin_memory=False,
+        preload=False,
+        dataset="mnist",
+    )
+    labels = torch.cat([y for _, y in batches.epoch(torch.Generator().manual_seed(0))])
+    assert sorted(labels.tolist()) == sorted(mnist.train_labels.tolist())
+    x, _ = next(batches.epoch(torch.Generator().manual_seed(0)))
+    assert x.shape == (32, 1, 28, 28) and x.dtype == torch.float32
+    assert x.min() == pytest.approx((0 - 0.1307) / 0.3081, abs=1e-4)
+
+
+def test_batch_of_one_is_dropped(mnist):
+    batches = Batches(
+        mnist.train_images[:33],
+        mnist.train_labels[:33],
+        32,
+        torch.device("cpu"),
+        pin_memory=False,
+        preload=False,
+        dataset="mnist",
+    )
+    assert [len(y) for _, y in batches.epoch(torch.Generator())] == [32]
+
+
+def test_sgd_is_plain_unless_momentum_is_set():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    sgd = make_optimizer({"optimizer": "sgd", "lr": 0.1}, params, torch.device("cpu"))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0
+    adam = make_optimizer({"optimizer": "adam", "lr": 0.1}, params, torch.device("cpu"))
+    assert isinstance(adam, torch.optim.Adam)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_pinned_batches_on_cuda(mnist):
+    batches = Batches(
+        mnist.train_images,
+        mnist.train_labels,
+        32,
+        torch.device("cuda"),
+        pin_memory=True,
+        preload=False,
+        dataset="mnist",
+    )
+    x, y = next(batches.epoch(torch.Generator()))
+    assert x.is_cuda and y.is_cuda
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "poly"])
+def test_fit_svm_matches_plain_svc(mnist, kernel):
+    trial = dict(kernel=kernel, train_samples=80, C=1.0, gamma="scale", degree=3, seed=0)
+    result = fit_svm(trial, mnist)
+    plain = SVC(kernel=kernel).fit(svm_features(mnist.train_images[:80]), mnist.train_labels[:80])
+    expected = 100 * np.mean(plain.predict(svm_features(mnist.test_images)) == mnist.test_labels)
+    assert result.test_accuracy == pytest.approx(expected)
+    assert result.test_accuracy > 90  # the block patterns are easy
+    assert result.train_samples == 80 and result.train_time_ms > 0 and result.predict_time_ms > 0
