@@ -138,6 +138,11 @@ def build_tables(results: pd.DataFrame, meta: dict) -> list[Table]:
     """The study's tables for an experiment's results, titled and footnoted."""
     tables = BUILDERS[meta["report"]](results, meta["space"])
     scale = _scale_note(meta)
+    if meta["report"] == "svm":
+        scale = (
+            scale.split(";")[0]
+            + "; SVC fit on the first train_samples images, tested on the whole test set."
+        )
     for table in tables:
         if meta["smoke"]:
             table.title += " (SMOKE RUN: not the study's numbers)"
