@@ -158,15 +158,32 @@ def sweep(
         )
         out.print(f"{spec.name}: {len(spec.trials)} trials" + (" (smoke)" if smoke else ""))
         try:
-            result = run_sweep(spec, settings, on_event=lambda m: out.print(m, highlight=False))
+            result = run_sweep(spec, settings, on_event=_say)
         except KeyboardInterrupt:
             where = settings.experiment_dir(spec)
-            err.print(
-                f"interrupted: continue with `tune-mnist sweep {space} --resume"
-                f" --storage-path {where.parent} --name {where.name}`"
-            )
+            err.print(f"interrupted: continue with `tune-mnist resume {where}`", highlight=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None
     out.print(f"peak concurrency: {result.peak_running} trials")
+    _print_summary(result.summary)
+
+
+@app.command()
+def resume(
+    experiment_dir: Annotated[Path, typer.Argument(help="An interrupted experiment folder.")],
+    address: Annotated[
+        str | None,
+        typer.Option(envvar="RAY_ADDRESS", help="Join this Ray cluster; else start a local Ray."),
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Continue an interrupted sweep: unfinished and failed trials go on from their checkpoints.
+
+    Uses the space and settings saved in the experiment; finished trials are not rerun.
+    """
+    from .sweep import resume_sweep
+
+    with user_errors(verbose):
+        result = resume_sweep(experiment_dir, address, verbose, on_event=_say)
     _print_summary(result.summary)
 
 
@@ -185,6 +202,10 @@ def summarize(
     _print_summary(summary)
 
 
+def _say(message: str) -> None:
+    out.print(message, highlight=False)
+
+
 def _print_summary(summary) -> None:
     for table in summary.tables:
         print_frame(table.frame, title=table.title)
@@ -194,6 +215,7 @@ def _print_summary(summary) -> None:
         out.print(f"wrote {path}", highlight=False)
     if not summary.complete:
         print_frame(summary.incomplete, title=f"{len(summary.incomplete)} trials did not finish")
+        out.print(f"continue with `tune-mnist resume {summary.experiment}`", highlight=False)
         raise typer.Exit(EXIT_INCOMPLETE)
 
 

@@ -65,7 +65,10 @@ def write_meta(experiment: Path, spec, settings, datasets, resources) -> None:
         "report": spec.report,
         "trials": spec.trials,
         "smoke": settings.smoke,
-        "settings": {k: v for k, v in asdict(settings).items() if k != "resume"},
+        "settings": {
+            **{k: v for k, v in asdict(settings).items() if k not in ("resume", "address")},
+            "data_dir": str(Path(settings.data_dir).absolute()) if settings.data_dir else None,
+        },
         "data": {
             n: {"source": d.source, "train": d.sizes[0], "test": d.sizes[1]}
             for n, d in datasets.items()

@@ -19,8 +19,8 @@ from .data import load_datasets
 from .errors import TuneMnistError
 from .models import model_cost
 from .report import Summary, summarize
-from .results import META_FILE, write_meta
-from .spaces import Spec, trial_label
+from .results import META_FILE, read_meta, write_meta
+from .spaces import Spec, parse_space, trial_label
 from .train import TrainOptions
 
 
@@ -68,24 +68,19 @@ def run_sweep(
     """Run every trial of a space on Ray Tune, then write and return its tables.
 
     Data is loaded once here and shared with trials through Ray's object store. Starting
-    over an existing experiment is refused unless `settings.resume` is set.
+    over an existing experiment is refused unless `settings.resume` is set; a resumed
+    sweep runs only the trials that had not finished, each from its last checkpoint.
     """
     say = on_event or (lambda message: None)
     address = settings.address or os.environ.get("RAY_ADDRESS")
     if address:
         check_reachable(address)
     experiment = settings.experiment_dir(spec)
-    _check_experiment_dir(experiment, settings.resume)
+    _check_experiment_dir(experiment, spec, settings.resume)
     datasets = load_datasets([t["dataset"] for t in spec.trials], settings.data_dir, settings.smoke)
     for name, data in datasets.items():
         say(f"{name}: {data.sizes[0]:,} train / {data.sizes[1]:,} test images from {data.source}")
     costs = {t["model"]: model_cost(t["model"]) for t in spec.trials if "model" in t}
-    options = TrainOptions(
-        **{
-            **asdict(settings.options),
-            "max_epochs": 1 if settings.smoke else settings.options.max_epochs,
-        }
-    )
     with ray_session(address, settings.verbose):
         resources = trial_resources(spec, settings)
         say(describe_resources(resources))
@@ -93,24 +88,60 @@ def run_sweep(
             tune.with_parameters(_trainable(), datasets=datasets, costs=costs),
             lambda config: resources[config["trial"]["trainable"]],
         )
-        param_space = {"trial": tune.grid_search(spec.trials), "options": asdict(options)}
         progress = Progress(len(spec.trials), say)
-        if settings.resume:
+        if settings.resume and tune.Tuner.can_restore(str(experiment)):
             tuner = tune.Tuner.restore(
-                str(experiment), trainable, resume_errored=True, param_space=param_space
+                str(experiment),
+                trainable,
+                resume_errored=True,
+                param_space=_param_space(spec, settings),
             )
-        else:
+            # The restored RunConfig is the pickled one, whose printer prints nowhere.
+            tuner._local_tuner._run_config.callbacks = [progress]
+        else:  # a new sweep, or one killed before Tune wrote its first state
             write_meta(experiment, spec, settings, datasets, resources)
             tuner = tune.Tuner(
                 trainable,
-                param_space=param_space,
+                param_space=_param_space(spec, settings),
                 tune_config=tune.TuneConfig(trial_dirname_creator=_dirname),
                 run_config=_run_config(experiment, settings, progress),
             )
-        if settings.resume:  # restore unpickles the old RunConfig: give it a live printer
-            tuner._local_tuner._run_config.callbacks = [progress]
+        # Tune saves the experiment's state every 10 s or more by default; a driver killed
+        # in between would, on resume, rerun trials that had finished. The state is small.
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
         tuner.fit()
     return SweepResult(experiment, summarize(experiment), progress.peak_running, resources)
+
+
+def resume_sweep(
+    experiment: str | Path,
+    address: str | None = None,
+    verbose: bool = False,
+    on_event: Callable[[str], None] | None = None,
+) -> SweepResult:
+    """Continue an interrupted sweep with the space and settings it was started with."""
+    experiment = Path(experiment).absolute()
+    meta = read_meta(experiment)
+    spec = parse_space(meta["space"], meta["space_source"])
+    saved = meta["settings"]
+    settings = SweepSettings(
+        **{
+            **saved,
+            "options": TrainOptions(**saved["options"]),
+            "storage_path": str(experiment.parent),
+            "name": experiment.name,
+            "address": address,
+            "verbose": verbose,
+            "resume": True,
+        }
+    )
+    return run_sweep(spec, settings, on_event)
+
+
+def _param_space(spec: Spec, settings: SweepSettings) -> dict:
+    max_epochs = 1 if settings.smoke else settings.options.max_epochs
+    options = {**asdict(settings.options), "max_epochs": max_epochs}
+    return {"trial": tune.grid_search(spec.trials), "options": options}
 
 
 def _trainable():
@@ -135,7 +166,7 @@ def _dirname(trial) -> str:
     return f"{trial.trial_id}_{trial_label(config).replace('/', '_')}"
 
 
-def _check_experiment_dir(experiment: Path, resume: bool) -> None:
+def _check_experiment_dir(experiment: Path, spec: Spec, resume: bool) -> None:
     exists = (experiment / META_FILE).is_file()
     if resume and not exists:
         raise TuneMnistError(f"--resume: no tune-mnist experiment at {experiment} to resume")
@@ -143,6 +174,11 @@ def _check_experiment_dir(experiment: Path, resume: bool) -> None:
         raise TuneMnistError(
             f"{experiment} already holds an experiment: add --resume to continue it, "
             "or pick another --name or --storage-path"
+        )
+    if resume and read_meta(experiment)["trials"] != spec.trials:
+        raise TuneMnistError(
+            f"--resume: {spec.source} no longer declares the trials that {experiment} "
+            "started with; resume with `tune-mnist resume EXPERIMENT_DIR`, or pick another --name"
         )
     try:
         experiment.mkdir(parents=True, exist_ok=True)

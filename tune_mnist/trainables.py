@@ -42,16 +42,28 @@ def run_resnet(trial: dict, data: Dataset, options: TrainOptions, cost: ModelCos
     """Train with a checkpoint every epoch; continue from the latest one after a failure."""
     resume = load_state(tune.get_checkpoint())
     epochs = min(trial["epochs"], options.max_epochs or trial["epochs"])
+    resumed_from = resume["epoch"] if resume else 0
 
-    def on_epoch(stats: EpochStats, state) -> None:
-        metrics = {**base, **asdict(stats), "train_time_ms": state()["train_time_ms"]}
-        metrics["resumed_from_epoch"] = resume["epoch"] if resume else 0
+    def metrics_for(stats: EpochStats, train_time_ms: float) -> dict:
+        metrics = {**base, **asdict(stats), "train_time_ms": train_time_ms}
+        metrics["resumed_from_epoch"] = resumed_from
         if stats.epoch == epochs:
             metrics |= {"trial_finished": True, "finished_at": time.time(), **asdict(cost)}
+        return metrics
+
+    def on_epoch(stats: EpochStats, state) -> None:
         with tempfile.TemporaryDirectory() as folder:
-            torch.save(state(), Path(folder) / STATE_FILE)
+            saved = state()
+            torch.save(saved, Path(folder) / STATE_FILE)
+            metrics = metrics_for(stats, saved["train_time_ms"])
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
+    if resume and resumed_from >= epochs:
+        # Restarted after its last checkpoint (a driver killed before Tune recorded the
+        # trial as done): nothing to train, so report the saved final epoch again.
+        last = EpochStats(**resume["history"][-1])
+        tune.report(metrics_for(last, resume["train_time_ms"]))
+        return
     train_resnet(trial, data, options, resume=resume, on_epoch=on_epoch)
 
 

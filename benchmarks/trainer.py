@@ -1,0 +1,158 @@
+"""Training throughput: the study's naive pipeline against tune-mnist's, in one run.
+
+naive: torchvision FashionMNIST with ToTensor + Normalize, a shuffling DataLoader with
+       worker processes, a plain eager step that reads the loss every step (.item()).
+ours:  tune_mnist.train: uint8 tensors, index shuffling, normalization on the device, no
+       host sync inside the epoch (train_resnet, exactly as trials run it).
+
+Cases alternate (naive, ours, naive, ours, ...) so that drift in the machine's speed hits
+both; each reports the median images/s of its repetitions. Run by hand, not in CI:
+
+    python benchmarks/trainer.py --data-dir ../shared/data --images 2048 --repeats 3
+    python benchmarks/trainer.py --json            # one JSON object on stdout
+
+Needs only torch and torchvision (no Ray), so it runs on a bare GPU machine too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tune_mnist.data import FILES, NORMALIZATION, load_dataset
+from tune_mnist.models import build_resnet
+from tune_mnist.train import TrainOptions, train_resnet
+
+
+def torchvision_root(source: Path) -> Path:
+    """A temp folder in torchvision's layout (FashionMNIST/raw/, uncompressed)."""
+    root = Path(tempfile.mkdtemp(prefix="tv-fashion-"))
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for stem in FILES.values():
+        gz = source / f"{stem}.gz"
+        if gz.is_file():
+            (raw / stem).write_bytes(gzip.decompress(gz.read_bytes()))
+        else:
+            shutil.copy(source / stem, raw / stem)
+    return root
+
+
+def naive_images_per_s(root, model_name, batch_size, images, device, pin, workers) -> float:
+    """One pass over `images` training images the way the study's code trains."""
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import datasets, transforms
+
+    mean, std = NORMALIZATION["fashion-mnist"]
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
+    dataset = Subset(
+        datasets.FashionMNIST(str(root), train=True, transform=transform), range(images)
+    )
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=True, num_workers=workers, pin_memory=pin
+    )
+    torch.manual_seed(0)
+    model = build_resnet(model_name).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    start = time.perf_counter()
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        _ = loss.item()  # the usual running-loss bookkeeping: one host sync per step
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return images / (time.perf_counter() - start)
+
+
+def ours_images_per_s(data, model_name, batch_size, device, pin, options) -> float:
+    """One epoch of tune_mnist.train.train_resnet over the same images."""
+    trial = dict(
+        model=model_name,
+        batch_size=batch_size,
+        optimizer="adam",
+        lr=0.001,
+        epochs=1,
+        pin_memory=pin,
+        seed=0,
+    )
+    result = train_resnet(trial, data, TrainOptions(device=str(device), **options))
+    return result.history[0].images_per_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--images", type=int, default=2048, help="training images per pass")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", nargs="+", default=["resnet18", "resnet50"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16, 32])
+    parser.add_argument("--workers", type=int, default=2, help="naive DataLoader workers")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (both)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    pin = device.type == "cuda"
+    data = load_dataset("fashion-mnist", args.data_dir)
+    data = data.head(args.images, 1000)  # testing is not timed; keep it short
+    root = torchvision_root(Path(data.source))
+    cases = {}
+    try:
+        for model in args.models:
+            for batch in args.batch_sizes:
+                naive, ours = [], []
+                for _ in range(args.repeats):
+                    naive.append(
+                        naive_images_per_s(
+                            root, model, batch, args.images, device, pin, args.workers
+                        )
+                    )
+                    ours.append(ours_images_per_s(data, model, batch, device, pin, {}))
+                n, o = statistics.median(naive), statistics.median(ours)
+                cases[f"{model}/bs{batch}"] = {
+                    "naive_img_s": round(n, 1),
+                    "ours_img_s": round(o, 1),
+                    "ratio": round(o / n, 2),
+                    "naive_runs": [round(v, 1) for v in naive],
+                    "ours_runs": [round(v, 1) for v in ours],
+                }
+                if not args.json:
+                    print(
+                        f"{model:9s} bs{batch:<3d} naive {n:8.1f} img/s   ours {o:8.1f} img/s"
+                        f"   x{o / n:.2f}   (median of {args.repeats})",
+                        flush=True,
+                    )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    report = {
+        "device": torch.cuda.get_device_name() if pin else "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "images": args.images,
+        "repeats": args.repeats,
+        "workers": args.workers,
+        "cases": cases,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Crashes on a real local Ray: a killed trial worker, a killed or interrupted driver."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tune_mnist import load_epochs, load_results, load_space
+from tune_mnist.cli import app
+from tune_mnist.sweep import SweepSettings, run_sweep
+
+from .conftest import TINY_RESNET, write_dataset, write_space
+
+
+def reports(trial_dir: Path) -> list[dict]:
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for(condition, timeout_s: float = 180, every_s: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(every_s)
+    raise TimeoutError("condition not met in time")
+
+
+@pytest.fixture(scope="module")
+def slower_data(tmp_path_factory):
+    """Enough images that an epoch takes a few seconds: room to kill mid-trial."""
+    root = tmp_path_factory.mktemp("slower")
+    write_dataset(root / "mnist", n_train=320, n_test=40)
+    return root
+
+
+def test_killed_worker_continues_from_its_last_checkpoint(local_ray, tmp_path, slower_data):
+    space = {**TINY_RESNET, "grid": {"dataset": ["mnist"], "batch_size": [32], "epochs": [4]}}
+    spec = load_space(write_space(tmp_path, **space))
+    storage = tmp_path / "runs"
+    killed = {}
+
+    def kill_after_first_epoch():
+        trial_dir = wait_for(lambda: next((storage / "tiny").glob("*/result.json"), None)).parent
+        first = wait_for(lambda: reports(trial_dir))[0]
+        os.kill(first["pid"], signal.SIGKILL)
+        killed.update(pid=first["pid"], epoch=len(reports(trial_dir)))
+
+    killer = threading.Thread(target=kill_after_first_epoch, daemon=True)
+    killer.start()
+    result = run_sweep(
+        spec, SweepSettings(data_dir=str(slower_data), storage_path=str(storage), max_failures=2)
+    )
+    killer.join(timeout=5)
+
+    row = result.results.iloc[0]
+    assert row["status"] == "finished" and row["epoch"] == 4
+    assert killed["epoch"] < 4  # it really died mid-run
+    assert row["pid"] != killed["pid"]  # ... and finished on a new worker
+    assert row["resumed_from_epoch"] >= 1  # from its checkpoint, not from epoch 1
+    epochs = load_epochs(result.experiment_dir)
+    assert epochs["epoch"].tolist() == [1, 2, 3, 4]
+    # train time counts the epochs trained, not the wall time lost to the crash
+    assert row["train_time_ms"] == pytest.approx(1000 * epochs["epoch_seconds"].sum())
+
+
+def start_sweep(space: Path, data: Path, storage: Path) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "tune_mnist.cli",
+        "sweep",
+        str(space),
+        "--data-dir",
+        str(data),
+        "--storage-path",
+        str(storage),
+    ]
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+
+
+def finished_trials(experiment: Path) -> dict[str, str]:
+    return {
+        d.name: (d / "result.json").read_text()
+        for d in experiment.glob("*_*")
+        if any(r.get("trial_finished") for r in reports(d))
+    }
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tiny_data, how):
+    space = {
+        **TINY_RESNET,
+        "grid": {"dataset": ["mnist"], "batch_size": [16, 24, 32, 48], "epochs": [2]},
+    }
+    path = write_space(tmp_path, **space)
+    storage = tmp_path / "runs"
+    experiment = storage / "tiny"
+    driver = start_sweep(path, tiny_data, storage)
+    try:
+        done_before = wait_for(lambda: finished_trials(experiment), timeout_s=240, every_s=0.2)
+        if how == "SIGKILL":
+            os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+        else:
+            driver.send_signal(signal.SIGINT)  # Ctrl-C
+        output, _ = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode != 0, output
+    if how == "SIGINT":
+        assert "tune-mnist resume" in output, output
+    assert len(done_before) < 4
+
+    result = CliRunner().invoke(app, ["resume", str(experiment)])
+    assert result.exit_code == 0, result.output
+    frame = load_results(experiment)
+    assert len(frame) == 4 and set(frame["status"]) == {"finished"}
+    assert len(list(experiment.glob("*/params.json"))) == 4  # each trial exactly once
+    for name, text in done_before.items():  # finished trials were not trained again
+        assert (experiment / name / "result.json").read_text() == text
