@@ -178,7 +178,7 @@ CASES = {
     ),
     "gpus-per-trial above a node": (
         lambda t, d: ["sweep", space(t, GOOD), "--data-dir", d, "--gpus-per-trial", "3"],
-        "--gpus-per-trial 3: expected more than 0 and at most the 0 GPUs of the largest node",
+        "--gpus-per-trial 3: the cluster has no GPUs; leave it out to run ResNet trials on CPUs",
     ),
     "resume with nothing to resume": (
         lambda t, d: ["sweep", space(t, GOOD), "--data-dir", d, "--resume"],

@@ -188,6 +188,42 @@ def resume(
 
 
 @app.command()
+def cluster(
+    space: Annotated[
+        str | None, typer.Argument(help="Also say where this space's trials go.")
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(envvar="RAY_ADDRESS", help="Join this Ray cluster; else start a local Ray."),
+    ] = None,
+    gpus_per_trial: Annotated[
+        float | None, typer.Option(help="GPU fraction per ResNet trial.")
+    ] = None,
+    svm_cpus: Annotated[float, typer.Option(min=0.01, help="CPUs per SVM trial.")] = 1.0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Print the cluster's nodes and resources, and where a space's trials would run."""
+    from .cluster import cluster_nodes
+    from .sweep import SweepSettings, check_reachable, ray_session, trial_resources
+
+    with user_errors(verbose):
+        spec = load_space(space) if space else None
+        if address:
+            check_reachable(address)
+        with ray_session(address, verbose):
+            nodes = cluster_nodes()
+            settings = SweepSettings(gpus_per_trial=gpus_per_trial, svm_cpus=svm_cpus)
+            placement = trial_resources(spec, settings) if spec else None
+    shown = nodes.assign(
+        node_id=nodes["node_id"].str[:12],
+        custom=nodes["custom"].map(lambda c: ", ".join(f"{k}={v:g}" for k, v in c.items())),
+    )
+    print_frame(shown, title=f"{len(nodes)} node(s)")
+    if placement:
+        _say(placement.describe() + ": " + ", ".join(n[:12] for n in placement.nodes))
+
+
+@app.command()
 def summarize(
     experiment_dir: Annotated[Path, typer.Argument(help="An experiment folder written by sweep.")],
 ) -> None:

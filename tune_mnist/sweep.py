@@ -15,11 +15,12 @@ import pandas as pd
 import ray
 from ray import tune
 
+from .cluster import Placement, check_shared_storage, cluster_nodes, plan
 from .data import load_datasets
 from .errors import TuneMnistError
 from .models import model_cost
 from .report import Summary, summarize
-from .results import META_FILE, read_meta, write_meta
+from .results import META_FILE, load_results, read_meta, write_meta
 from .spaces import Spec, parse_space, trial_label
 from .train import TrainOptions
 
@@ -35,6 +36,7 @@ class SweepSettings:
     name: str | None = None  # default: the space's name, "-smoke" added for smoke runs
     gpus_per_trial: float | None = None  # GPU fraction per ResNet trial; else the space's
     svm_cpus: float = 1.0  # CPUs per SVM trial
+    svm_resource: str = "svm_worker"  # custom resource marking CPU workers for SVM trials
     max_failures: int = 2  # retries of a trial whose worker dies, from its last checkpoint
     resume: bool = False  # continue the experiment at <storage_path>/<name>
     verbose: bool = False  # Ray's own logs and progress tables
@@ -43,6 +45,11 @@ class SweepSettings:
     def experiment_dir(self, spec: Spec) -> Path:
         """Absolute path of this sweep's experiment (Ray rejects relative storage paths)."""
         root = self.storage_path or os.environ.get("TUNE_MNIST_RESULTS", "ray_results")
+        if "://" in str(root):
+            raise TuneMnistError(
+                f"storage path {root}: cloud URIs are not supported yet; use a folder that "
+                "every node mounts (NFS, a shared volume)"
+            )
         name = self.name or (f"{spec.name}-smoke" if self.smoke else spec.name)
         return Path(root).expanduser().absolute() / name
 
@@ -73,6 +80,8 @@ def run_sweep(
     """
     say = on_event or (lambda message: None)
     address = settings.address or os.environ.get("RAY_ADDRESS")
+    if settings.gpus_per_trial is not None and settings.gpus_per_trial <= 0:
+        raise TuneMnistError(f"--gpus-per-trial {settings.gpus_per_trial:g}: expected more than 0")
     if address:
         check_reachable(address)
     experiment = settings.experiment_dir(spec)
@@ -82,13 +91,16 @@ def run_sweep(
         say(f"{name}: {data.sizes[0]:,} train / {data.sizes[1]:,} test images from {data.source}")
     costs = {t["model"]: model_cost(t["model"]) for t in spec.trials if "model" in t}
     with ray_session(address, settings.verbose):
-        resources = trial_resources(spec, settings)
-        say(describe_resources(resources))
+        placement = trial_resources(spec, settings)
+        say(placement.describe())
+        check_shared_storage(experiment, cluster_nodes())
+        resources = {placement.kind: placement.asks}
         trainable = tune.with_resources(
             tune.with_parameters(_trainable(), datasets=datasets, costs=costs),
             lambda config: resources[config["trial"]["trainable"]],
         )
-        progress = Progress(len(spec.trials), say)
+        done = _finished_count(experiment) if settings.resume else 0
+        progress = Progress(len(spec.trials), say, finished=done)
         if settings.resume and tune.Tuner.can_restore(str(experiment)):
             tuner = tune.Tuner.restore(
                 str(experiment),
@@ -144,6 +156,10 @@ def _param_space(spec: Spec, settings: SweepSettings) -> dict:
     return {"trial": tune.grid_search(spec.trials), "options": options}
 
 
+def _finished_count(experiment: Path) -> int:
+    return int((load_results(experiment)["status"] == "finished").sum())
+
+
 def _trainable():
     from .trainables import run_trial
 
@@ -191,29 +207,18 @@ def _check_experiment_dir(experiment: Path, spec: Spec, resume: bool) -> None:
         ) from None
 
 
-def trial_resources(spec: Spec, settings: SweepSettings) -> dict[str, dict[str, float]]:
-    """Resources per kind of trial: a GPU fraction on GPU clusters, CPUs otherwise."""
-    cluster_gpus = max((n["Resources"].get("GPU", 0) for n in ray.nodes() if n["Alive"]), default=0)
-    gpu = (
-        settings.gpus_per_trial if settings.gpus_per_trial is not None else spec.space.resources.gpu
+def trial_resources(spec: Spec, settings: SweepSettings) -> Placement:
+    """What this space's trials ask for on the connected cluster, and where they fit."""
+    gpu = settings.gpus_per_trial
+    return plan(
+        spec.space.trainable,
+        cluster_nodes(),
+        gpu=gpu if gpu is not None else spec.space.resources.gpu,
+        cpu=spec.space.resources.cpu,
+        gpu_explicit=gpu is not None,
+        svm_cpus=settings.svm_cpus,
+        svm_resource=settings.svm_resource,
     )
-    if settings.gpus_per_trial is not None and not 0 < gpu <= max(cluster_gpus, 1):
-        raise TuneMnistError(
-            f"--gpus-per-trial {gpu:g}: expected more than 0 and at most the "
-            f"{cluster_gpus:g} GPUs of the largest node"
-        )
-    resnet = {"gpu": gpu} if cluster_gpus else {"cpu": spec.space.resources.cpu}
-    kind = spec.space.trainable
-    return {kind: {"resnet": resnet, "svm": {"cpu": settings.svm_cpus}}[kind]}
-
-
-def describe_resources(resources: dict[str, dict[str, float]]) -> str:
-    """One line saying what each kind of trial asks Ray for."""
-    parts = [
-        f"{kind} trials ask for " + ", ".join(f"{v:g} {k.upper()}" for k, v in asked.items())
-        for kind, asked in resources.items()
-    ]
-    return "; ".join(parts)
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -246,12 +251,20 @@ def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
     address = address or os.environ.get("RAY_ADDRESS")
     if not verbose:  # Tune's newer console output prints its banner even at verbose=0
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        # A failed trial is one line from Progress and its error.txt, not a traceback here.
+        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     try:
         if address:
             ray.init(address=address, logging_level=level, log_to_driver=verbose)
         else:
             ray.init(dashboard_host="127.0.0.1", logging_level=level, log_to_driver=verbose)
     except Exception as e:  # ConnectionError, TimeoutError, auth failures: one line each
+        if _caused_by(e, ray.exceptions.AuthenticationError):
+            raise TuneMnistError(
+                f"the Ray cluster at {address} requires a token and none was accepted: "
+                "set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN, "
+                "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
+            ) from None
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TuneMnistError(
             f"cannot connect to Ray at {address or 'a local instance'}: {message}"
@@ -262,11 +275,19 @@ def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
         ray.shutdown()
 
 
+def _caused_by(error: BaseException | None, kind: type) -> bool:
+    while error is not None:
+        if isinstance(error, kind):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 class Progress(tune.Callback):
     """A Tune callback that prints one line per trial and tracks peak concurrency."""
 
-    def __init__(self, total: int, say: Callable[[str], None]):
-        self.total, self.say, self.finished, self.peak_running = total, say, 0, 0
+    def __init__(self, total: int, say: Callable[[str], None], finished: int = 0):
+        self.total, self.say, self.finished, self.peak_running = total, say, finished, 0
 
     def __getstate__(self) -> dict:
         # Tune pickles the RunConfig into the experiment; a printer does not pickle.
@@ -291,7 +312,10 @@ class Progress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.finished += 1
-        self.say(f"[{self.finished}/{self.total}] {trial_label(trial.config['trial'])}: FAILED")
+        where = f" (see {trial.local_path}/error.txt)" if trial.local_path else ""
+        self.say(
+            f"[{self.finished}/{self.total}] {trial_label(trial.config['trial'])}: FAILED{where}"
+        )
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self.say(f"retrying {trial_label(trial.config['trial'])} from its last checkpoint")

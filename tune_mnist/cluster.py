@@ -1,0 +1,140 @@
+"""What the Ray cluster offers and where each kind of trial can go.
+
+ResNet trials ask for a GPU fraction on clusters with GPUs and for CPUs on clusters
+without. SVM trials ask for CPUs, plus a sliver of a custom resource (`svm_worker` by
+default) when some node declares it, which keeps them on the CPU workers that do. A space
+whose trials fit on no node is refused here, before Ray would leave it PENDING forever.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import ray
+
+from .errors import TuneMnistError
+
+# Ray's built-in resources; anything else a node declares is a custom resource.
+_BUILTIN = {"CPU", "GPU", "memory", "object_store_memory"}
+MARKER_AMOUNT = 0.01  # of the SVM marker per trial: CPUs, not the marker, bound concurrency
+
+
+def cluster_nodes() -> pd.DataFrame:
+    """The alive nodes of the connected cluster: id, address, CPUs, GPUs, custom resources."""
+    rows = []
+    for node in ray.nodes():
+        if not node["Alive"]:
+            continue
+        resources = node["Resources"]
+        custom = {
+            k: v
+            for k, v in resources.items()
+            if k not in _BUILTIN and not k.startswith(("node:", "accelerator_type:"))
+        }
+        rows.append(
+            {
+                "node_id": node["NodeID"],
+                "address": node["NodeManagerAddress"],
+                "hostname": node["NodeManagerHostname"],
+                "cpus": resources.get("CPU", 0.0),
+                "gpus": resources.get("GPU", 0.0),
+                "custom": custom,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class Placement:
+    """What one kind of trial asks for, and the nodes that can hold it."""
+
+    kind: str  # "resnet" or "svm"
+    asks: dict[str, float]  # as given to tune.with_resources
+    nodes: list[str]  # node ids where one such trial fits
+
+    def describe(self) -> str:
+        asked = ", ".join(
+            f"{v:g} {k.upper() if k in ('cpu', 'gpu') else k}" for k, v in self.asks.items()
+        )
+        return f"{self.kind} trials ask for {asked} ({len(self.nodes)} node(s) can run them)"
+
+
+def plan(
+    kind: str,
+    nodes: pd.DataFrame,
+    *,
+    gpu: float,
+    cpu: float,
+    gpu_explicit: bool,
+    svm_cpus: float,
+    svm_resource: str,
+) -> Placement:
+    """The resources a kind of trial asks for on this cluster, refusing what fits nowhere."""
+    if kind == "resnet":
+        if nodes["gpus"].max() > 0:
+            asks = {"gpu": gpu}
+        elif gpu_explicit:
+            raise TuneMnistError(
+                f"--gpus-per-trial {gpu:g}: the cluster has no GPUs; leave it out to run "
+                "ResNet trials on CPUs"
+            )
+        else:
+            asks = {"cpu": cpu}
+    else:
+        marked = nodes["custom"].map(lambda c: c.get(svm_resource, 0) > 0)
+        asks = {"cpu": svm_cpus, **({svm_resource: MARKER_AMOUNT} if marked.any() else {})}
+    fits = nodes[[_fits(row, asks) for row in nodes.itertuples()]]
+    if fits.empty:
+        largest = (
+            f"the largest node has {nodes['cpus'].max():g} CPUs and {nodes['gpus'].max():g} GPUs"
+        )
+        raise TuneMnistError(
+            f"{kind} trials ask for {asks}, which fits on no node of the cluster ({largest})"
+        )
+    return Placement(kind, asks, fits["node_id"].tolist())
+
+
+def _fits(node, asks: dict[str, float]) -> bool:
+    have = {"cpu": node.cpus, "gpu": node.gpus, **node.custom}
+    return all(have.get(key, 0) >= amount for key, amount in asks.items())
+
+
+def check_shared_storage(storage: Path, nodes: pd.DataFrame) -> None:
+    """On a multi-node cluster, check that every node sees the storage folder.
+
+    Ray's own failure ("Unable to set up cluster storage") comes late and says little.
+    """
+    if len(nodes) < 2:
+        return
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    marker = storage / f".tune-mnist-visible-{uuid.uuid4().hex}"
+    marker.write_text("")
+    try:
+        checks = {
+            node.node_id: _sees.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False)
+            ).remote(str(marker))
+            for node in nodes.itertuples()
+        }
+        blind = [
+            nodes.set_index("node_id").loc[n, "address"]
+            for n, ref in checks.items()
+            if not ray.get(ref, timeout=60)
+        ]
+    finally:
+        marker.unlink(missing_ok=True)
+    if blind:
+        raise TuneMnistError(
+            f"storage path {storage} is not visible from node(s) {', '.join(blind)}: a "
+            "multi-node sweep needs --storage-path on a filesystem every node mounts "
+            "(NFS, a shared volume) at the same path"
+        )
+
+
+@ray.remote(num_cpus=0)
+def _sees(path: str) -> bool:
+    return Path(path).exists()
