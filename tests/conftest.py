@@ -83,7 +83,13 @@ def local_ray():
     """A real local Ray with 2 CPUs, shared by a module's tests, stopped afterwards."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
+    )
     yield
     ray.shutdown()
 
@@ -94,7 +100,12 @@ def ray_with_gpus():
     import ray
 
     ray.init(
-        num_cpus=2, num_gpus=4, include_dashboard=False, logging_level="ERROR", log_to_driver=False
+        address="local",
+        num_cpus=2,
+        num_gpus=4,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
     )
     yield
     ray.shutdown()

@@ -9,9 +9,11 @@ tests/test_cluster.py runs it and checks what it wrote.
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,9 +81,20 @@ def main(data: str, out: str, svm_space: str, resnet_space: str) -> None:
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
     }
+    # A temp dir of its own, so the cluster's files (ray_current_cluster among them) never
+    # point a later local `ray.init()` at this cluster once it is gone.
+    # (set on the head only; short, as it holds Unix sockets, limited to 107 bytes a path)
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
     head = start(
-        ["--head", f"--port={PORT}", "--num-gpus=2", "--include-dashboard=false", *common],
+        [
+            "--head",
+            f"--port={PORT}",
+            "--num-gpus=2",
+            "--include-dashboard=false",
+            f"--temp-dir={temp}",
+            *common,
+        ],
         out / "head.log",
     )
     worker = None
@@ -135,6 +148,7 @@ def main(data: str, out: str, svm_space: str, resnet_space: str) -> None:
         if worker:
             stop(worker)
         stop(head)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from .errors import TuneMnistError
-from .spaces import builtin_names, load_space
+from .spaces import builtin_names, load_space, with_repeats
 
 app = typer.Typer(
     help="Ray Tune ablation studies of ResNets and SVMs on MNIST and Fashion-MNIST.",
@@ -26,6 +27,14 @@ out = Console(soft_wrap=True, width=_width)
 err = Console(stderr=True, soft_wrap=True, width=_width)
 
 EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 3, 130
+
+
+class Format(str, Enum):
+    md = "md"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
 
 SpaceArg = Annotated[
     str, typer.Argument(help="A built-in space (q1a, q1b, q2, q2-full) or a YAML file.")
@@ -132,6 +141,9 @@ def sweep(
     resume: Annotated[
         bool, typer.Option(help="Continue an interrupted sweep of this name.")
     ] = False,
+    repeats: Annotated[
+        int | None, typer.Option(min=1, help="Seeds per configuration [default: the space's].")
+    ] = None,
     preload: Annotated[
         bool, typer.Option(help="Keep each dataset on the GPU (pin_memory is then moot).")
     ] = False,
@@ -143,6 +155,8 @@ def sweep(
 
     with user_errors(verbose):
         spec = load_space(space)
+        if repeats:
+            spec = with_repeats(spec, repeats)
         settings = SweepSettings(
             data_dir=str(data_dir) if data_dir else None,
             smoke=smoke,
@@ -164,6 +178,9 @@ def sweep(
             err.print(f"interrupted: continue with `tune-mnist resume {where}`", highlight=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None
     out.print(f"peak concurrency: {result.peak_running} trials")
+    from .plots import plot_experiment
+
+    plot_experiment(result.experiment_dir)
     _print_summary(result.summary)
 
 
@@ -185,6 +202,19 @@ def resume(
     with user_errors(verbose):
         result = resume_sweep(experiment_dir, address, verbose, on_event=_say)
     _print_summary(result.summary)
+
+
+@app.command()
+def plot(
+    experiment_dir: Annotated[Path, typer.Argument(help="An experiment folder written by sweep.")],
+) -> None:
+    """Draw an experiment's figures (PNG) into its report/ folder."""
+    from .plots import plot_experiment
+
+    with user_errors():
+        paths = plot_experiment(experiment_dir)
+    for path in paths:
+        _say(f"wrote {path}")
 
 
 @app.command()
@@ -226,15 +256,21 @@ def cluster(
 @app.command()
 def summarize(
     experiment_dir: Annotated[Path, typer.Argument(help="An experiment folder written by sweep.")],
+    formats: Annotated[
+        list[Format] | None,
+        typer.Option("--format", "-f", help="File formats to write [default: all]."),
+    ] = None,
 ) -> None:
     """Print an experiment's tables and write them to its report/ folder; no re-running.
 
     Exits with code 3 when some trials did not finish (they are listed).
     """
+    from .report import FORMATS
     from .report import summarize as summarize_experiment
 
+    chosen = [f.value for f in formats] if formats else FORMATS
     with user_errors():
-        summary = summarize_experiment(experiment_dir)
+        summary = summarize_experiment(experiment_dir, formats=chosen)
     _print_summary(summary)
 
 
@@ -247,8 +283,8 @@ def _print_summary(summary) -> None:
         print_frame(table.frame, title=table.title)
         for note in table.notes:
             out.print(note, style="dim", highlight=False)
-    for path in summary.files:
-        out.print(f"wrote {path}", highlight=False)
+    if summary.files:
+        _say(f"wrote {len(summary.files)} files to {summary.files[0].parent}")
     if not summary.complete:
         print_frame(summary.incomplete, title=f"{len(summary.incomplete)} trials did not finish")
         out.print(f"continue with `tune-mnist resume {summary.experiment}`", highlight=False)

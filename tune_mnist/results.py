@@ -42,13 +42,13 @@ _RAY_KEYS = {
 }
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, content: str | bytes) -> None:
     """Write a file so that readers see the old or the new content, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as f:
+            f.write(content)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -157,7 +157,33 @@ def load_results(experiment: str | Path) -> pd.DataFrame:
     meta = read_meta(experiment)
     folders = _trial_folders(experiment)
     rows = [_trial_row(t, folders.get(_key(t)), meta["smoke"]) for t in meta["trials"]]
-    return pd.DataFrame(rows)
+    return with_compute(pd.DataFrame(rows), meta)
+
+
+def with_compute(frame: pd.DataFrame, meta: dict) -> pd.DataFrame:
+    """Add what each trial used: GPU- and CPU-seconds, images trained, throughput, FLOPs.
+
+    train_pflops_est is an estimate: 3 x forward FLOPs (fvcore) x images trained.
+    """
+    seconds = _numbers(frame, "train_time_ms") / 1000
+    train_sizes = frame["dataset"].map({n: d["train"] for n, d in meta["data"].items()})
+    if meta["space"]["trainable"] == "resnet":  # every epoch sees the whole training set
+        images = train_sizes * _numbers(frame, "epoch")
+    else:  # an SVM: one fit on the first train_samples images
+        images = _numbers(frame, "train_samples").clip(upper=train_sizes)
+    frame["images_seen"] = images
+    frame["gpu_seconds"] = seconds * _numbers(frame, "assigned_gpus")
+    frame["cpu_seconds"] = seconds * _numbers(frame, "assigned_cpus")
+    frame["train_images_per_s"] = images / seconds
+    if meta["space"]["trainable"] == "resnet":
+        frame["train_pflops_est"] = 3 * _numbers(frame, "gflops") * images / 1e6
+    return frame
+
+
+def _numbers(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame:
+        return pd.Series(float("nan"), index=frame.index)
+    return pd.to_numeric(frame[column], errors="coerce")
 
 
 def load_epochs(experiment: str | Path) -> pd.DataFrame:

@@ -78,6 +78,7 @@ class Space(BaseModel):
     trainable: Literal["resnet", "svm"]
     report: Literal["ablation", "svm", "comparison"] | None = None
     resources: Resources = Resources()
+    repeats: int = Field(1, ge=1)  # seeds per configuration: seed, seed + 1, ...
     fixed: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
     rows: list[dict[str, Any]] = []
@@ -184,7 +185,18 @@ def _expand(space: Space, source: str) -> list[dict[str, Any]]:
             except ValidationError as e:
                 raise TuneMnistError(_describe(e, source, where)) from None
             trials.append(trial.model_dump())
-    return trials
+    return repeat(trials, space.repeats)
+
+
+def repeat(trials: list[dict[str, Any]], repeats: int) -> list[dict[str, Any]]:
+    """Each trial `repeats` times with seeds seed, seed + 1, ..., next to each other."""
+    return [{**trial, "seed": trial["seed"] + r} for trial in trials for r in range(repeats)]
+
+
+def with_repeats(spec: Spec, repeats: int) -> Spec:
+    """The same space run with `repeats` seeds per configuration (overrides the file's)."""
+    space = spec.space.model_copy(update={"repeats": repeats})
+    return Spec(space=space, source=spec.source, trials=_expand(space, spec.source))
 
 
 def _describe(error: ValidationError, source: str, where: dict[str, str] | None = None) -> str:

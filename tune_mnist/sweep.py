@@ -257,7 +257,13 @@ def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
         if address:
             ray.init(address=address, logging_level=level, log_to_driver=verbose)
         else:
-            ray.init(dashboard_host="127.0.0.1", logging_level=level, log_to_driver=verbose)
+            # "local": always a new instance, never a cluster that `ray start` left behind
+            ray.init(
+                address="local",
+                dashboard_host="127.0.0.1",
+                logging_level=level,
+                log_to_driver=verbose,
+            )
     except Exception as e:  # ConnectionError, TimeoutError, auth failures: one line each
         if _caused_by(e, ray.exceptions.AuthenticationError):
             raise TuneMnistError(
