@@ -1,17 +1,13 @@
 import copy
 
-import numpy as np
 import pytest
 import torch
-from sklearn.svm import SVC
 
 from tune_mnist.data import load_dataset
 from tune_mnist.train import (
     Batches,
     TrainOptions,
-    fit_svm,
     make_optimizer,
-    svm_features,
     train_resnet,
 )
 
@@ -123,14 +119,3 @@ def test_pinned_batches_on_cuda(mnist):
     )
     x, y = next(batches.epoch(torch.Generator()))
     assert x.is_cuda and y.is_cuda
-
-
-@pytest.mark.parametrize("kernel", ["rbf", "poly"])
-def test_fit_svm_matches_plain_svc(mnist, kernel):
-    trial = dict(kernel=kernel, train_samples=80, C=1.0, gamma="scale", degree=3, seed=0)
-    result = fit_svm(trial, mnist)
-    plain = SVC(kernel=kernel).fit(svm_features(mnist.train_images[:80]), mnist.train_labels[:80])
-    expected = 100 * np.mean(plain.predict(svm_features(mnist.test_images)) == mnist.test_labels)
-    assert result.test_accuracy == pytest.approx(expected)
-    assert result.test_accuracy > 90  # the block patterns are easy
-    assert result.train_samples == 80 and result.train_time_ms > 0 and result.predict_time_ms > 0

@@ -29,6 +29,12 @@ err = Console(stderr=True, soft_wrap=True, width=_width)
 EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 3, 130
 
 
+class SVMBackend(str, Enum):
+    precomputed = "precomputed"
+    libsvm = "libsvm"
+    intelex = "intelex"
+
+
 class Format(str, Enum):
     md = "md"
     csv = "csv"
@@ -135,6 +141,10 @@ def sweep(
         float | None, typer.Option(help="GPU fraction per ResNet trial [default: the space's].")
     ] = None,
     svm_cpus: Annotated[float, typer.Option(min=0.01, help="CPUs per SVM trial.")] = 1.0,
+    svm_backend: Annotated[
+        SVMBackend,
+        typer.Option(help="precomputed: plain SVC's predictions, faster; intelex: another solver."),
+    ] = "precomputed",
     max_failures: Annotated[
         int, typer.Option(min=0, help="Retries of a failed trial, from its last checkpoint.")
     ] = 2,
@@ -165,6 +175,7 @@ def sweep(
             name=name,
             gpus_per_trial=gpus_per_trial,
             svm_cpus=svm_cpus,
+            svm_backend=SVMBackend(svm_backend).value,
             max_failures=max_failures,
             resume=resume,
             verbose=verbose,

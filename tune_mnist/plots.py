@@ -25,7 +25,8 @@ REPORT_DIR = "report"
 def pareto_front(frame: pd.DataFrame, cost: str, value: str) -> pd.DataFrame:
     """Rows no other row beats on both: lower `cost` and higher `value`."""
     ordered = frame.sort_values([cost, value], ascending=[True, False])
-    return ordered[ordered[value] > ordered[value].cummax().shift(fill_value=float("-inf"))]
+    best_so_far = ordered[value].astype(float).cummax().shift(fill_value=float("-inf"))
+    return ordered[ordered[value] > best_so_far]
 
 
 def _title(meta: dict, what: str) -> str:

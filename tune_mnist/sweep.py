@@ -37,6 +37,7 @@ class SweepSettings:
     gpus_per_trial: float | None = None  # GPU fraction per ResNet trial; else the space's
     svm_cpus: float = 1.0  # CPUs per SVM trial
     svm_resource: str = "svm_worker"  # custom resource marking CPU workers for SVM trials
+    svm_backend: str = "precomputed"  # see svm.py: same predictions as plain SVC, faster
     max_failures: int = 2  # retries of a trial whose worker dies, from its last checkpoint
     resume: bool = False  # continue the experiment at <storage_path>/<name>
     verbose: bool = False  # Ray's own logs and progress tables
@@ -152,7 +153,11 @@ def resume_sweep(
 
 def _param_space(spec: Spec, settings: SweepSettings) -> dict:
     max_epochs = 1 if settings.smoke else settings.options.max_epochs
-    options = {**asdict(settings.options), "max_epochs": max_epochs}
+    options = {
+        **asdict(settings.options),
+        "max_epochs": max_epochs,
+        "svm_backend": settings.svm_backend,
+    }
     return {"trial": tune.grid_search(spec.trials), "options": options}
 
 

@@ -1,4 +1,4 @@
-"""Plain training functions: a ResNet for a trial config, an SVM fit. No Ray in here.
+"""Plain training functions for a ResNet trial config (SVMs: svm.py). No Ray in here.
 
 The ResNet loop keeps the dataset as uint8 tensors, shuffles indices each epoch, gathers
 a batch on the host and normalizes it on the device: no per-sample transforms and no
@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -276,48 +275,3 @@ def _train_epoch(model, optimizer, batches: Batches, shuffle, device, options):
     _sync(device)
     seconds = time.perf_counter() - start
     return seconds, loss_sum.item() / max(seen, 1), 100.0 * correct.item() / max(seen, 1)
-
-
-@dataclass
-class SVMResult:
-    """A fitted and tested SVC."""
-
-    test_accuracy: float  # %, whole test set
-    train_time_ms: float  # SVC.fit only
-    predict_time_ms: float  # SVC.predict on the test set
-    train_samples: int
-    n_support: int  # support vectors
-
-
-def svm_features(images: np.ndarray) -> np.ndarray:
-    """Flattened pixels scaled to [0, 1], float64 as libsvm works in double anyway."""
-    return images.reshape(len(images), -1).astype(np.float64) / 255.0
-
-
-def fit_svm(trial: dict, data: Dataset) -> SVMResult:
-    """Fit sklearn's SVC on the first `train_samples` images and test on the whole test set."""
-    from sklearn.svm import SVC
-
-    n = min(trial["train_samples"], len(data.train_labels))
-    x_train, y_train = svm_features(data.train_images[:n]), data.train_labels[:n]
-    x_test = svm_features(data.test_images)
-    svc = SVC(
-        kernel=trial["kernel"],
-        C=trial["C"],
-        gamma=trial["gamma"],
-        degree=trial["degree"],
-        random_state=trial["seed"],
-    )
-    start = time.perf_counter()
-    svc.fit(x_train, y_train)
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    predicted = svc.predict(x_test)
-    predict_s = time.perf_counter() - start
-    return SVMResult(
-        test_accuracy=100.0 * float(np.mean(predicted == data.test_labels)),
-        train_time_ms=1000 * fit_s,
-        predict_time_ms=1000 * predict_s,
-        train_samples=n,
-        n_support=int(svc.n_support_.sum()),
-    )

@@ -21,7 +21,8 @@ from ray import tune
 
 from .data import Dataset
 from .models import ModelCost
-from .train import EpochStats, TrainOptions, fit_svm, train_resnet
+from .svm import fit_svm
+from .train import EpochStats, TrainOptions, train_resnet
 
 STATE_FILE = "state.pt"
 
@@ -32,10 +33,11 @@ def run_trial(config: dict, datasets: dict[str, Dataset], costs: dict[str, Model
     data = datasets[trial["dataset"]]
     base = {"trial_finished": False, **placement(), "started_at": time.time()}
     if trial["trainable"] == "svm":
-        result = fit_svm(trial, data)
+        result = fit_svm(trial, data, config["options"].get("svm_backend", "precomputed"))
         tune.report({**base, **asdict(result), "trial_finished": True, "finished_at": time.time()})
         return
-    run_resnet(trial, data, TrainOptions(**config["options"]), costs[trial["model"]], base)
+    options = {k: v for k, v in config["options"].items() if k != "svm_backend"}
+    run_resnet(trial, data, TrainOptions(**options), costs[trial["model"]], base)
 
 
 def run_resnet(trial: dict, data: Dataset, options: TrainOptions, cost: ModelCost, base: dict):
