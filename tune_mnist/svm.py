@@ -56,6 +56,11 @@ def kernel_params(trial: dict, x_train: np.ndarray) -> dict:
 
 def fit_svm(trial: dict, data: Dataset, backend: str = "precomputed") -> SVMResult:
     """Fit SVC on the first `train_samples` images and test it on the whole test set."""
+    return fit_predict(trial, data, backend)[0]
+
+
+def fit_predict(trial: dict, data: Dataset, backend: str) -> tuple[SVMResult, np.ndarray]:
+    """fit_svm, and the predicted labels of the test set."""
     n = min(trial["train_samples"], len(data.train_labels))
     x_train, y_train = svm_features(data.train_images[:n]), data.train_labels[:n]
     x_test = svm_features(data.test_images)
