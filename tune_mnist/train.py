@@ -34,6 +34,9 @@ class TrainOptions:
     compile: bool = False  # torch.compile the model
     eval_batch_size: int = 1000  # images per forward pass when testing
     max_epochs: int | None = None  # cap on epochs (--smoke uses 1)
+    # On CUDA, the share of the GPU's memory this process may allocate (its Ray GPU
+    # fraction): a trial that outgrows its share fails alone instead of starving neighbours.
+    memory_fraction: float | None = None
 
     def resolved(self, device: torch.device) -> TrainOptions:
         """These options with every 'auto' decided for a device."""
@@ -46,6 +49,7 @@ class TrainOptions:
             compile=self.compile,
             eval_batch_size=self.eval_batch_size,
             max_epochs=self.max_epochs,
+            memory_fraction=self.memory_fraction,
         )
 
 
@@ -59,6 +63,7 @@ class EpochStats:
     test_accuracy: float  # %, whole test set after this epoch
     epoch_seconds: float  # wall time of this epoch's training loop
     images_per_s: float  # training images per second in this epoch
+    peak_gpu_mem_mb: float = 0.0  # torch.cuda.max_memory_allocated so far; 0 on CPU
 
 
 @dataclass
@@ -181,6 +186,8 @@ def train_resnet(
     options = (options or TrainOptions()).resolved(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick kernels
+        if options.memory_fraction:
+            torch.cuda.set_per_process_memory_fraction(options.memory_fraction, device)
     seed_everything(trial["seed"])
     model = build_resnet(trial["model"]).to(device)
     if options.channels_last:
@@ -233,16 +240,9 @@ def train_resnet(
         seconds, loss, train_acc = _train_epoch(step, optimizer, batches, shuffle, device, options)
         test_acc = evaluate(step, test_batches, options.amp)
         done, train_ms = epoch, train_ms + 1000 * seconds
-        history.append(
-            EpochStats(
-                epoch,
-                loss,
-                train_acc,
-                test_acc,
-                seconds,
-                len(batches) / seconds if seconds else 0.0,
-            )
-        )
+        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
+        rate = len(batches) / seconds if seconds else 0.0
+        history.append(EpochStats(epoch, loss, train_acc, test_acc, seconds, rate, peak_mb))
         if on_epoch:
             on_epoch(history[-1], state)
     return ResNetResult(

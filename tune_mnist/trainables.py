@@ -37,6 +37,8 @@ def run_trial(config: dict, datasets: dict[str, Dataset], costs: dict[str, Model
         tune.report({**base, **asdict(result), "trial_finished": True, "finished_at": time.time()})
         return
     options = {k: v for k, v in config["options"].items() if k != "svm_backend"}
+    if 0 < base["assigned_gpus"] < 1:  # a packed trial: keep to its share of GPU memory
+        options["memory_fraction"] = base["assigned_gpus"]
     run_resnet(trial, data, TrainOptions(**options), costs[trial["model"]], base)
 
 
