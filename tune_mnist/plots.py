@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import stats
 from .results import load_epochs, load_results, read_meta
-from .tables import CONFIG_KEYS, FACTORS
+from .tables import CONFIG_KEYS, FACTORS, metric
 
 REPORT_DIR = "report"
 
@@ -44,10 +44,11 @@ def _save(figure, path: Path) -> Path:
 
 def accuracy_vs_time(results: pd.DataFrame, meta: dict, path: Path) -> Path:
     """Scatter of test accuracy (%) against train time (s), one colour per dataset/model."""
-    done = results[results["status"] == "finished"].assign(
-        seconds=lambda f: pd.to_numeric(f["train_time_ms"]) / 1000,
-        test_accuracy=lambda f: pd.to_numeric(f["test_accuracy"]),
+    done = results.assign(
+        seconds=metric(results, "train_time_ms") / 1000,
+        test_accuracy=metric(results, "test_accuracy"),
     )
+    done = done[done["status"] == "finished"]
     group = ["dataset", "model" if "model" in done else "kernel"]
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for name, part in done.groupby(group):
@@ -85,9 +86,8 @@ def learning_curves(epochs: pd.DataFrame, meta: dict, path: Path) -> Path:
 
 def main_effects_plot(results: pd.DataFrame, meta: dict, path: Path) -> Path:
     """Mean accuracy per level of each varied factor, with 95% t-intervals over trials."""
-    done = results[results["status"] == "finished"].assign(
-        test_accuracy=lambda f: pd.to_numeric(f["test_accuracy"])
-    )
+    done = results.assign(test_accuracy=metric(results, "test_accuracy"))
+    done = done[done["status"] == "finished"]
     factors = [f for f in FACTORS if f in done and done[f].nunique() > 1]
     figure, axes = plt.subplots(
         1,

@@ -70,7 +70,7 @@ def fit_predict(trial: dict, data: Dataset, backend: str) -> tuple[SVMResult, np
         predicted, svc, fit_s, predict_s = _fit_plain(trial, x_train, y_train, x_test, backend)
     else:
         raise TuneMnistError(f"unknown SVM backend {backend!r}: expected one of {BACKENDS}")
-    return SVMResult(
+    result = SVMResult(
         test_accuracy=100.0 * float(np.mean(predicted == data.test_labels)),
         train_time_ms=1000 * fit_s,
         predict_time_ms=1000 * predict_s,
@@ -78,6 +78,7 @@ def fit_predict(trial: dict, data: Dataset, backend: str) -> tuple[SVMResult, np
         n_support=int(svc.n_support_.sum()),
         backend=backend,
     )
+    return result, predicted
 
 
 def _fit_precomputed(trial, x_train, y_train, x_test):

@@ -323,7 +323,7 @@ class Progress(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.finished += 1
-        where = f" (see {trial.local_path}/error.txt)" if trial.local_path else ""
+        where = f" (see {trial.path}/error.txt)" if trial.path else ""
         self.say(
             f"[{self.finished}/{self.total}] {trial_label(trial.config['trial'])}: FAILED{where}"
         )
