@@ -216,7 +216,8 @@ def effects_tables(results: pd.DataFrame, space: dict) -> list[Table]:
         notes = [
             "Levels: mean over every finished trial at that level. The `A - B` rows: "
             "difference of the two levels' means with a Welch 95% t-interval over trials "
-            "(other factors vary inside each level, so the interval is conservative)."
+            "(other factors vary inside each level, so the interval is conservative; in an "
+            "unbalanced design such as q2 a level's mean also carries other factors' effects)."
         ]
         notes += [f"Aliased in this design: {line}." for line in aliases]
         title = f"{space['name']}: main effects, {DATASET_NAMES[dataset]}"
