@@ -18,6 +18,11 @@ GOOD = (
     "name: x\ntrainable: svm\nfixed: {train_samples: 50}\ngrid: {dataset: [mnist], kernel: [rbf]}\n"
 )
 
+RESNET = (
+    "name: x\ntrainable: resnet\nfixed: {dataset: mnist, model: resnet18, optimizer: sgd, "
+    "lr: 0.1, epochs: 1}\ngrid: {batch_size: [8]}\n"
+)
+
 
 @pytest.fixture(scope="module")
 def finished(tiny_data, tmp_path_factory):
@@ -177,7 +182,7 @@ CASES = {
         "--gpus-per-trial 0: expected more than 0",
     ),
     "gpus-per-trial above a node": (
-        lambda t, d: ["sweep", space(t, GOOD), "--data-dir", d, "--gpus-per-trial", "3"],
+        lambda t, d: ["sweep", space(t, RESNET), "--data-dir", d, "--gpus-per-trial", "3"],
         "--gpus-per-trial 3: the cluster has no GPUs; leave it out to run ResNet trials on CPUs",
     ),
     "resume with nothing to resume": (

@@ -90,7 +90,8 @@ def test_sweep_runs_prints_and_writes_tables(cli_sweep):
     assert "tiny: 4 trials" in result.output
     assert "svm trials ask for 1 CPU" in result.output
     assert "tiny: SVM baselines" in result.output
-    assert f"wrote {experiment / 'report' / 'tables.md'}" in result.output
+    assert f"wrote 11 files to {experiment / 'report'}" in result.output
+    assert (experiment / "report" / "tiny-accuracy-vs-time.png").is_file()
     assert (
         (experiment / "report" / "tiny.csv")
         .read_text()
