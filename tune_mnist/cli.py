@@ -45,6 +45,10 @@ class Format(str, Enum):
 SpaceArg = Annotated[
     str, typer.Argument(help="A built-in space (q1a, q1b, q2, q2-full) or a YAML file.")
 ]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(envvar="RAY_ADDRESS", help="Join this Ray cluster; else start a local Ray."),
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Ray's own logs; tracebacks on errors.")
 ]
@@ -124,10 +128,7 @@ def sweep(
             help="1,000/500 images per dataset, 1 epoch per trial: a fast end-to-end check."
         ),
     ] = False,
-    address: Annotated[
-        str | None,
-        typer.Option(envvar="RAY_ADDRESS", help="Join this Ray cluster; else start a local Ray."),
-    ] = None,
+    address: AddressOpt = None,
     storage_path: Annotated[
         Path | None,
         typer.Option(
@@ -198,10 +199,7 @@ def sweep(
 @app.command()
 def resume(
     experiment_dir: Annotated[Path, typer.Argument(help="An interrupted experiment folder.")],
-    address: Annotated[
-        str | None,
-        typer.Option(envvar="RAY_ADDRESS", help="Join this Ray cluster; else start a local Ray."),
-    ] = None,
+    address: AddressOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Continue an interrupted sweep: unfinished and failed trials go on from their checkpoints.
@@ -233,10 +231,7 @@ def cluster(
     space: Annotated[
         str | None, typer.Argument(help="Also say where this space's trials go.")
     ] = None,
-    address: Annotated[
-        str | None,
-        typer.Option(envvar="RAY_ADDRESS", help="Join this Ray cluster; else start a local Ray."),
-    ] = None,
+    address: AddressOpt = None,
     gpus_per_trial: Annotated[
         float | None, typer.Option(help="GPU fraction per ResNet trial.")
     ] = None,
