@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from . import stats
-from .results import load_epochs, load_results, read_meta
+from .results import load_experiment
 from .tables import CONFIG_KEYS, FACTORS, metric
 
 REPORT_DIR = "report"
@@ -110,13 +110,12 @@ def main_effects_plot(results: pd.DataFrame, meta: dict, path: Path) -> Path:
 def plot_experiment(experiment: str | Path) -> list[Path]:
     """Write the experiment's figures into its report/ folder; return their paths."""
     experiment = Path(experiment)
-    meta = read_meta(experiment)
-    results = load_results(experiment)
+    loaded = load_experiment(experiment)
+    meta, results, epochs = loaded.meta, loaded.results, loaded.epochs
     folder = experiment / REPORT_DIR
     name = meta["space"]["name"]
     paths = [accuracy_vs_time(results, meta, folder / f"{name}-accuracy-vs-time.png")]
     if meta["space"]["trainable"] == "resnet":
-        epochs = load_epochs(experiment)
         if not epochs.empty:
             paths.append(learning_curves(epochs, meta, folder / f"{name}-learning-curves.png"))
         paths.append(main_effects_plot(results, meta, folder / f"{name}-main-effects.png"))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .results import load_epochs, load_results, read_meta, write_atomic
+from .results import Experiment, load_experiment, write_atomic
 from .tables import Table, build_tables
 
 REPORT_DIR = "report"
@@ -39,19 +39,19 @@ class Summary:
 def summarize(experiment: str | Path, formats=FORMATS, write: bool = True) -> Summary:
     """Load an experiment, build its tables, and (by default) write them to `report/`."""
     experiment = Path(experiment)
-    meta = read_meta(experiment)
-    results = load_results(experiment)
+    loaded = load_experiment(experiment)
+    meta, results = loaded.meta, loaded.results
     incomplete = results.loc[results["status"] != "finished", ["label", "status", "error"]]
     summary = Summary(
         experiment, build_tables(results, meta), results, incomplete.reset_index(drop=True)
     )
     if write:
         folder = experiment / REPORT_DIR
-        summary.files = write_report(folder, summary, meta, formats)
+        summary.files = write_report(folder, summary, loaded, formats)
     return summary
 
 
-def write_report(folder: Path, summary: Summary, meta: dict, formats=FORMATS) -> list[Path]:
+def write_report(folder: Path, summary: Summary, loaded: Experiment, formats=FORMATS) -> list[Path]:
     """Tables (Markdown: one file; others: one file per table), the per-trial and
     per-epoch results, and provenance.json."""
     files = []
@@ -61,7 +61,7 @@ def write_report(folder: Path, summary: Summary, meta: dict, formats=FORMATS) ->
             listing = summary.incomplete.to_markdown(index=False, missingval="")
             markdown += f"\n## Incomplete trials ({len(summary.incomplete)})\n\n{listing}\n"
         files.append(_write(folder / "tables.md", markdown))
-    epochs = load_epochs(summary.experiment)
+    meta, epochs = loaded.meta, loaded.epochs
     frames = {t.name: t.frame for t in summary.tables} | {"results": summary.results}
     if not epochs.empty:
         frames["epochs"] = epochs

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,9 +130,8 @@ def _first_error_line(folder: Path) -> str | None:
     return lines[-1] if lines else "unknown error"
 
 
-def _trial_row(trial: dict, folder: Path | None, smoke: bool) -> dict[str, Any]:
+def _trial_row(trial: dict, folder: Path | None, reports: list[dict], smoke: bool) -> dict:
     row: dict[str, Any] = {"label": trial_label(trial), **trial, "smoke": smoke}
-    reports = _read_reports(folder) if folder else []
     last = reports[-1] if reports else {}
     error = _first_error_line(folder) if folder else None
     if last.get("trial_finished"):
@@ -146,6 +145,32 @@ def _trial_row(trial: dict, folder: Path | None, smoke: bool) -> dict[str, Any]:
     return row
 
 
+@dataclass
+class Experiment:
+    """An experiment folder read once: its metadata, trials and per-epoch reports."""
+
+    meta: dict
+    results: pd.DataFrame  # one row per declared trial (load_results)
+    epochs: pd.DataFrame  # one row per trial and epoch (load_epochs)
+
+
+def load_experiment(experiment: str | Path) -> Experiment:
+    """Read tune_mnist.json and every trial's reports once, into both DataFrames."""
+    experiment = Path(experiment)
+    meta = read_meta(experiment)
+    folders = _trial_folders(experiment)
+    rows, epoch_rows = [], []
+    for trial in meta["trials"]:
+        folder = folders.get(_key(trial))
+        reports = _read_reports(folder) if folder else []
+        rows.append(_trial_row(trial, folder, reports, meta["smoke"]))
+        by_epoch = {r["epoch"]: r for r in reports if "epoch" in r}  # the latest of each
+        for report in by_epoch.values():
+            kept = {k: v for k, v in report.items() if k not in _RAY_KEYS}
+            epoch_rows.append({"label": trial_label(trial), **trial, **kept})
+    return Experiment(meta, with_compute(pd.DataFrame(rows), meta), pd.DataFrame(epoch_rows))
+
+
 def load_results(experiment: str | Path) -> pd.DataFrame:
     """One row per declared trial: its config, its final (or latest) metrics, its status.
 
@@ -153,11 +178,7 @@ def load_results(experiment: str | Path) -> pd.DataFrame:
     pending), `error` (the error's last line), `test_accuracy` (%), `train_time_ms`, and
     for ResNets `epoch`, `gflops`, `params_m`; see the README for the full list.
     """
-    experiment = Path(experiment)
-    meta = read_meta(experiment)
-    folders = _trial_folders(experiment)
-    rows = [_trial_row(t, folders.get(_key(t)), meta["smoke"]) for t in meta["trials"]]
-    return with_compute(pd.DataFrame(rows), meta)
+    return load_experiment(experiment).results
 
 
 def with_compute(frame: pd.DataFrame, meta: dict) -> pd.DataFrame:
@@ -165,22 +186,23 @@ def with_compute(frame: pd.DataFrame, meta: dict) -> pd.DataFrame:
 
     train_pflops_est is an estimate: 3 x forward FLOPs (fvcore) x images trained.
     """
-    seconds = _numbers(frame, "train_time_ms") / 1000
+    seconds = numbers(frame, "train_time_ms") / 1000
     train_sizes = frame["dataset"].map({n: d["train"] for n, d in meta["data"].items()})
     if meta["space"]["trainable"] == "resnet":  # every epoch sees the whole training set
-        images = train_sizes * _numbers(frame, "epoch")
+        images = train_sizes * numbers(frame, "epoch")
     else:  # an SVM: one fit on the first train_samples images
-        images = _numbers(frame, "train_samples").clip(upper=train_sizes)
+        images = numbers(frame, "train_samples").clip(upper=train_sizes)
     frame["images_seen"] = images
-    frame["gpu_seconds"] = seconds * _numbers(frame, "assigned_gpus")
-    frame["cpu_seconds"] = seconds * _numbers(frame, "assigned_cpus")
+    frame["gpu_seconds"] = seconds * numbers(frame, "assigned_gpus")
+    frame["cpu_seconds"] = seconds * numbers(frame, "assigned_cpus")
     frame["train_images_per_s"] = images / seconds
     if meta["space"]["trainable"] == "resnet":
-        frame["train_pflops_est"] = 3 * _numbers(frame, "gflops") * images / 1e6
+        frame["train_pflops_est"] = 3 * numbers(frame, "gflops") * images / 1e6
     return frame
 
 
-def _numbers(frame: pd.DataFrame, column: str) -> pd.Series:
+def numbers(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A column as numbers; NaN where it is absent or not a number."""
     if column not in frame:
         return pd.Series(float("nan"), index=frame.index)
     return pd.to_numeric(frame[column], errors="coerce")
@@ -188,16 +210,4 @@ def _numbers(frame: pd.DataFrame, column: str) -> pd.Series:
 
 def load_epochs(experiment: str | Path) -> pd.DataFrame:
     """One row per trial and epoch reported (ResNets), the latest report of each epoch."""
-    experiment = Path(experiment)
-    meta = read_meta(experiment)
-    folders = _trial_folders(experiment)
-    rows = []
-    for trial in meta["trials"]:
-        folder = folders.get(_key(trial))
-        by_epoch = {
-            r["epoch"]: r for r in (_read_reports(folder) if folder else []) if "epoch" in r
-        }
-        for report in by_epoch.values():
-            kept = {k: v for k, v in report.items() if k not in _RAY_KEYS}
-            rows.append({"label": trial_label(trial), **trial, **kept})
-    return pd.DataFrame(rows)
+    return load_experiment(experiment).epochs

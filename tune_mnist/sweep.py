@@ -80,18 +80,15 @@ def run_sweep(
     sweep runs only the trials that had not finished, each from its last checkpoint.
     """
     say = on_event or (lambda message: None)
-    address = settings.address or os.environ.get("RAY_ADDRESS")
     if settings.gpus_per_trial is not None and settings.gpus_per_trial <= 0:
         raise TuneMnistError(f"--gpus-per-trial {settings.gpus_per_trial:g}: expected more than 0")
-    if address:
-        check_reachable(address)
     experiment = settings.experiment_dir(spec)
     _check_experiment_dir(experiment, spec, settings.resume)
     datasets = load_datasets([t["dataset"] for t in spec.trials], settings.data_dir, settings.smoke)
     for name, data in datasets.items():
         say(f"{name}: {data.sizes[0]:,} train / {data.sizes[1]:,} test images from {data.source}")
     costs = {t["model"]: model_cost(t["model"]) for t in spec.trials if "model" in t}
-    with ray_session(address, settings.verbose):
+    with ray_session(settings.address, settings.verbose):
         placement = trial_resources(spec, settings)
         say(placement.describe())
         check_shared_storage(experiment, cluster_nodes())
@@ -254,6 +251,8 @@ def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
         return
     level = logging.INFO if verbose else logging.ERROR
     address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        check_reachable(address)
     if not verbose:  # Tune's newer console output prints its banner even at verbose=0
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         # A failed trial is one line from Progress and its error.txt, not a traceback here.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from . import stats
+from .results import numbers
 
 MODEL_NAMES = {"resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50"}
 DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
@@ -72,9 +73,7 @@ class Table:
 
 def metric(results: pd.DataFrame, name: str) -> pd.Series:
     """A metric of finished trials as numbers; NaN for unfinished ones or when absent."""
-    if name not in results:
-        return pd.Series(float("nan"), index=results.index)
-    return pd.to_numeric(results[name], errors="coerce").where(results["status"] == "finished")
+    return numbers(results, name).where(results["status"] == "finished")
 
 
 def _ci(summary: pd.DataFrame) -> pd.Series:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -41,15 +41,11 @@ class TrainOptions:
     def resolved(self, device: torch.device) -> TrainOptions:
         """These options with every 'auto' decided for a device."""
         on_cuda = device.type == "cuda"
-        return TrainOptions(
+        return replace(
+            self,
             device=str(device),
             amp=on_cuda if self.amp is None else self.amp,
             channels_last=on_cuda if self.channels_last is None else self.channels_last,
-            preload=self.preload,
-            compile=self.compile,
-            eval_batch_size=self.eval_batch_size,
-            max_epochs=self.max_epochs,
-            memory_fraction=self.memory_fraction,
         )
 
 

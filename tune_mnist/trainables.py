@@ -82,12 +82,13 @@ def load_state(checkpoint: tune.Checkpoint | None) -> dict | None:
 def placement() -> dict[str, Any]:
     """Where this trial runs and with what: node, host, process, Ray's assigned resources."""
     context = ray.get_runtime_context()
+    assigned = context.get_assigned_resources()
     return {
         "node_id": context.get_node_id(),
         "hostname": socket.gethostname(),
         "pid": os.getpid(),
-        "assigned_gpus": context.get_assigned_resources().get("GPU", 0.0),
-        "assigned_cpus": context.get_assigned_resources().get("CPU", 0.0),
+        "assigned_gpus": assigned.get("GPU", 0.0),
+        "assigned_cpus": assigned.get("CPU", 0.0),
         "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "torch_threads": torch.get_num_threads(),
