@@ -80,6 +80,8 @@ def run_sweep(
     sweep runs only the trials that had not finished, each from its last checkpoint.
     """
     say = on_event or (lambda message: None)
+    if settings.address or os.environ.get("RAY_ADDRESS"):  # before any slow work
+        check_reachable(settings.address or os.environ["RAY_ADDRESS"])
     if settings.gpus_per_trial is not None and settings.gpus_per_trial <= 0:
         raise TuneMnistError(f"--gpus-per-trial {settings.gpus_per_trial:g}: expected more than 0")
     experiment = settings.experiment_dir(spec)
@@ -251,8 +253,6 @@ def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
         return
     level = logging.INFO if verbose else logging.ERROR
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        check_reachable(address)
     if not verbose:  # Tune's newer console output prints its banner even at verbose=0
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         # A failed trial is one line from Progress and its error.txt, not a traceback here.
