@@ -94,6 +94,18 @@ def ours_images_per_s(data, model_name, batch_size, device, pin, options) -> flo
     return result.history[0].images_per_s
 
 
+def parse_option(text: str) -> tuple[str, object]:
+    """'skip_padding_taps=false' -> ('skip_padding_taps', False); numbers stay numbers."""
+    key, _, value = text.partition("=")
+    words = {"true": True, "false": False, "none": None}
+    if value.lower() in words:
+        return key, words[value.lower()]
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data")
@@ -103,8 +115,16 @@ def main() -> None:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[16, 32])
     parser.add_argument("--workers", type=int, default=2, help="naive DataLoader workers")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (both)")
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a TrainOptions field for ours, e.g. skip_padding_taps=false (repeatable)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    options = dict(parse_option(text) for text in args.option)
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -124,7 +144,7 @@ def main() -> None:
                             root, model, batch, args.images, device, pin, args.workers
                         )
                     )
-                    ours.append(ours_images_per_s(data, model, batch, device, pin, {}))
+                    ours.append(ours_images_per_s(data, model, batch, device, pin, options))
                 n, o = statistics.median(naive), statistics.median(ours)
                 cases[f"{model}/bs{batch}"] = {
                     "naive_img_s": round(n, 1),
@@ -148,6 +168,7 @@ def main() -> None:
         "images": args.images,
         "repeats": args.repeats,
         "workers": args.workers,
+        "options": options,
         "cases": cases,
     }
     if args.json:

@@ -100,10 +100,42 @@ def test_batch_of_one_is_dropped(mnist):
 
 def test_sgd_is_plain_unless_momentum_is_set():
     params = [torch.nn.Parameter(torch.zeros(2))]
-    sgd = make_optimizer({"optimizer": "sgd", "lr": 0.1}, params, torch.device("cpu"))
+    sgd = make_optimizer({"optimizer": "sgd", "lr": 0.1}, params)
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0
-    adam = make_optimizer({"optimizer": "adam", "lr": 0.1}, params, torch.device("cpu"))
+    adam = make_optimizer({"optimizer": "adam", "lr": 0.1}, params)
     assert isinstance(adam, torch.optim.Adam)
+    assert sgd.defaults["fused"] and adam.defaults["fused"]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fused_step_matches_the_plain_for_loop_step(optimizer):
+    torch.manual_seed(0)
+    trial = {"optimizer": optimizer, "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4}
+    fused_params = [torch.nn.Parameter(torch.randn(50)) for _ in range(3)]
+    plain_params = [torch.nn.Parameter(p.detach().clone()) for p in fused_params]
+    fused = make_optimizer(trial, fused_params)
+    kind = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
+    extra = {"momentum": 0.9} if optimizer == "sgd" else {}
+    plain = kind(plain_params, lr=0.01, weight_decay=1e-4, foreach=False, **extra)
+    for _ in range(5):
+        grads = [torch.randn(50) for _ in fused_params]
+        for params, opt in ((fused_params, fused), (plain_params, plain)):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+            opt.step()
+    for f, p in zip(fused_params, plain_params, strict=True):
+        torch.testing.assert_close(f, p)
+
+
+def test_skipping_padding_taps_is_on_for_cpu_and_changes_no_result(mnist):
+    trial = {**TRIAL, "epochs": 1}
+    skipped = train_resnet(trial, mnist)
+    plain = train_resnet(trial, mnist, TrainOptions(skip_padding_taps=False))
+    assert skipped.options["skip_padding_taps"] is True
+    assert plain.options["skip_padding_taps"] is False
+    a, b = skipped.history[0], plain.history[0]
+    assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+    assert a.test_accuracy == pytest.approx(b.test_accuracy, abs=0.5)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

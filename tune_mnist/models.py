@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision import models
 
@@ -18,6 +19,58 @@ def build_resnet(name: str, num_classes: int = 10) -> nn.Module:
         raise ValueError(f"unknown model {name!r}")
     model = getattr(models, name)(num_classes=num_classes)
     model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    return model
+
+
+class PaddingSkippingConv2d(nn.Conv2d):
+    """A Conv2d that leaves out kernel taps which only ever multiply zero padding.
+
+    At 28x28 a ResNet's last stage sees 1x1 (and 2x2) feature maps, so eight of a 3x3
+    kernel's nine taps read nothing but padding. Their products are exactly zero and so
+    are their weight gradients, so dropping them changes no value; it matters because
+    oneDNN's CPU weight-gradient kernel for a 3x3 conv on a 1x1 map ran about 10x slower
+    than the forward pass (benchmarks/RESULTS.md). Parameters, state_dict and FLOP counts
+    stay those of the plain model.
+    """
+
+    def _conv_forward(self, x, weight, bias):
+        plan = None
+        if self.dilation == (1, 1) and self.padding_mode == "zeros":
+            plan = live_taps(x.shape[-2:], self.kernel_size, self.stride, self.padding)
+        if plan is None:
+            return super()._conv_forward(x, weight, bias)
+        rows, cols, padding = plan
+        weight = weight[:, :, rows, cols]
+        return F.conv2d(x, weight, bias, self.stride, padding, self.dilation, self.groups)
+
+
+@cache
+def live_taps(size, kernel, stride, padding):
+    """(rows, cols, padding) of the kernel taps that touch the input, or None if all do."""
+    if isinstance(padding, str):  # "valid" or "same": every tap meets the input
+        return None
+    spans = []
+    for n, k, s, p in zip(size, kernel, stride, padding, strict=True):
+        out = (n + 2 * p - k) // s + 1
+        live = [t for t in range(k) if any(0 <= i * s - p + t < n for i in range(out))]
+        if not live:
+            return None
+        first, last = live[0], live[-1]
+        # the cropped kernel with padding p - first must give the same output size
+        if (n + 2 * (p - first) - (last - first + 1)) // s + 1 != out:
+            return None
+        spans.append((slice(first, last + 1), p - first, last - first + 1 < k))
+    if not any(cropped for _, _, cropped in spans):
+        return None
+    (rows, pad_rows, _), (cols, pad_cols, _) = spans
+    return rows, cols, (pad_rows, pad_cols)
+
+
+def skip_padding_taps(model: nn.Module) -> nn.Module:
+    """Make every plain Conv2d of `model` a PaddingSkippingConv2d, in place; same weights."""
+    for module in model.modules():
+        if type(module) is nn.Conv2d:
+            module.__class__ = PaddingSkippingConv2d
     return model
 
 

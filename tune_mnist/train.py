@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import NORMALIZATION, Dataset
-from .models import build_resnet
+from .models import build_resnet, skip_padding_taps
 
 
 @dataclass
@@ -30,6 +30,9 @@ class TrainOptions:
     device: str = "auto"  # "auto": cuda when available, else cpu
     amp: bool | None = None  # bf16 autocast; None: on for cuda, off for cpu
     channels_last: bool | None = None  # None: on for cuda, off for cpu (measured slower)
+    # skip 3x3 kernel taps that only see padding (exact; models.PaddingSkippingConv2d).
+    # None: on for cpu (measured 1.7x for ResNet-18), off for cuda (not measured there)
+    skip_padding_taps: bool | None = None
     preload: bool = False  # keep the whole dataset on the device; pin_memory is then moot
     compile: bool = False  # torch.compile the model
     eval_batch_size: int = 1000  # images per forward pass when testing
@@ -46,6 +49,9 @@ class TrainOptions:
             device=str(device),
             amp=on_cuda if self.amp is None else self.amp,
             channels_last=on_cuda if self.channels_last is None else self.channels_last,
+            skip_padding_taps=(
+                not on_cuda if self.skip_padding_taps is None else self.skip_padding_taps
+            ),
         )
 
 
@@ -85,21 +91,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(trial: dict, params, device: torch.device) -> torch.optim.Optimizer:
+def make_optimizer(trial: dict, params) -> torch.optim.Optimizer:
     """SGD (torch defaults, momentum only if the space sets it) or Adam."""
-    # fused kernels update all parameters in one launch on CUDA; foreach elsewhere
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    # fused: one kernel updates every parameter, on CUDA and on the CPU, where it measured
+    # 5x faster than foreach for Adam (its sqrt pass alone took 30 ms a step on 2 cores)
+    decay = trial.get("weight_decay", 0.0)
     if trial["optimizer"] == "sgd":
+        momentum = trial.get("momentum", 0.0)
         return torch.optim.SGD(
-            params,
-            lr=trial["lr"],
-            momentum=trial.get("momentum", 0.0),
-            weight_decay=trial.get("weight_decay", 0.0),
-            **fast,
+            params, lr=trial["lr"], momentum=momentum, weight_decay=decay, fused=True
         )
-    return torch.optim.Adam(
-        params, lr=trial["lr"], weight_decay=trial.get("weight_decay", 0.0), **fast
-    )
+    return torch.optim.Adam(params, lr=trial["lr"], weight_decay=decay, fused=True)
 
 
 class Batches:
@@ -186,9 +188,11 @@ def train_resnet(
             torch.cuda.set_per_process_memory_fraction(options.memory_fraction, device)
     seed_everything(trial["seed"])
     model = build_resnet(trial["model"]).to(device)
+    if options.skip_padding_taps:
+        skip_padding_taps(model)
     if options.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(trial, model.parameters(), device)
+    optimizer = make_optimizer(trial, model.parameters())
     shuffle = torch.Generator().manual_seed(trial["seed"])
     epochs = min(trial["epochs"], options.max_epochs or trial["epochs"])
     done, train_ms, history = 0, 0.0, []
