@@ -1,9 +1,12 @@
 """Training throughput: the study's naive pipeline against tune-mnist's, in one run.
 
-naive: torchvision FashionMNIST with ToTensor + Normalize, a shuffling DataLoader with
-       worker processes, a plain eager step that reads the loss every step (.item()).
+naive: benchmarks/naive.py: torchvision FashionMNIST with ToTensor + Normalize, a
+       shuffling DataLoader with worker processes, a plain eager step with torch's
+       default Adam that reads the loss every step (.item()).
 ours:  tune_mnist.train: uint8 tensors, index shuffling, normalization on the device, no
-       host sync inside the epoch (train_resnet, exactly as trials run it).
+       host sync inside the epoch, fused Adam, and on the CPU convolutions that skip the
+       kernel taps which only see padding (train_resnet, exactly as trials run it).
+       `--option skip_padding_taps=false` (any TrainOptions field) measures without one.
 
 Cases alternate (naive, ours, naive, ours, ...) so that drift in the machine's speed hits
 both; each reports the median images/s of its repetitions. Run by hand, not in CI:
@@ -17,66 +20,37 @@ Needs only torch and torchvision (no Ray), so it runs on a bare GPU machine too.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import shutil
 import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tune_mnist.data import FILES, NORMALIZATION, load_dataset
-from tune_mnist.models import build_resnet
+import naive  # benchmarks/naive.py, beside this script
+
+from tune_mnist.data import load_dataset
 from tune_mnist.train import TrainOptions, train_resnet
-
-
-def torchvision_root(source: Path) -> Path:
-    """A temp folder in torchvision's layout (FashionMNIST/raw/, uncompressed)."""
-    root = Path(tempfile.mkdtemp(prefix="tv-fashion-"))
-    raw = root / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    for stem in FILES.values():
-        gz = source / f"{stem}.gz"
-        if gz.is_file():
-            (raw / stem).write_bytes(gzip.decompress(gz.read_bytes()))
-        else:
-            shutil.copy(source / stem, raw / stem)
-    return root
 
 
 def naive_images_per_s(root, model_name, batch_size, images, device, pin, workers) -> float:
     """One pass over `images` training images the way the study's code trains."""
-    from torch.utils.data import DataLoader, Subset
-    from torchvision import datasets, transforms
-
-    mean, std = NORMALIZATION["fashion-mnist"]
-    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((mean,), (std,))])
-    dataset = Subset(
-        datasets.FashionMNIST(str(root), train=True, transform=transform), range(images)
+    trial = dict(model=model_name, optimizer="adam", lr=0.001, seed=0)
+    train_loader = naive.loader(
+        root,
+        "fashion-mnist",
+        True,
+        images,
+        batch_size,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=pin,
     )
-    loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=True, num_workers=workers, pin_memory=pin
-    )
-    torch.manual_seed(0)
-    model = build_resnet(model_name).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
-    start = time.perf_counter()
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        _ = loss.item()  # the usual running-loss bookkeeping: one host sync per step
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return images / (time.perf_counter() - start)
+    _, seconds = naive.train(trial, train_loader, device)
+    return images / seconds
 
 
 def ours_images_per_s(data, model_name, batch_size, device, pin, options) -> float:
@@ -132,26 +106,26 @@ def main() -> None:
     pin = device.type == "cuda"
     data = load_dataset("fashion-mnist", args.data_dir)
     data = data.head(args.images, 1000)  # testing is not timed; keep it short
-    root = torchvision_root(Path(data.source))
+    root = naive.torchvision_root(Path(data.source), "fashion-mnist")
     cases = {}
     try:
         for model in args.models:
             for batch in args.batch_sizes:
-                naive, ours = [], []
+                naive_runs, ours_runs = [], []
                 for _ in range(args.repeats):
-                    naive.append(
+                    naive_runs.append(
                         naive_images_per_s(
                             root, model, batch, args.images, device, pin, args.workers
                         )
                     )
-                    ours.append(ours_images_per_s(data, model, batch, device, pin, options))
-                n, o = statistics.median(naive), statistics.median(ours)
+                    ours_runs.append(ours_images_per_s(data, model, batch, device, pin, options))
+                n, o = statistics.median(naive_runs), statistics.median(ours_runs)
                 cases[f"{model}/bs{batch}"] = {
                     "naive_img_s": round(n, 1),
                     "ours_img_s": round(o, 1),
                     "ratio": round(o / n, 2),
-                    "naive_runs": [round(v, 1) for v in naive],
-                    "ours_runs": [round(v, 1) for v in ours],
+                    "naive_runs": [round(v, 1) for v in naive_runs],
+                    "ours_runs": [round(v, 1) for v in ours_runs],
                 }
                 if not args.json:
                     print(

@@ -5,6 +5,9 @@ a batch on the host and normalizes it on the device: no per-sample transforms an
 DataLoader workers. pin_memory keeps its meaning: with True a host batch is copied from
 pinned memory with non_blocking=True, with False from pageable memory. Loss and accuracy
 are summed on the device and read once per epoch, so nothing syncs inside an epoch.
+Optimizers are fused (one kernel for all parameters, on CUDA and CPU), and on the CPU the
+convolutions skip the kernel taps that only ever see padding (models.PaddingSkippingConv2d):
+the two changes that made a CPU step about 2x faster (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
