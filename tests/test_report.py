@@ -16,7 +16,9 @@ from tune_mnist.spaces import load_space, parse_space, with_repeats
 from .conftest import write_space
 
 
-def make_experiment(folder: Path, spec, accuracy, smoke=False, skip=()) -> Path:
+def make_experiment(
+    folder: Path, spec, accuracy, smoke=False, skip=(), device="cpu", settings=None
+) -> Path:
     """An experiment as a sweep leaves it: tune_mnist.json plus one folder per trial.
 
     `accuracy(trial)` gives each trial's final test accuracy; epochs report linearly up to it.
@@ -29,7 +31,7 @@ def make_experiment(folder: Path, spec, accuracy, smoke=False, skip=()) -> Path:
         "report": spec.report,
         "trials": spec.trials,
         "smoke": smoke,
-        "settings": {},
+        "settings": settings or {},
         "data": {
             "mnist": {"source": "x", "train": 100, "test": 50},
             "fashion-mnist": {"source": "x", "train": 100, "test": 50},
@@ -54,7 +56,7 @@ def make_experiment(folder: Path, spec, accuracy, smoke=False, skip=()) -> Path:
                 "assigned_cpus": 0.0,
                 "gflops": 0.0331,
                 "params_m": 11.18,
-                "device": "cpu",
+                "device": device,
                 "trial_finished": e == epochs,
             }
             for e in range(1, epochs + 1)
@@ -175,6 +177,27 @@ def test_smoke_reports_say_so_in_every_title(tmp_path):
     spec = load_space(write_space(tmp_path, name="cmp", **COMPARE))
     summary = summarize(make_experiment(tmp_path / "exp", spec, lambda t: 90.0, smoke=True))
     assert all("SMOKE RUN" in t.title for t in summary.tables)
+
+
+@pytest.mark.parametrize(
+    ("device", "settings", "said"),
+    [
+        ("cpu", None, "every trial trained on the CPU"),
+        ("cuda", {"options": {"preload": True}}, "the datasets were preloaded on the GPU"),
+        ("cuda", {"options": {"preload": False}}, None),
+    ],
+)
+def test_tables_say_when_pin_memory_could_not_matter(tmp_path, device, settings, said):
+    spec = load_space(write_space(tmp_path, name="cmp", **COMPARE))
+    folder = make_experiment(
+        tmp_path / "exp", spec, lambda t: 90.0, device=device, settings=settings
+    )
+    for table in summarize(folder).tables:
+        notes = " ".join(table.notes)
+        if said:
+            assert f"pin_memory had no effect: {said}" in notes
+        else:
+            assert "pin_memory had no effect" not in notes
 
 
 def test_pending_trials_are_listed_not_counted(tmp_path):

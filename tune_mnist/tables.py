@@ -272,11 +272,25 @@ def build_tables(results: pd.DataFrame, meta: dict) -> list[Table]:
     if space["trainable"] == "resnet":
         tables += effects_tables(results, space)
     tables.append(compute_table(results, space))
+    pinning = pin_memory_note(results, meta) if space["trainable"] == "resnet" else None
     for table in tables:
         if meta["smoke"]:
             table.title += " (SMOKE RUN: not the study's numbers)"
         table.notes.append(scale_note(meta))
+        if pinning:
+            table.notes.append(pinning)
     return tables
+
+
+def pin_memory_note(results: pd.DataFrame, meta: dict) -> str | None:
+    """Why pin_memory could change nothing in this run, if it could not."""
+    options = (meta.get("settings") or {}).get("options") or {}
+    if options.get("preload"):
+        return "pin_memory had no effect: the datasets were preloaded on the GPU (--preload)."
+    devices = set(results["device"].dropna()) if "device" in results else set()
+    if devices == {"cpu"}:
+        return "pin_memory had no effect: every trial trained on the CPU, where nothing is pinned."
+    return None
 
 
 def scale_note(meta: dict) -> str:
