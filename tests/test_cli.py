@@ -38,6 +38,16 @@ def test_show_expands_the_trials_and_their_resources():
     assert result.output.count("resnet50") == 16
 
 
+def test_sweep_help_shows_every_option_and_its_default(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # one line per option
+    result = invoke("sweep", "--help")
+    assert result.exit_code == 0
+    lines = {line.split()[1]: line for line in result.output.splitlines() if "│ --" in line}
+    assert "(default: the space's)" in lines["--gpus-per-trial"]
+    assert "(default: eager)" in lines["--compile"]
+    assert "reduce-overhead" in lines["--compile"]
+
+
 def test_show_svm_space_says_cpu_only():
     result = invoke("show", "q1b")
     assert result.exit_code == 0 and "CPUs only" in result.output and "never a GPU" in result.output

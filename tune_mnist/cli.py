@@ -35,6 +35,12 @@ class SVMBackend(str, Enum):
     intelex = "intelex"
 
 
+class CompileMode(str, Enum):
+    default = "default"
+    reduce_overhead = "reduce-overhead"
+    max_autotune = "max-autotune"
+
+
 class Format(str, Enum):
     md = "md"
     csv = "csv"
@@ -132,14 +138,14 @@ def sweep(
     storage_path: Annotated[
         Path | None,
         typer.Option(
-            envvar="TUNE_MNIST_RESULTS", help="Where experiments live [default: ./ray_results]."
+            envvar="TUNE_MNIST_RESULTS", help="Where experiments live (default: ./ray_results)."
         ),
     ] = None,
     name: Annotated[
-        str | None, typer.Option(help="Experiment name [default: the space's].")
+        str | None, typer.Option(help="Experiment name (default: the space's).")
     ] = None,
     gpus_per_trial: Annotated[
-        float | None, typer.Option(help="GPU fraction per ResNet trial [default: the space's].")
+        float | None, typer.Option(help="GPU fraction per ResNet trial (default: the space's).")
     ] = None,
     svm_cpus: Annotated[float, typer.Option(min=0.01, help="CPUs per SVM trial.")] = 1.0,
     svm_backend: Annotated[
@@ -153,11 +159,15 @@ def sweep(
         bool, typer.Option(help="Continue an interrupted sweep of this name.")
     ] = False,
     repeats: Annotated[
-        int | None, typer.Option(min=1, help="Seeds per configuration [default: the space's].")
+        int | None, typer.Option(min=1, help="Seeds per configuration (default: the space's).")
     ] = None,
     preload: Annotated[
         bool, typer.Option(help="Keep each dataset on the GPU (pin_memory is then moot).")
     ] = False,
+    compile: Annotated[
+        CompileMode | None,
+        typer.Option(help="torch.compile ResNets in this mode (default: eager)."),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run a search space on Ray Tune and print and write its tables."""
@@ -180,7 +190,7 @@ def sweep(
             max_failures=max_failures,
             resume=resume,
             verbose=verbose,
-            options=TrainOptions(preload=preload),
+            options=TrainOptions(preload=preload, compile=compile.value if compile else None),
         )
         out.print(f"{spec.name}: {len(spec.trials)} trials" + (" (smoke)" if smoke else ""))
         try:
@@ -264,7 +274,7 @@ def summarize(
     experiment_dir: Annotated[Path, typer.Argument(help="An experiment folder written by sweep.")],
     formats: Annotated[
         list[Format] | None,
-        typer.Option("--format", "-f", help="File formats to write [default: all]."),
+        typer.Option("--format", "-f", help="File formats to write (default: all)."),
     ] = None,
 ) -> None:
     """Print an experiment's tables and write them to its report/ folder; no re-running.

@@ -37,7 +37,9 @@ class TrainOptions:
     # None: on for cpu (measured 1.7x for ResNet-18), off for cuda (not measured there)
     skip_padding_taps: bool | None = None
     preload: bool = False  # keep the whole dataset on the device; pin_memory is then moot
-    compile: bool = False  # torch.compile the model
+    # torch.compile mode ("default", "reduce-overhead": CUDA graphs, "max-autotune");
+    # None: eager, which measured faster on this project's CPU (benchmarks/RESULTS.md)
+    compile: str | None = None
     eval_batch_size: int = 1000  # images per forward pass when testing
     max_epochs: int | None = None  # cap on epochs (--smoke uses 1)
     # On CUDA, the share of the GPU's memory this process may allocate (its Ray GPU
@@ -206,7 +208,9 @@ def train_resnet(
         torch.set_rng_state(resume["torch_rng"])
         done, train_ms = resume["epoch"], resume["train_time_ms"]
         history = [EpochStats(**h) for h in resume["history"]]
-    step = torch.compile(model) if options.compile else model
+    step = model
+    if options.compile:
+        step = torch.compile(model, mode=None if options.compile == "default" else options.compile)
     pin = trial["pin_memory"] and device.type == "cuda" and not options.preload
     batches = Batches(
         data.train_images,
