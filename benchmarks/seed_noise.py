@@ -6,7 +6,7 @@ weights: the plain path (benchmarks/naive.py: torchvision datasets, DataLoader, 
 torch's default optimizers) and tune_mnist.train.train_resnet exactly as a trial runs it.
 Prints, per configuration, the mean and std over seeds of both, and over all
 (configuration, seed) pairs the paired difference ours - plain with its 95% t-interval,
-beside the seed-to-seed std. Run by hand, not in CI (q1a, 3 seeds: about 40 min on 2 cores):
+beside the seed-to-seed std. Run by hand, not in CI (q1a, 3 seeds: 29 min on 2 cores):
 
     python benchmarks/seed_noise.py q1a --seeds 0 1 2
     python benchmarks/seed_noise.py q1a --seeds 0 1 2 --json    # one JSON object on stdout
@@ -125,6 +125,7 @@ def main() -> None:
         }
         print(json.dumps(report, indent=2))
         return
+    table["lr"] = table["lr"].map("{:g}".format)
     print(table.to_markdown(index=False, floatfmt=".2f"))
     print(
         f"\nours - plain over {overall['pairs']} (config, seed) pairs: {overall['diff']:+.2f} "

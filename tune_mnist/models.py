@@ -44,9 +44,11 @@ class PaddingSkippingConv2d(nn.Conv2d):
         return F.conv2d(x, weight, bias, self.stride, padding, self.dilation, self.groups)
 
 
-@cache
 def live_taps(size, kernel, stride, padding):
-    """(rows, cols, padding) of the kernel taps that touch the input, or None if all do."""
+    """(rows, cols, padding) of the kernel taps that touch the input, or None if all do.
+
+    Not cached: it costs microseconds a call, and torch.compile traces it cleanly as it is.
+    """
     if isinstance(padding, str):  # "valid" or "same": every tap meets the input
         return None
     spans = []
