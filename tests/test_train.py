@@ -1,4 +1,6 @@
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -151,3 +153,13 @@ def test_pinned_batches_on_cuda(mnist):
     )
     x, y = next(batches.epoch(torch.Generator()))
     assert x.is_cuda and y.is_cuda
+
+
+def test_training_imports_nothing_a_bare_gpu_machine_lacks():
+    # benchmarks/gpu.py runs tune_mnist.train where only torch, torchvision and numpy are
+    code = (
+        "import sys, tune_mnist.train, tune_mnist.data;"
+        "print(sorted(m for m in ('ray', 'fvcore', 'pydantic', 'pandas') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
