@@ -8,6 +8,7 @@ import torch
 from tune_mnist.data import load_dataset
 from tune_mnist.train import (
     Batches,
+    GPUShareExceeded,
     TrainOptions,
     make_optimizer,
     train_resnet,
@@ -153,6 +154,12 @@ def test_pinned_batches_on_cuda(mnist):
     )
     x, y = next(batches.epoch(torch.Generator()))
     assert x.is_cuda and y.is_cuda
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_trial_outgrowing_its_gpu_share_fails_clearly(mnist):
+    with pytest.raises(GPUShareExceeded, match="within this trial's share"):
+        train_resnet(TRIAL, mnist, TrainOptions(device="cuda", memory_fraction=1e-6))
 
 
 def test_training_imports_nothing_a_bare_gpu_machine_lacks():

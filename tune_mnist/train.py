@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -187,6 +188,11 @@ def train_resnet(
     """
     device = pick_device((options or TrainOptions()).device)
     options = (options or TrainOptions()).resolved(device)
+    with _within_gpu_share(options.memory_fraction if device.type == "cuda" else None):
+        return _train_resnet(trial, data, options, device, resume, on_epoch)
+
+
+def _train_resnet(trial, data, options, device, resume, on_epoch) -> ResNetResult:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick kernels
         if options.memory_fraction:
@@ -259,6 +265,24 @@ def train_resnet(
         history=history,
         options=asdict(options),
     )
+
+
+@contextmanager
+def _within_gpu_share(fraction: float | None):
+    """Say plainly when a packed trial ran out of its share of GPU memory."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as error:
+        if not fraction:
+            raise
+        raise GPUShareExceeded(
+            f"out of GPU memory within this trial's share ({fraction:g} of the GPU): "
+            "give ResNet trials a larger --gpus-per-trial"
+        ) from error
+
+
+class GPUShareExceeded(RuntimeError):
+    """A trial needed more GPU memory than its fraction allows; its neighbours are unharmed."""
 
 
 def _train_epoch(model, optimizer, batches: Batches, shuffle, device, options):
