@@ -194,7 +194,7 @@ def test_tables_say_when_pin_memory_could_not_matter(tmp_path, device, settings,
     )
     for table in summarize(folder).tables:
         notes = " ".join(table.notes)
-        if said:
+        if said and not table.name.endswith("-compute"):
             assert f"pin_memory had no effect: {said}" in notes
         else:
             assert "pin_memory had no effect" not in notes

@@ -271,14 +271,14 @@ def build_tables(results: pd.DataFrame, meta: dict) -> list[Table]:
         table.notes.append(REPEAT_NOTE if repeated else SINGLE_NOTE)
     if space["trainable"] == "resnet":
         tables += effects_tables(results, space)
+        pinning = pin_memory_note(results, meta)
+        for table in tables if pinning else []:
+            table.notes.append(pinning)
     tables.append(compute_table(results, space))
-    pinning = pin_memory_note(results, meta) if space["trainable"] == "resnet" else None
     for table in tables:
         if meta["smoke"]:
             table.title += " (SMOKE RUN: not the study's numbers)"
         table.notes.append(scale_note(meta))
-        if pinning:
-            table.notes.append(pinning)
     return tables
 
 
