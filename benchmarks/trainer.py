@@ -124,7 +124,9 @@ def main() -> None:
                             root, model, batch, args.images, device, pin, args.workers
                         )
                     )
-                    ours_runs.append(ours_images_per_s(data, model, batch, device, pin, options))
+                    ours_runs.append(
+                        ours_images_per_s(data, model, batch, device, pin, options, args.epochs)
+                    )
                 n, o = statistics.median(naive_runs), statistics.median(ours_runs)
                 cases[f"{model}/bs{batch}"] = {
                     "naive_img_s": round(n, 1),
