@@ -39,7 +39,7 @@ class TrainOptions:
     skip_padding_taps: bool | None = None
     preload: bool = False  # keep the whole dataset on the device; pin_memory is then moot
     # torch.compile mode ("default", "reduce-overhead": CUDA graphs, "max-autotune");
-    # None: eager, which measured faster on this project's CPU (benchmarks/RESULTS.md)
+    # None: eager; on this project's CPU compiling was no faster (benchmarks/RESULTS.md)
     compile: str | None = None
     eval_batch_size: int = 1000  # images per forward pass when testing
     max_epochs: int | None = None  # cap on epochs (--smoke uses 1)
