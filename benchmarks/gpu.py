@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 import time
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -33,28 +34,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import naive  # benchmarks/naive.py, beside this script
 
-from tune_mnist.data import load_dataset
+from tune_mnist.data import Dataset, load_dataset
 from tune_mnist.train import TrainOptions, train_resnet
 
-EPOCH_TRIAL = dict(
-    model="resnet18",
-    dataset="fashion-mnist",
-    batch_size=16,
-    optimizer="adam",
-    lr=0.001,
-    epochs=1,
-    pin_memory=True,
-    seed=0,
-)
+EPOCH_TRIAL = naive.trial("resnet18", batch_size=16, pin_memory=True)
+
+
+@cache
+def dataset(name: str, data_dir: str | None, images: int | None) -> Dataset:
+    """A dataset read once per process, cut to `images` training images (all if None)."""
+    data = load_dataset(name, data_dir)
+    return data.head(images or len(data.train_labels), len(data.test_labels))
 
 
 def ours(trial, data_dir, images, options, threads=None) -> dict:
     """Train one trial with tune_mnist.train in this process: its last epoch's figures."""
     if threads:  # packed processes share the host's cores, as Ray's OMP_NUM_THREADS does
         torch.set_num_threads(threads)
-    data = load_dataset(trial["dataset"], data_dir)
-    data = data.head(images or len(data.train_labels), len(data.test_labels))
-    result = train_resnet(trial, data, TrainOptions(**options))
+    result = train_resnet(
+        trial, dataset(trial["dataset"], data_dir, images), TrainOptions(**options)
+    )
     last = result.history[-1]
     return {
         "epoch_s": last.epoch_seconds,
@@ -77,8 +76,8 @@ def in_processes(jobs: list[tuple], slots: int) -> tuple[list[dict], float]:
 
 
 def epoch_section(args, device, report) -> None:
-    data = load_dataset("fashion-mnist", args.data_dir)
-    images = args.images or len(data.train_labels)
+    data = dataset("fashion-mnist", args.data_dir, args.images)
+    images = len(data.train_labels)
     root = naive.torchvision_root(Path(data.source), "fashion-mnist")
     try:
         pin = device.type == "cuda"

@@ -22,6 +22,20 @@ from tune_mnist.data import FILES, NORMALIZATION, TORCHVISION_CLASS
 from tune_mnist.models import build_resnet
 
 
+def trial(model="resnet18", batch_size=16, epochs=1, pin_memory=False) -> dict:
+    """The benchmarks' trial: Fashion-MNIST, Adam at lr 0.001, seed 0 (a q2 configuration)."""
+    return dict(
+        model=model,
+        dataset="fashion-mnist",
+        batch_size=batch_size,
+        optimizer="adam",
+        lr=0.001,
+        epochs=epochs,
+        pin_memory=pin_memory,
+        seed=0,
+    )
+
+
 def torchvision_root(source: Path, name: str) -> Path:
     """A temp folder in torchvision's layout (<Class>/raw/, uncompressed) for one dataset."""
     root = Path(tempfile.mkdtemp(prefix="tv-"))

@@ -36,34 +36,24 @@ from tune_mnist.data import load_dataset
 from tune_mnist.train import TrainOptions, train_resnet
 
 
-def naive_images_per_s(root, model_name, batch_size, images, device, pin, workers) -> float:
+def naive_images_per_s(root, trial, images, device, workers) -> float:
     """One pass over `images` training images the way the study's code trains."""
-    trial = dict(model=model_name, optimizer="adam", lr=0.001, seed=0)
     train_loader = naive.loader(
         root,
-        "fashion-mnist",
+        trial["dataset"],
         True,
         images,
-        batch_size,
+        trial["batch_size"],
         shuffle=True,
         num_workers=workers,
-        pin_memory=pin,
+        pin_memory=trial["pin_memory"],
     )
     _, seconds = naive.train(trial, train_loader, device)
     return images / seconds
 
 
-def ours_images_per_s(data, model_name, batch_size, device, pin, options, epochs=1) -> float:
+def ours_images_per_s(data, trial, device, options) -> float:
     """tune_mnist.train.train_resnet over the same images: its last epoch's rate."""
-    trial = dict(
-        model=model_name,
-        batch_size=batch_size,
-        optimizer="adam",
-        lr=0.001,
-        epochs=epochs,
-        pin_memory=pin,
-        seed=0,
-    )
     result = train_resnet(trial, data, TrainOptions(device=str(device), **options))
     return result.history[-1].images_per_s
 
@@ -117,16 +107,13 @@ def main() -> None:
     try:
         for model in args.models:
             for batch in args.batch_sizes:
+                trial = naive.trial(model, batch, args.epochs, pin_memory=pin)
                 naive_runs, ours_runs = [], []
                 for _ in range(args.repeats):
                     naive_runs.append(
-                        naive_images_per_s(
-                            root, model, batch, args.images, device, pin, args.workers
-                        )
+                        naive_images_per_s(root, trial, args.images, device, args.workers)
                     )
-                    ours_runs.append(
-                        ours_images_per_s(data, model, batch, device, pin, options, args.epochs)
-                    )
+                    ours_runs.append(ours_images_per_s(data, trial, device, options))
                 n, o = statistics.median(naive_runs), statistics.median(ours_runs)
                 cases[f"{model}/bs{batch}"] = {
                     "naive_img_s": round(n, 1),

@@ -250,13 +250,11 @@ def cluster(
 ) -> None:
     """Print the cluster's nodes and resources, and where a space's trials would run."""
     from .cluster import cluster_nodes
-    from .sweep import SweepSettings, check_reachable, ray_session, trial_resources
+    from .sweep import SweepSettings, ray_session, resolve_address, trial_resources
 
     with user_errors(verbose):
         spec = load_space(space) if space else None
-        if address:
-            check_reachable(address)
-        with ray_session(address, verbose):
+        with ray_session(resolve_address(address), verbose):
             nodes = cluster_nodes()
             settings = SweepSettings(gpus_per_trial=gpus_per_trial, svm_cpus=svm_cpus)
             placement = trial_resources(spec, settings) if spec else None

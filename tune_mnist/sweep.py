@@ -80,8 +80,7 @@ def run_sweep(
     sweep runs only the trials that had not finished, each from its last checkpoint.
     """
     say = on_event or (lambda message: None)
-    if settings.address or os.environ.get("RAY_ADDRESS"):  # before any slow work
-        check_reachable(settings.address or os.environ["RAY_ADDRESS"])
+    address = resolve_address(settings.address)  # before any slow work
     if settings.gpus_per_trial is not None and settings.gpus_per_trial <= 0:
         raise TuneMnistError(f"--gpus-per-trial {settings.gpus_per_trial:g}: expected more than 0")
     experiment = settings.experiment_dir(spec)
@@ -90,7 +89,7 @@ def run_sweep(
     for name, data in datasets.items():
         say(f"{name}: {data.sizes[0]:,} train / {data.sizes[1]:,} test images from {data.source}")
     costs = {t["model"]: model_cost(t["model"]) for t in spec.trials if "model" in t}
-    with ray_session(settings.address, settings.verbose):
+    with ray_session(address, settings.verbose):
         placement = trial_resources(spec, settings)
         say(placement.describe())
         check_shared_storage(experiment, cluster_nodes())
@@ -225,6 +224,14 @@ def trial_resources(spec: Spec, settings: SweepSettings) -> Placement:
     )
 
 
+def resolve_address(address: str | None) -> str | None:
+    """The cluster to join (`address`, else $RAY_ADDRESS), checked reachable; None: a local Ray."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        check_reachable(address)
+    return address
+
+
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """Fail fast, with one line, when nothing listens at a cluster's host:port.
 
@@ -244,7 +251,7 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 @contextlib.contextmanager
 def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
-    """Join the cluster at `address` (or $RAY_ADDRESS), or start a local Ray for this sweep.
+    """Join the cluster at `address` (see resolve_address), or start a local Ray for this sweep.
 
     A Ray already initialized in this process is used as it is and left running.
     """
@@ -252,7 +259,6 @@ def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
         yield
         return
     level = logging.INFO if verbose else logging.ERROR
-    address = address or os.environ.get("RAY_ADDRESS")
     if not verbose:  # Tune's newer console output prints its banner even at verbose=0
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         # A failed trial is one line from Progress and its error.txt, not a traceback here.
