@@ -24,6 +24,7 @@ import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import naive  # benchmarks/naive.py, beside this script
 
-from tune_mnist.data import SMOKE_TEST, SMOKE_TRAIN, load_dataset
+from tune_mnist.data import SMOKE_TEST, SMOKE_TRAIN, Dataset, load_dataset
 from tune_mnist.spaces import load_space
 from tune_mnist.stats import aggregate, paired_difference
 from tune_mnist.train import TrainOptions, train_resnet
@@ -41,10 +42,16 @@ from tune_mnist.train import TrainOptions, train_resnet
 CONFIG = ["dataset", "model", "batch_size", "optimizer", "lr"]
 
 
+@cache
+def smoke_dataset(name: str, data_dir: str | None) -> Dataset:
+    """A dataset at --smoke size, read once per worker process."""
+    return load_dataset(name, data_dir, smoke=True)
+
+
 def one_pair(trial: dict, data_dir: str | None, torchvision_root: Path) -> dict:
     """Both paths for one trial config and seed: accuracies and training seconds."""
     torch.set_num_threads(1)
-    data = load_dataset(trial["dataset"], data_dir, smoke=True)
+    data = smoke_dataset(trial["dataset"], data_dir)
     device = torch.device("cpu")
     train_loader = naive.loader(
         torchvision_root, trial["dataset"], True, SMOKE_TRAIN, trial["batch_size"], shuffle=True
@@ -125,8 +132,8 @@ def main() -> None:
         }
         print(json.dumps(report, indent=2))
         return
-    table["lr"] = table["lr"].map("{:g}".format)
-    print(table.to_markdown(index=False, floatfmt=".2f"))
+    formats = ["g" if column == "lr" else ".2f" for column in table.columns]
+    print(table.to_markdown(index=False, floatfmt=formats))
     print(
         f"\nours - plain over {overall['pairs']} (config, seed) pairs: {overall['diff']:+.2f} "
         f"points, 95% CI [{overall['ci_low']:+.2f}, {overall['ci_high']:+.2f}], paired t "
