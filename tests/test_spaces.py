@@ -192,3 +192,10 @@ def test_unknown_space_name_lists_the_builtins():
 def test_missing_yaml_file(tmp_path):
     with pytest.raises(TuneMnistError, match="no such space file"):
         load_space(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("name", ["q1a", "q2", "q2-full"])
+def test_builtin_sgd_rows_use_momentum_and_adam_rows_none(name):
+    trials = load_space(name).trials
+    assert {t["momentum"] for t in trials if t["optimizer"] == "sgd"} == {0.9}
+    assert {t["momentum"] for t in trials if t["optimizer"] == "adam"} == {0.0}

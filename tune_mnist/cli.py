@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from .errors import TuneMnistError
-from .spaces import builtin_names, load_space, with_repeats
+from .spaces import builtin_names, load_space, select, with_repeats
 
 app = typer.Typer(
     help="Ray Tune ablation studies of ResNets and SVMs on MNIST and Fashion-MNIST.",
@@ -54,6 +54,17 @@ SpaceArg = Annotated[
 AddressOpt = Annotated[
     str | None,
     typer.Option(envvar="RAY_ADDRESS", help="Join this Ray cluster; else start a local Ray."),
+]
+WhereOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--where",
+        help="Run only trials with KEY=VALUE (repeatable; several values of one key: any).",
+    ),
+]
+TrialOpt = Annotated[
+    list[int] | None,
+    typer.Option("--trial", help="Run only trial N, as numbered by `show` (repeatable)."),
 ]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Ray's own logs; tracebacks on errors.")
@@ -101,13 +112,17 @@ def spaces() -> None:
 
 
 @app.command()
-def show(space: SpaceArg) -> None:
+def show(space: SpaceArg, where: WhereOpt = None, trial: TrialOpt = None) -> None:
     """Print a space's expanded trials and the resources each will ask for; runs nothing."""
     with user_errors():
-        spec = load_space(space)
+        spec = select(load_space(space), where or [], trial or [])
     frame = pd.DataFrame(spec.trials).drop(columns="trainable")
-    frame.insert(0, "#", range(1, len(frame) + 1))
-    print_frame(frame, title=f"{spec.name}: {len(spec.trials)} trials ({spec.source})")
+    numbers = spec.selection.chosen if spec.selection else range(1, len(frame) + 1)
+    frame.insert(0, "#", list(numbers))
+    title = f"{spec.name}: {len(spec.trials)} trials ({spec.source})"
+    if spec.selection:
+        title = f"{spec.name}: {len(spec.trials)} of {spec.selection.of} trials ({spec.source})"
+    print_frame(frame, title=title)
     asked = spec.space.resources
     if spec.space.trainable == "resnet":
         out.print(
@@ -168,9 +183,12 @@ def sweep(
         CompileMode | None,
         typer.Option(help="torch.compile ResNets in this mode (default: eager)."),
     ] = None,
+    where: WhereOpt = None,
+    trial: TrialOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run a search space on Ray Tune and print and write its tables."""
+    """Run a search space (or the part of it chosen by --where / --trial) on Ray Tune and
+    print and write its tables."""
     from .sweep import SweepSettings, run_sweep
     from .train import TrainOptions
 
@@ -178,6 +196,7 @@ def sweep(
         spec = load_space(space)
         if repeats:
             spec = with_repeats(spec, repeats)
+        spec = select(spec, where or [], trial or [])
         settings = SweepSettings(
             data_dir=str(data_dir) if data_dir else None,
             smoke=smoke,
@@ -192,7 +211,8 @@ def sweep(
             verbose=verbose,
             options=TrainOptions(preload=preload, compile=compile.value if compile else None),
         )
-        out.print(f"{spec.name}: {len(spec.trials)} trials" + (" (smoke)" if smoke else ""))
+        part = f" of {spec.selection.of} ({spec.selection.describe()})" if spec.selection else ""
+        out.print(f"{spec.name}: {len(spec.trials)}{part} trials" + (" (smoke)" if smoke else ""))
         try:
             result = run_sweep(spec, settings, on_event=_say)
         except KeyboardInterrupt:

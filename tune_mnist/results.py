@@ -64,6 +64,7 @@ def write_meta(experiment: Path, spec, settings, datasets, resources) -> None:
         "space_source": spec.source,
         "report": spec.report,
         "trials": spec.trials,
+        "selection": asdict(spec.selection) if spec.selection else None,
         "smoke": settings.smoke,
         "settings": {
             **{k: v for k, v in asdict(settings).items() if k not in ("resume", "address")},

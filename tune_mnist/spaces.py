@@ -9,7 +9,8 @@ against the trainable's model, so a bad value is reported with the file and the 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -85,12 +86,37 @@ class Space(BaseModel):
 
 
 @dataclass(frozen=True)
+class Selection:
+    """The part of a space a sweep runs: `--where KEY=VALUE` filters and `--trial N` numbers.
+
+    Filters on one key are alternatives (any value matches), filters on different keys must
+    all match; numbers are the 1-based positions `tune-mnist show` prints, counted over
+    the whole space (repeats included).
+    """
+
+    where: dict[str, list[Any]]
+    numbers: list[int]  # the requested --trial numbers; empty: no such filter
+    chosen: list[int]  # the 1-based numbers of the trials that matched
+    of: int  # how many trials the whole space has
+
+    def describe(self) -> str:
+        """The filter in words, e.g. `model=resnet18, epochs=5 or 15; trials 1, 4`."""
+        parts = [
+            f"{key}={' or '.join(_show(v) for v in values)}" for key, values in self.where.items()
+        ]
+        if self.numbers:
+            parts.append("trials " + ", ".join(map(str, self.numbers)))
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
 class Spec:
     """A validated space and its expanded trials, in a stable order."""
 
     space: Space
     source: str  # the file it came from
     trials: list[dict[str, Any]]
+    selection: Selection | None = None  # set when only part of the space runs
 
     @property
     def name(self) -> str:
@@ -197,6 +223,81 @@ def with_repeats(spec: Spec, repeats: int) -> Spec:
     """The same space run with `repeats` seeds per configuration (overrides the file's)."""
     space = spec.space.model_copy(update={"repeats": repeats})
     return Spec(space=space, source=spec.source, trials=_expand(space, spec.source))
+
+
+def select(spec: Spec, where: list[str] = (), numbers: list[int] = ()) -> Spec:
+    """The part of a space matching `--where KEY=VALUE` filters and `--trial N` numbers.
+
+    Values are read as YAML, like the space's own (`lr=0.001`, `pin_memory=true`). A key
+    the trials do not have, a number outside the space, or a filter that matches nothing
+    raises TuneMnistError; no filters return the spec unchanged.
+    """
+    if not where and not numbers:
+        return spec
+    keys = sorted({k for trial in spec.trials for k in trial} - {"trainable"})
+    wanted: dict[str, list[Any]] = {}
+    for item in where:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise TuneMnistError(f"--where {item}: expected KEY=VALUE, e.g. model=resnet18")
+        if key not in keys:
+            raise TuneMnistError(
+                f"--where {item}: {spec.name} has no key {key!r} (its keys: {', '.join(keys)})"
+            )
+        wanted.setdefault(key, []).append(_parse_value(text))
+    total = len(spec.trials)
+    for n in numbers:
+        if not 1 <= n <= total:
+            raise TuneMnistError(f"--trial {n}: {spec.name} has trials 1 to {total}")
+    chosen = [
+        i
+        for i, trial in enumerate(spec.trials, start=1)
+        if (not numbers or i in numbers)
+        and all(any(_same(trial[k], v) for v in values) for k, values in wanted.items())
+    ]
+    selection = Selection(wanted, sorted(set(numbers)), chosen, total)
+    if not chosen:
+        raise TuneMnistError(f"{spec.name}: no trial matches {selection.describe()}")
+    return replace(spec, trials=[spec.trials[i - 1] for i in chosen], selection=selection)
+
+
+def restrict(spec: Spec, selection: Selection | None) -> Spec:
+    """A whole space cut down to a selection recorded earlier (by `select`), for resume."""
+    if selection is None:
+        return spec
+    if selection.of != len(spec.trials):
+        raise TuneMnistError(
+            f"{spec.name}: the recorded selection is of {selection.of} trials, "
+            f"the space now has {len(spec.trials)}"
+        )
+    return replace(spec, trials=[spec.trials[i - 1] for i in selection.chosen], selection=selection)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text.strip()
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string; a user means a number
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _same(have: Any, want: Any) -> bool:
+    numeric = (int, float)
+    if isinstance(have, bool) or isinstance(want, bool):
+        return have is want or (type(have) is type(want) and have == want)
+    if isinstance(have, numeric) and isinstance(want, numeric):
+        return math.isclose(have, want, rel_tol=1e-12)
+    return have == want
+
+
+def _show(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else f"{value}"
 
 
 def _describe(error: ValidationError, source: str, where: dict[str, str] | None = None) -> str:

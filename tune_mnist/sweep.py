@@ -21,7 +21,7 @@ from .errors import TuneMnistError
 from .models import model_cost
 from .report import Summary, summarize
 from .results import META_FILE, load_results, read_meta, write_meta
-from .spaces import Spec, parse_space, trial_label
+from .spaces import Selection, Spec, parse_space, restrict, trial_label
 from .train import TrainOptions
 
 
@@ -133,7 +133,11 @@ def resume_sweep(
     """Continue an interrupted sweep with the space and settings it was started with."""
     experiment = Path(experiment).absolute()
     meta = read_meta(experiment)
-    spec = parse_space(meta["space"], meta["space_source"])
+    selection = meta.get("selection")
+    spec = restrict(
+        parse_space(meta["space"], meta["space_source"]),
+        Selection(**selection) if selection else None,
+    )
     saved = meta["settings"]
     settings = SweepSettings(
         **{

@@ -18,6 +18,7 @@ import pandas as pd
 
 from . import stats
 from .results import numbers
+from .spaces import Selection
 
 MODEL_NAMES = {"resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50"}
 DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
@@ -279,7 +280,22 @@ def build_tables(results: pd.DataFrame, meta: dict) -> list[Table]:
         if meta["smoke"]:
             table.title += " (SMOKE RUN: not the study's numbers)"
         table.notes.append(scale_note(meta))
+        if partial := selection_note(meta):
+            table.notes.append(partial)
     return tables
+
+
+def selection_note(meta: dict) -> str | None:
+    """Which part of the space ran, when a sweep ran only part of it (--where, --trial)."""
+    if not meta.get("selection"):
+        return None
+    selection = Selection(**meta["selection"])
+    rows = ", ".join(map(str, selection.chosen))
+    return (
+        f"Partial study: {len(selection.chosen)} of the {selection.of} trials of "
+        f"{meta['space']['name']} ran ({selection.describe()}): trials {rows} of "
+        f"`tune-mnist show {meta['space']['name']}`."
+    )
 
 
 def pin_memory_note(results: pd.DataFrame, meta: dict) -> str | None:
