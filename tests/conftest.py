@@ -109,3 +109,17 @@ def ray_with_gpus():
     )
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def repeated(tmp_path):
+    """A finished comparison: ResNet-18 at 90, 91, 92 % (seeds 0-2), ResNet-50 at 80, 80.5, 81."""
+    from tune_mnist.spaces import load_space
+
+    from .experiments import COMPARE, make_experiment
+
+    spec = load_space(write_space(tmp_path, name="cmp", **COMPARE))
+    acc = {("resnet18", s): 90.0 + s for s in range(3)} | {
+        ("resnet50", s): 80.0 + s / 2 for s in range(3)
+    }
+    return make_experiment(tmp_path / "exp", spec, lambda t: acc[(t.model, t.seed)])

@@ -17,7 +17,7 @@ runner = CliRunner()
 
 def test_one_key_several_values_are_alternatives_and_keys_combine():
     spec = select(load_space("q1a"), ["model=resnet18", "epochs=5", "batch_size=32", "lr=1e-3"])
-    assert [(t["dataset"], t["optimizer"]) for t in spec.trials] == [
+    assert [(t.dataset, t.optimizer) for t in spec.trials] == [
         ("mnist", "sgd"),
         ("mnist", "adam"),
         ("fashion-mnist", "sgd"),
@@ -25,12 +25,12 @@ def test_one_key_several_values_are_alternatives_and_keys_combine():
     ]
     assert spec.selection.of == 32 and spec.selection.chosen == [5, 7, 21, 23]
     both = select(load_space("q2"), ["model=resnet34", "model=resnet50"])
-    assert [t["model"] for t in both.trials] == ["resnet34"] * 4 + ["resnet50"]
+    assert [t.model for t in both.trials] == ["resnet34"] * 4 + ["resnet50"]
 
 
 def test_trial_numbers_are_those_show_prints_and_combine_with_where():
     spec = select(load_space("q2"), [], [1, 4, 5])
-    assert [(t["lr"], t["epochs"], t["pin_memory"]) for t in spec.trials] == [
+    assert [(t.lr, t.epochs, t.pin_memory) for t in spec.trials] == [
         (0.001, 5, True),
         (0.0001, 5, False),
         (0.0001, 5, True),

@@ -1,7 +1,8 @@
 import pytest
 
+from tune_mnist.configs import SVMConfig, trial_from_dict, trial_to_dict
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.spaces import builtin_names, load_space, parse_space, trial_label
+from tune_mnist.spaces import builtin_names, load_space, parse_space
 
 from .conftest import write_space
 
@@ -10,7 +11,7 @@ from .conftest import write_space
 def test_builtin_spaces_expand_to_the_study_trial_counts(name, trials):
     spec = load_space(name)
     assert len(spec.trials) == trials
-    assert len({trial_label(t) for t in spec.trials}) == trials  # no duplicate configs
+    assert len({t.label for t in spec.trials}) == trials  # no duplicate configs
 
 
 def test_builtin_names():
@@ -19,10 +20,8 @@ def test_builtin_names():
 
 def test_q1a_keeps_the_eight_row_design_per_model_and_dataset():
     spec = load_space("q1a")
-    mnist18 = [t for t in spec.trials if t["dataset"] == "mnist" and t["model"] == "resnet18"]
-    rows = [
-        (t["batch_size"], t["optimizer"], t["lr"], t["epochs"], t["pin_memory"]) for t in mnist18
-    ]
+    mnist18 = [t for t in spec.trials if t.dataset == "mnist" and t.model == "resnet18"]
+    rows = [(t.batch_size, t.optimizer, t.lr, t.epochs, t.pin_memory) for t in mnist18]
     assert rows == [
         (16, "sgd", 0.001, 5, False),
         (16, "sgd", 0.0001, 15, True),
@@ -33,31 +32,28 @@ def test_q1a_keeps_the_eight_row_design_per_model_and_dataset():
         (32, "adam", 0.001, 5, True),
         (32, "adam", 0.0001, 15, False),
     ]
-    assert {t["seed"] for t in spec.trials} == {0}
+    assert {t.seed for t in spec.trials} == {0}
     assert spec.report == "ablation"
 
 
 def test_q1b_uses_svc_defaults_on_10000_images():
     trials = load_space("q1b").trials
-    assert {(t["dataset"], t["kernel"]) for t in trials} == {
+    assert {(t.dataset, t.kernel) for t in trials} == {
         ("mnist", "rbf"),
         ("mnist", "poly"),
         ("fashion-mnist", "rbf"),
         ("fashion-mnist", "poly"),
     }
     assert all(
-        t["train_samples"] == 10_000
-        and t["C"] == 1.0
-        and t["gamma"] == "scale"
-        and t["degree"] == 3
+        t.train_samples == 10_000 and t.C == 1.0 and t.gamma == "scale" and t.degree == 3
         for t in trials
     )
 
 
 def test_q2_full_crosses_every_documented_value():
     trials = load_space("q2-full").trials
-    assert {t["model"] for t in trials} == {"resnet18", "resnet34", "resnet50"}
-    assert {(t["lr"], t["epochs"], t["pin_memory"]) for t in trials} == {
+    assert {t.model for t in trials} == {"resnet18", "resnet34", "resnet50"}
+    assert {(t.lr, t.epochs, t.pin_memory) for t in trials} == {
         (lr, e, p) for lr in (0.001, 0.0001) for e in (5, 15) for p in (False, True)
     }
 
@@ -66,17 +62,19 @@ def test_user_file_by_path(tmp_path):
     path = write_space(tmp_path, trainable="svm", grid={"dataset": ["mnist"], "kernel": ["rbf"]})
     spec = load_space(str(path))
     assert spec.trials == [
-        {
-            "trainable": "svm",
-            "dataset": "mnist",
-            "kernel": "rbf",
-            "train_samples": 10000,
-            "C": 1.0,
-            "gamma": "scale",
-            "degree": 3,
-            "seed": 0,
-        }
+        SVMConfig(dataset="mnist", kernel="rbf", train_samples=10000, C=1.0, gamma="scale")
     ]
+    assert trial_to_dict(spec.trials[0]) == {
+        "trainable": "svm",
+        "dataset": "mnist",
+        "kernel": "rbf",
+        "train_samples": 10000,
+        "C": 1.0,
+        "gamma": "scale",
+        "degree": 3,
+        "seed": 0,
+    }
+    assert trial_from_dict(trial_to_dict(spec.trials[0])) == spec.trials[0]
     assert spec.report == "svm"
 
 
@@ -138,7 +136,7 @@ def _grid(key, value):
         (_grid("optimizer", "rmsprop"), "b.yaml: grid.optimizer: Input should be 'sgd' or 'adam'"),
         (
             _with(grid={"lr": [0.1], "colour": ["red"]}),
-            "b.yaml: grid.colour: unknown key (expected one of: trainable, dataset",
+            "b.yaml: grid.colour: unknown key (expected one of: dataset, model",
         ),
         (
             _with(grid={"lr": [0.1]}, colour=1),
@@ -197,5 +195,18 @@ def test_missing_yaml_file(tmp_path):
 @pytest.mark.parametrize("name", ["q1a", "q2", "q2-full"])
 def test_builtin_sgd_rows_use_momentum_and_adam_rows_none(name):
     trials = load_space(name).trials
-    assert {t["momentum"] for t in trials if t["optimizer"] == "sgd"} == {0.9}
-    assert {t["momentum"] for t in trials if t["optimizer"] == "adam"} == {0.0}
+    assert {t.momentum for t in trials if t.optimizer == "sgd"} == {0.9}
+    assert {t.momentum for t in trials if t.optimizer == "adam"} == {0.0}
+
+
+def test_repeats_in_a_space_file_expand_the_seeds():
+    spec = parse_space(
+        {
+            "name": "r",
+            "trainable": "svm",
+            "repeats": 3,
+            "fixed": {"seed": 5},
+            "grid": {"dataset": ["mnist"], "kernel": ["rbf"]},
+        }
+    )
+    assert [t.seed for t in spec.trials] == [5, 6, 7]

@@ -2,11 +2,12 @@ import numpy as np
 import pytest
 from sklearn.svm import SVC
 
+from tune_mnist.configs import SVMConfig
 from tune_mnist.data import load_dataset
 from tune_mnist.errors import TuneMnistError
 from tune_mnist.svm import fit_svm, svm_features
 
-TRIAL = dict(train_samples=80, C=1.0, gamma="scale", degree=3, seed=0)
+RBF = SVMConfig(dataset="mnist", kernel="rbf", train_samples=80)
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def sample():
 @pytest.mark.parametrize("kernel", ["rbf", "poly", "linear", "sigmoid"])
 @pytest.mark.parametrize("gamma", ["scale", "auto", 0.01])
 def test_precomputed_kernels_predict_exactly_like_plain_svc(sample, kernel, gamma):
-    trial = {**TRIAL, "kernel": kernel, "gamma": gamma, "train_samples": 300}
+    trial = SVMConfig(dataset="mnist", kernel=kernel, gamma=gamma, train_samples=300)
     ours = fit_svm(trial, sample, "precomputed")
     plain = fit_svm(trial, sample, "libsvm")
     assert ours.test_accuracy == plain.test_accuracy
@@ -32,7 +33,7 @@ def test_precomputed_kernels_predict_exactly_like_plain_svc(sample, kernel, gamm
 
 
 def test_plain_backend_is_sklearn_svc(mnist):
-    result = fit_svm({**TRIAL, "kernel": "rbf"}, mnist, "libsvm")
+    result = fit_svm(RBF, mnist, "libsvm")
     plain = SVC(kernel="rbf").fit(svm_features(mnist.train_images[:80]), mnist.train_labels[:80])
     expected = 100 * np.mean(plain.predict(svm_features(mnist.test_images)) == mnist.test_labels)
     assert result.test_accuracy == pytest.approx(expected)
@@ -48,7 +49,7 @@ def test_features_are_pixels_in_0_1(mnist):
 
 def test_unknown_backend(mnist):
     with pytest.raises(TuneMnistError, match="unknown SVM backend 'gpu'"):
-        fit_svm({**TRIAL, "kernel": "rbf"}, mnist, "gpu")
+        fit_svm(RBF, mnist, "gpu")
 
 
 def test_intelex_backend_says_how_to_install(mnist):
@@ -57,6 +58,6 @@ def test_intelex_backend_says_how_to_install(mnist):
         import sklearnex  # noqa: F401
     except ImportError:
         with pytest.raises(TuneMnistError, match="pip install scikit-learn-intelex"):
-            fit_svm({**TRIAL, "kernel": "rbf"}, mnist, "intelex")
+            fit_svm(RBF, mnist, "intelex")
     else:
-        assert fit_svm({**TRIAL, "kernel": "rbf"}, mnist, "intelex").backend == "intelex"
+        assert fit_svm(RBF, mnist, "intelex").backend == "intelex"

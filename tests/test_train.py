@@ -1,10 +1,12 @@
 import copy
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
 
+from tune_mnist.configs import ResNetConfig
 from tune_mnist.data import load_dataset
 from tune_mnist.train import (
     Batches,
@@ -14,7 +16,7 @@ from tune_mnist.train import (
     train_resnet,
 )
 
-TRIAL = dict(
+TRIAL = ResNetConfig(
     model="resnet18",
     dataset="mnist",
     batch_size=32,
@@ -44,10 +46,10 @@ def test_train_resnet_reports_every_epoch(mnist):
 
 
 def test_same_seed_same_training(mnist):
-    a = train_resnet({**TRIAL, "epochs": 1}, mnist)
-    b = train_resnet({**TRIAL, "epochs": 1}, mnist)
+    a = train_resnet(replace(TRIAL, epochs=1), mnist)
+    b = train_resnet(replace(TRIAL, epochs=1), mnist)
     assert a.history[0].train_loss == pytest.approx(b.history[0].train_loss, rel=1e-5)
-    c = train_resnet({**TRIAL, "epochs": 1, "seed": 1}, mnist)
+    c = train_resnet(replace(TRIAL, epochs=1, seed=1), mnist)
     assert c.history[0].train_loss != pytest.approx(a.history[0].train_loss, rel=1e-5)
 
 
@@ -103,9 +105,9 @@ def test_batch_of_one_is_dropped(mnist):
 
 def test_sgd_is_plain_unless_momentum_is_set():
     params = [torch.nn.Parameter(torch.zeros(2))]
-    sgd = make_optimizer({"optimizer": "sgd", "lr": 0.1}, params)
+    sgd = make_optimizer(replace(TRIAL, optimizer="sgd", lr=0.1), params)
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["momentum"] == 0
-    adam = make_optimizer({"optimizer": "adam", "lr": 0.1}, params)
+    adam = make_optimizer(replace(TRIAL, optimizer="adam", lr=0.1), params)
     assert isinstance(adam, torch.optim.Adam)
     assert sgd.defaults["fused"] and adam.defaults["fused"]
 
@@ -113,7 +115,7 @@ def test_sgd_is_plain_unless_momentum_is_set():
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_fused_step_matches_the_plain_for_loop_step(optimizer):
     torch.manual_seed(0)
-    trial = {"optimizer": optimizer, "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4}
+    trial = replace(TRIAL, optimizer=optimizer, lr=0.01, momentum=0.9, weight_decay=1e-4)
     fused_params = [torch.nn.Parameter(torch.randn(50)) for _ in range(3)]
     plain_params = [torch.nn.Parameter(p.detach().clone()) for p in fused_params]
     fused = make_optimizer(trial, fused_params)
@@ -131,7 +133,7 @@ def test_fused_step_matches_the_plain_for_loop_step(optimizer):
 
 
 def test_skipping_padding_taps_is_on_for_cpu_and_changes_no_result(mnist):
-    trial = {**TRIAL, "epochs": 1}
+    trial = replace(TRIAL, epochs=1)
     skipped = train_resnet(trial, mnist)
     plain = train_resnet(trial, mnist, TrainOptions(skip_padding_taps=False))
     assert skipped.options["skip_padding_taps"] is True

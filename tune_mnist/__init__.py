@@ -11,22 +11,36 @@ from .errors import TuneMnistError
 
 __version__ = "0.1.0"
 __all__ = [
+    "ExperimentMeta",
+    "ResNetConfig",
+    "SVMConfig",
     "Spec",
     "SweepResult",
     "SweepSettings",
+    "TrainOptions",
     "TuneMnistError",
     "load_epochs",
     "load_results",
     "load_space",
+    "read_meta",
+    "resume_sweep",
     "run_sweep",
+    "summarize",
 ]
 _HOME = {
+    "ResNetConfig": "configs",
+    "SVMConfig": "configs",
+    "TrainOptions": "configs",
     "Spec": "spaces",
     "load_space": "spaces",
+    "SweepSettings": "settings",
+    "ExperimentMeta": "experiment",
+    "read_meta": "experiment",
     "load_results": "results",
     "load_epochs": "results",
+    "summarize": "report",
     "run_sweep": "sweep",
-    "SweepSettings": "sweep",
+    "resume_sweep": "sweep",
     "SweepResult": "sweep",
 }
 

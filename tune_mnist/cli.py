@@ -13,7 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from .configs import DEFAULT_SVM_BACKEND, SVM_BACKENDS, TrainOptions
 from .errors import TuneMnistError
+from .settings import SweepSettings
 from .spaces import builtin_names, load_space, select, with_repeats
 
 app = typer.Typer(
@@ -29,10 +31,7 @@ err = Console(stderr=True, soft_wrap=True, width=_width)
 EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 3, 130
 
 
-class SVMBackend(str, Enum):
-    precomputed = "precomputed"
-    libsvm = "libsvm"
-    intelex = "intelex"
+SVMBackend = Enum("SVMBackend", {name: name for name in SVM_BACKENDS}, type=str)
 
 
 class CompileMode(str, Enum):
@@ -116,7 +115,7 @@ def show(space: SpaceArg, where: WhereOpt = None, trial: TrialOpt = None) -> Non
     """Print a space's expanded trials and the resources each will ask for; runs nothing."""
     with user_errors():
         spec = select(load_space(space), where or [], trial or [])
-    frame = pd.DataFrame(spec.trials).drop(columns="trainable")
+    frame = pd.DataFrame(spec.trials)  # one column per config field
     numbers = spec.selection.chosen if spec.selection else range(1, len(frame) + 1)
     frame.insert(0, "#", list(numbers))
     title = f"{spec.name}: {len(spec.trials)} trials ({spec.source})"
@@ -166,7 +165,7 @@ def sweep(
     svm_backend: Annotated[
         SVMBackend,
         typer.Option(help="precomputed: plain SVC's predictions, faster; intelex: another solver."),
-    ] = "precomputed",
+    ] = DEFAULT_SVM_BACKEND,
     max_failures: Annotated[
         int, typer.Option(min=0, help="Retries of a failed trial, from its last checkpoint.")
     ] = 2,
@@ -189,8 +188,7 @@ def sweep(
 ) -> None:
     """Run a search space (or the part of it chosen by --where / --trial) on Ray Tune and
     print and write its tables."""
-    from .sweep import SweepSettings, run_sweep
-    from .train import TrainOptions
+    from .sweep import run_sweep  # Ray and torch load only for the commands that need them
 
     with user_errors(verbose):
         spec = load_space(space)
@@ -220,9 +218,6 @@ def sweep(
             err.print(f"interrupted: continue with `tune-mnist resume {where}`", highlight=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None
     out.print(f"peak concurrency: {result.peak_running} trials")
-    from .plots import plot_experiment
-
-    plot_experiment(result.experiment_dir)
     _print_summary(result.summary)
 
 
@@ -269,15 +264,15 @@ def cluster(
     verbose: VerboseOpt = False,
 ) -> None:
     """Print the cluster's nodes and resources, and where a space's trials would run."""
-    from .cluster import cluster_nodes
-    from .sweep import SweepSettings, ray_session, resolve_address, trial_resources
+    from .cluster import inspect_cluster
 
     with user_errors(verbose):
         spec = load_space(space) if space else None
-        with ray_session(resolve_address(address), verbose):
-            nodes = cluster_nodes()
-            settings = SweepSettings(gpus_per_trial=gpus_per_trial, svm_cpus=svm_cpus)
-            placement = trial_resources(spec, settings) if spec else None
+        settings = SweepSettings(
+            address=address, gpus_per_trial=gpus_per_trial, svm_cpus=svm_cpus, verbose=verbose
+        )
+        view = inspect_cluster(spec, settings)
+    nodes, placement = view.nodes, view.placement
     shown = nodes.assign(
         node_id=nodes["node_id"].str[:12],
         custom=nodes["custom"].map(lambda c: ", ".join(f"{k}={v:g}" for k, v in c.items())),
@@ -323,11 +318,3 @@ def _print_summary(summary) -> None:
         print_frame(summary.incomplete, title=f"{len(summary.incomplete)} trials did not finish")
         out.print(f"continue with `tune-mnist resume {summary.experiment}`", highlight=False)
         raise typer.Exit(EXIT_INCOMPLETE)
-
-
-def main() -> None:  # pragma: no cover - `python -m tune_mnist`
-    app(prog_name="tune-mnist")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""What the Ray cluster offers and where each kind of trial can go.
+"""The Ray cluster: joining it (or starting a local one), what it offers, where trials go.
 
 ResNet trials ask for a GPU fraction on clusters with GPUs and for CPUs on clusters
 without. SVM trials ask for CPUs, plus a sliver of a custom resource (`svm_worker` by
@@ -8,14 +8,21 @@ whose trials fit on no node is refused here, before Ray would leave it PENDING f
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import socket
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import ray
 
-from .errors import TuneMnistError
+from .errors import TuneMnistError, first_line
+from .settings import SweepSettings
+from .spaces import Spec
 
 # Ray's built-in resources; anything else a node declares is a custom resource.
 _BUILTIN = {"CPU", "GPU", "memory", "object_store_memory"}
@@ -138,3 +145,105 @@ def check_shared_storage(storage: Path, nodes: pd.DataFrame) -> None:
 @ray.remote(num_cpus=0)
 def _sees(path: str) -> bool:
     return Path(path).exists()
+
+
+def trial_resources(spec: Spec, settings: SweepSettings) -> Placement:
+    """What this space's trials ask for on the connected cluster, and where they fit."""
+    gpu = settings.gpus_per_trial
+    return plan(
+        spec.space.trainable,
+        cluster_nodes(),
+        gpu=gpu if gpu is not None else spec.space.resources.gpu,
+        cpu=spec.space.resources.cpu,
+        gpu_explicit=gpu is not None,
+        svm_cpus=settings.svm_cpus,
+        svm_resource=settings.svm_resource,
+    )
+
+
+def resolve_address(address: str | None) -> str | None:
+    """The cluster to join (`address`, else $RAY_ADDRESS), checked reachable; None: a local Ray."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        check_reachable(address)
+    return address
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, with one line, when nothing listens at a cluster's host:port.
+
+    Ray itself retries an unreachable address for many minutes before it gives up.
+    """
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except ValueError:
+        raise TuneMnistError(f"--address {address}: expected HOST:PORT") from None
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise TuneMnistError(f"cannot connect to Ray at {address}: {reason}") from None
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
+    """Join the cluster at `address` (see resolve_address), or start a local Ray for this sweep.
+
+    A Ray already initialized in this process is used as it is and left running.
+    """
+    if ray.is_initialized():
+        yield
+        return
+    level = logging.INFO if verbose else logging.ERROR
+    if not verbose:  # Tune's newer console output prints its banner even at verbose=0
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        # A failed trial is one line from Progress and its error.txt, not a traceback here.
+        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+    try:
+        if address:
+            ray.init(address=address, logging_level=level, log_to_driver=verbose)
+        else:
+            # "local": always a new instance, never a cluster that `ray start` left behind
+            ray.init(
+                address="local",
+                dashboard_host="127.0.0.1",
+                logging_level=level,
+                log_to_driver=verbose,
+            )
+    except Exception as e:  # ConnectionError, TimeoutError, auth failures: one line each
+        if _caused_by(e, ray.exceptions.AuthenticationError):
+            raise TuneMnistError(
+                f"the Ray cluster at {address} requires a token and none was accepted: "
+                "set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN, "
+                "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
+            ) from None
+        raise TuneMnistError(
+            f"cannot connect to Ray at {address or 'a local instance'}: {first_line(e)}"
+        ) from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _caused_by(error: BaseException | None, kind: type) -> bool:
+    while error is not None:
+        if isinstance(error, kind):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+@dataclass
+class ClusterView:
+    """The connected cluster's nodes, and where a space's trials would go."""
+
+    nodes: pd.DataFrame  # cluster_nodes()
+    placement: Placement | None  # for the space asked about, if any
+
+
+def inspect_cluster(spec: Spec | None, settings: SweepSettings) -> ClusterView:
+    """Join the cluster (settings.address, else $RAY_ADDRESS, else a local Ray) and describe it."""
+    with ray_session(resolve_address(settings.address), settings.verbose):
+        return ClusterView(cluster_nodes(), trial_resources(spec, settings) if spec else None)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TuneMnistError
+from .errors import TuneMnistError, first_line
 
 # file stem -> (IDX magic number, number of dimensions)
 FILES = {
@@ -172,9 +172,8 @@ def download(name: str, searched: list[Path]) -> Dataset:
         with FileLock(str(cache / f".{name}.lock")):
             getattr(datasets, TORCHVISION_CLASS[name])(root=str(cache), download=True)
     except Exception as e:  # torchvision raises many kinds here; all mean "no data"
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TuneMnistError(
-            f"{name}: not found under {where} and the download failed ({reason}); "
+            f"{name}: not found under {where} and the download failed ({first_line(e)}); "
             "pass --data-dir DIR holding the IDX files (or set TUNE_MNIST_DATA)"
         ) from None
     return read_folder(name, cache / TORCHVISION_CLASS[name] / "raw")

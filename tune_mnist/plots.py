@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -16,10 +17,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from . import stats
-from .results import load_experiment
+from .experiment import ExperimentMeta, report_dir, write_atomic
+from .results import Experiment, load_experiment
 from .tables import CONFIG_KEYS, FACTORS, metric
-
-REPORT_DIR = "report"
 
 
 def pareto_front(frame: pd.DataFrame, cost: str, value: str) -> pd.DataFrame:
@@ -29,20 +29,19 @@ def pareto_front(frame: pd.DataFrame, cost: str, value: str) -> pd.DataFrame:
     return ordered[ordered[value] > best_so_far]
 
 
-def _title(meta: dict, what: str) -> str:
-    return f"{meta['space']['name']}: {what}" + (" (smoke run)" if meta["smoke"] else "")
+def _title(meta: ExperimentMeta, what: str) -> str:
+    return f"{meta.name}: {what}" + (" (smoke run)" if meta.smoke else "")
 
 
 def _save(figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=120, bbox_inches="tight")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(figure)
-    tmp.replace(path)  # atomic, like the tables
+    write_atomic(path, buffer.getvalue())
     return path
 
 
-def accuracy_vs_time(results: pd.DataFrame, meta: dict, path: Path) -> Path:
+def accuracy_vs_time(results: pd.DataFrame, meta: ExperimentMeta, path: Path) -> Path:
     """Scatter of test accuracy (%) against train time (s), one colour per dataset/model."""
     done = results.assign(
         seconds=metric(results, "train_time_ms") / 1000,
@@ -64,7 +63,7 @@ def accuracy_vs_time(results: pd.DataFrame, meta: dict, path: Path) -> Path:
     return _save(figure, path)
 
 
-def learning_curves(epochs: pd.DataFrame, meta: dict, path: Path) -> Path:
+def learning_curves(epochs: pd.DataFrame, meta: ExperimentMeta, path: Path) -> Path:
     """Test accuracy per epoch for each configuration; mean line, min-max band over seeds."""
     keys = [k for k in CONFIG_KEYS["resnet"] if k in epochs and epochs[k].nunique() > 1]
     figure, axes = plt.subplots(figsize=(8, 5))
@@ -84,7 +83,7 @@ def learning_curves(epochs: pd.DataFrame, meta: dict, path: Path) -> Path:
     return _save(figure, path)
 
 
-def main_effects_plot(results: pd.DataFrame, meta: dict, path: Path) -> Path:
+def main_effects_plot(results: pd.DataFrame, meta: ExperimentMeta, path: Path) -> Path:
     """Mean accuracy per level of each varied factor, with 95% t-intervals over trials."""
     done = results.assign(test_accuracy=metric(results, "test_accuracy"))
     done = done[done["status"] == "finished"]
@@ -107,15 +106,17 @@ def main_effects_plot(results: pd.DataFrame, meta: dict, path: Path) -> Path:
     return _save(figure, path)
 
 
-def plot_experiment(experiment: str | Path) -> list[Path]:
-    """Write the experiment's figures into its report/ folder; return their paths."""
-    experiment = Path(experiment)
-    loaded = load_experiment(experiment)
+def plot_experiment(experiment: str | Path, loaded: Experiment | None = None) -> list[Path]:
+    """Write the experiment's figures into its report/ folder; return their paths.
+
+    `loaded` is the experiment already read (report.summarize passes it), else it is read.
+    """
+    loaded = loaded or load_experiment(experiment)
     meta, results, epochs = loaded.meta, loaded.results, loaded.epochs
-    folder = experiment / REPORT_DIR
-    name = meta["space"]["name"]
+    folder = report_dir(experiment)
+    name = meta.name
     paths = [accuracy_vs_time(results, meta, folder / f"{name}-accuracy-vs-time.png")]
-    if meta["space"]["trainable"] == "resnet":
+    if meta.trainable == "resnet":
         if not epochs.empty:
             paths.append(learning_curves(epochs, meta, folder / f"{name}-learning-curves.png"))
         paths.append(main_effects_plot(results, meta, folder / f"{name}-main-effects.png"))

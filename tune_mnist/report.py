@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from .results import Experiment, load_experiment, write_atomic
+from .experiment import report_dir, write_atomic
+from .results import Experiment, load_experiment
 from .tables import Table, build_tables
 
-REPORT_DIR = "report"
 FORMATS = ("md", "csv", "json", "parquet")
 
 
@@ -29,15 +29,21 @@ class Summary:
     tables: list[Table]
     results: pd.DataFrame
     incomplete: pd.DataFrame  # trials not finished: label, status, error
-    files: list[Path] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)  # tables, exports, provenance
+    figures: list[Path] = field(default_factory=list)  # PNGs, when asked for
 
     @property
     def complete(self) -> bool:
         return self.incomplete.empty
 
 
-def summarize(experiment: str | Path, formats=FORMATS, write: bool = True) -> Summary:
-    """Load an experiment, build its tables, and (by default) write them to `report/`."""
+def summarize(
+    experiment: str | Path, formats=FORMATS, write: bool = True, plots: bool = False
+) -> Summary:
+    """Load an experiment, build its tables, and (by default) write them to `report/`.
+
+    With `plots`, the figures too (plots.plot_experiment), from the same reading.
+    """
     experiment = Path(experiment)
     loaded = load_experiment(experiment)
     meta, results = loaded.meta, loaded.results
@@ -46,8 +52,11 @@ def summarize(experiment: str | Path, formats=FORMATS, write: bool = True) -> Su
         experiment, build_tables(results, meta), results, incomplete.reset_index(drop=True)
     )
     if write:
-        folder = experiment / REPORT_DIR
-        summary.files = write_report(folder, summary, loaded, formats)
+        summary.files = write_report(report_dir(experiment), summary, loaded, formats)
+    if plots:
+        from .plots import plot_experiment  # matplotlib only when figures are asked for
+
+        summary.figures = plot_experiment(experiment, loaded)
     return summary
 
 
@@ -68,20 +77,14 @@ def write_report(folder: Path, summary: Summary, loaded: Experiment, formats=FOR
     for fmt in (f for f in formats if f != "md"):
         files += [export(frame, folder / f"{name}.{fmt}") for name, frame in frames.items()]
     provenance = {
-        k: meta.get(k)
-        for k in (
-            "space",
-            "space_source",
-            "smoke",
-            "settings",
-            "data",
-            "versions",
-            "git_commit",
-            "driver_devices",
-            "host",
-            "command",
-            "started_at",
-        )
+        "space": meta.space.model_dump(),
+        "space_source": meta.space_source,
+        "smoke": meta.smoke,
+        "selection": asdict(meta.selection) if meta.selection else None,
+        "settings": meta.settings.saved(),
+        "data": {name: asdict(info) for name, info in meta.data.items()},
+        **meta.provenance,
+        "started_at": meta.started_at,
     }
     provenance["devices_used"] = sorted(
         summary.results.get("device", pd.Series()).dropna().unique()

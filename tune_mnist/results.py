@@ -1,29 +1,24 @@
 """An experiment directory as pandas DataFrames, read from files: no Ray, no re-running.
 
-Layout: `<experiment>/tune_mnist.json` (the space, its trials, settings, provenance;
-written before the first trial starts) and one folder per trial as Ray Tune writes it
-(`params.json`, `result.json` with one JSON report per line, `error.txt` on failure).
-Trials the space declares but no folder holds are listed as `pending`, so an
+The folder's layout and metadata belong to experiment.py; this module reads the trial
+folders Ray Tune writes (`params.json`, `result.json` with one JSON report per line,
+`error.txt` on failure) against the trials the metadata declares. Trials declared
+but no folder holds are listed as `pending`, so an
 interrupted sweep reads as exactly what it is.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .errors import TuneMnistError
-from .spaces import trial_label
+from .configs import TrialConfig, trial_to_dict
+from .experiment import ExperimentMeta, read_meta
 
-META_FILE = "tune_mnist.json"
-STATUSES = ("finished", "running", "error", "pending")  # "running": started, not finished
 # Ray adds these to every report; they say nothing about the trial we did not keep.
 _RAY_KEYS = {
     "config",
@@ -42,59 +37,8 @@ _RAY_KEYS = {
 }
 
 
-def write_atomic(path: Path, content: str | bytes) -> None:
-    """Write a file so that readers see the old or the new content, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as f:
-            f.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_meta(experiment: Path, spec, settings, datasets, resources) -> None:
-    """Save what the sweep is about to run, before it runs (see module docstring)."""
-    from .provenance import provenance
-
-    meta = {
-        "space": spec.space.model_dump(),
-        "space_source": spec.source,
-        "report": spec.report,
-        "trials": spec.trials,
-        "selection": asdict(spec.selection) if spec.selection else None,
-        "smoke": settings.smoke,
-        "settings": {
-            **{k: v for k, v in asdict(settings).items() if k not in ("resume", "address")},
-            "data_dir": str(Path(settings.data_dir).absolute()) if settings.data_dir else None,
-        },
-        "data": {
-            n: {"source": d.source, "train": d.sizes[0], "test": d.sizes[1]}
-            for n, d in datasets.items()
-        },
-        "resources": resources,
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **provenance(),
-    }
-    write_atomic(experiment / META_FILE, json.dumps(meta, indent=2, default=str))
-
-
-def read_meta(experiment: str | Path) -> dict:
-    """The tune_mnist.json of an experiment; a clear error when there is none."""
-    path = Path(experiment) / META_FILE
-    if not Path(experiment).is_dir():
-        raise TuneMnistError(f"{experiment}: no such experiment folder")
-    if not path.is_file():
-        raise TuneMnistError(f"{experiment}: not a tune-mnist experiment (no {META_FILE})")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise TuneMnistError(f"{path}: unreadable ({e})") from None
-
-
-def _key(trial: dict) -> str:
+def _key(trial: dict[str, Any]) -> str:
+    """A trial's identity across files: its dict with sorted keys."""
     return json.dumps(trial, sort_keys=True)
 
 
@@ -131,8 +75,10 @@ def _first_error_line(folder: Path) -> str | None:
     return lines[-1] if lines else "unknown error"
 
 
-def _trial_row(trial: dict, folder: Path | None, reports: list[dict], smoke: bool) -> dict:
-    row: dict[str, Any] = {"label": trial_label(trial), **trial, "smoke": smoke}
+def _trial_row(
+    trial: TrialConfig, folder: Path | None, reports: list[dict], smoke: bool
+) -> dict[str, Any]:
+    row: dict[str, Any] = {"label": trial.label, **trial_to_dict(trial), "smoke": smoke}
     last = reports[-1] if reports else {}
     error = _first_error_line(folder) if folder else None
     if last.get("trial_finished"):
@@ -150,7 +96,7 @@ def _trial_row(trial: dict, folder: Path | None, reports: list[dict], smoke: boo
 class Experiment:
     """An experiment folder read once: its metadata, trials and per-epoch reports."""
 
-    meta: dict
+    meta: ExperimentMeta
     results: pd.DataFrame  # one row per declared trial (load_results)
     epochs: pd.DataFrame  # one row per trial and epoch (load_epochs)
 
@@ -161,14 +107,15 @@ def load_experiment(experiment: str | Path) -> Experiment:
     meta = read_meta(experiment)
     folders = _trial_folders(experiment)
     rows, epoch_rows = [], []
-    for trial in meta["trials"]:
-        folder = folders.get(_key(trial))
+    for trial in meta.trials:
+        config = trial_to_dict(trial)
+        folder = folders.get(_key(config))
         reports = _read_reports(folder) if folder else []
-        rows.append(_trial_row(trial, folder, reports, meta["smoke"]))
+        rows.append(_trial_row(trial, folder, reports, meta.smoke))
         by_epoch = {r["epoch"]: r for r in reports if "epoch" in r}  # the latest of each
         for report in by_epoch.values():
             kept = {k: v for k, v in report.items() if k not in _RAY_KEYS}
-            epoch_rows.append({"label": trial_label(trial), **trial, **kept})
+            epoch_rows.append({"label": trial.label, **config, **kept})
     return Experiment(meta, with_compute(pd.DataFrame(rows), meta), pd.DataFrame(epoch_rows))
 
 
@@ -182,14 +129,14 @@ def load_results(experiment: str | Path) -> pd.DataFrame:
     return load_experiment(experiment).results
 
 
-def with_compute(frame: pd.DataFrame, meta: dict) -> pd.DataFrame:
+def with_compute(frame: pd.DataFrame, meta: ExperimentMeta) -> pd.DataFrame:
     """Add what each trial used: GPU- and CPU-seconds, images trained, throughput, FLOPs.
 
     train_pflops_est is an estimate: 3 x forward FLOPs (fvcore) x images trained.
     """
     seconds = numbers(frame, "train_time_ms") / 1000
-    train_sizes = frame["dataset"].map({n: d["train"] for n, d in meta["data"].items()})
-    if meta["space"]["trainable"] == "resnet":  # every epoch sees the whole training set
+    train_sizes = frame["dataset"].map({n: d.train for n, d in meta.data.items()})
+    if meta.trainable == "resnet":  # every epoch sees the whole training set
         images = train_sizes * numbers(frame, "epoch")
     else:  # an SVM: one fit on the first train_samples images
         images = numbers(frame, "train_samples").clip(upper=train_sizes)
@@ -197,7 +144,7 @@ def with_compute(frame: pd.DataFrame, meta: dict) -> pd.DataFrame:
     frame["gpu_seconds"] = seconds * numbers(frame, "assigned_gpus")
     frame["cpu_seconds"] = seconds * numbers(frame, "assigned_cpus")
     frame["train_images_per_s"] = images / seconds
-    if meta["space"]["trainable"] == "resnet":
+    if meta.trainable == "resnet":
         frame["train_pflops_est"] = 3 * numbers(frame, "gflops") * images / 1e6
     return frame
 

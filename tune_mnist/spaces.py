@@ -18,24 +18,31 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .configs import (
+    CONFIGS,
+    DATASETS,
+    KERNELS,
+    MODELS,
+    OPTIMIZERS,
+    Selection,
+    TrialConfig,
+    trial_to_dict,
+    with_seed,
+)
 from .errors import TuneMnistError
 
-DATASETS = ("mnist", "fashion-mnist")
-MODELS = ("resnet18", "resnet34", "resnet50")
-
-Dataset = Literal["mnist", "fashion-mnist"]
 _STRICT = ConfigDict(extra="forbid", strict=True)
+Dataset = Literal[DATASETS]
 
 
-class ResNetTrial(BaseModel):
-    """One ResNet training run: what train.train_resnet needs, nothing else."""
+class ResNetFields(BaseModel):
+    """The keys of a ResNet trial as a space file may write them (see configs.ResNetConfig)."""
 
     model_config = _STRICT
-    trainable: Literal["resnet"] = "resnet"
     dataset: Dataset
-    model: Literal["resnet18", "resnet34", "resnet50"]
+    model: Literal[MODELS]
     batch_size: int = Field(ge=1)
-    optimizer: Literal["sgd", "adam"]
+    optimizer: Literal[OPTIMIZERS]
     lr: float = Field(gt=0)  # learning rate
     epochs: int = Field(ge=1)
     pin_memory: bool = False
@@ -44,13 +51,12 @@ class ResNetTrial(BaseModel):
     seed: int = Field(0, ge=0)
 
 
-class SVMTrial(BaseModel):
-    """One scikit-learn SVC fit: SVC's defaults unless the space says otherwise."""
+class SVMFields(BaseModel):
+    """The keys of an SVM trial as a space file may write them (see configs.SVMConfig)."""
 
     model_config = _STRICT
-    trainable: Literal["svm"] = "svm"
     dataset: Dataset
-    kernel: Literal["rbf", "poly", "linear", "sigmoid"]
+    kernel: Literal[KERNELS]
     train_samples: int = Field(10_000, ge=1)  # the first N training images, file order
     C: float = Field(1.0, gt=0)
     gamma: Literal["scale", "auto"] | float = "scale"
@@ -58,7 +64,7 @@ class SVMTrial(BaseModel):
     seed: int = Field(0, ge=0)
 
 
-TRIAL_MODELS: dict[str, type[BaseModel]] = {"resnet": ResNetTrial, "svm": SVMTrial}
+FIELDS: dict[str, type[BaseModel]] = {"resnet": ResNetFields, "svm": SVMFields}
 DEFAULT_REPORT = {"resnet": "comparison", "svm": "svm"}
 
 
@@ -86,41 +92,21 @@ class Space(BaseModel):
 
 
 @dataclass(frozen=True)
-class Selection:
-    """The part of a space a sweep runs: `--where KEY=VALUE` filters and `--trial N` numbers.
-
-    Filters on one key are alternatives (any value matches), filters on different keys must
-    all match; numbers are the 1-based positions `tune-mnist show` prints, counted over
-    the whole space (repeats included).
-    """
-
-    where: dict[str, list[Any]]
-    numbers: list[int]  # the requested --trial numbers; empty: no such filter
-    chosen: list[int]  # the 1-based numbers of the trials that matched
-    of: int  # how many trials the whole space has
-
-    def describe(self) -> str:
-        """The filter in words, e.g. `model=resnet18, epochs=5 or 15; trials 1, 4`."""
-        parts = [
-            f"{key}={' or '.join(_show(v) for v in values)}" for key, values in self.where.items()
-        ]
-        if self.numbers:
-            parts.append("trials " + ", ".join(map(str, self.numbers)))
-        return "; ".join(parts)
-
-
-@dataclass(frozen=True)
 class Spec:
     """A validated space and its expanded trials, in a stable order."""
 
     space: Space
     source: str  # the file it came from
-    trials: list[dict[str, Any]]
+    trials: list[TrialConfig]
     selection: Selection | None = None  # set when only part of the space runs
 
     @property
     def name(self) -> str:
         return self.space.name
+
+    @property
+    def trainable(self) -> str:
+        return self.space.trainable
 
     @property
     def report(self) -> str:
@@ -129,7 +115,7 @@ class Spec:
 
 def builtin_dir() -> Path:
     """The folder holding the built-in space files."""
-    return Path(str(resources.files("tune_mnist") / "search_spaces"))
+    return Path(str(resources.files("tune_mnist.search_spaces")))
 
 
 def builtin_names() -> list[str]:
@@ -196,8 +182,8 @@ def _check_layout(space: Space, source: str) -> None:
             raise TuneMnistError(f"{source}: {b}.{both[0]}: already set in {a}; set it once")
 
 
-def _expand(space: Space, source: str) -> list[dict[str, Any]]:
-    model = TRIAL_MODELS[space.trainable]
+def _expand(space: Space, source: str) -> list[TrialConfig]:
+    model, config_type = FIELDS[space.trainable], CONFIGS[space.trainable]
     keys = list(space.grid)
     trials = []
     for values in itertools.product(*space.grid.values()):
@@ -210,13 +196,13 @@ def _expand(space: Space, source: str) -> list[dict[str, Any]]:
                 trial = model.model_validate(config)
             except ValidationError as e:
                 raise TuneMnistError(_describe(e, source, where)) from None
-            trials.append(trial.model_dump())
+            trials.append(config_type(**trial.model_dump()))
     return repeat(trials, space.repeats)
 
 
-def repeat(trials: list[dict[str, Any]], repeats: int) -> list[dict[str, Any]]:
+def repeat(trials: list[TrialConfig], repeats: int) -> list[TrialConfig]:
     """Each trial `repeats` times with seeds seed, seed + 1, ..., next to each other."""
-    return [{**trial, "seed": trial["seed"] + r} for trial in trials for r in range(repeats)]
+    return [with_seed(trial, trial.seed + r) for trial in trials for r in range(repeats)]
 
 
 def with_repeats(spec: Spec, repeats: int) -> Spec:
@@ -234,7 +220,8 @@ def select(spec: Spec, where: list[str] = (), numbers: list[int] = ()) -> Spec:
     """
     if not where and not numbers:
         return spec
-    keys = sorted({k for trial in spec.trials for k in trial} - {"trainable"})
+    rows = [trial_to_dict(trial) for trial in spec.trials]
+    keys = sorted({k for row in rows for k in row} - {"trainable"})
     wanted: dict[str, list[Any]] = {}
     for item in where:
         key, sep, text = item.partition("=")
@@ -252,9 +239,9 @@ def select(spec: Spec, where: list[str] = (), numbers: list[int] = ()) -> Spec:
             raise TuneMnistError(f"--trial {n}: {spec.name} has trials 1 to {total}")
     chosen = [
         i
-        for i, trial in enumerate(spec.trials, start=1)
+        for i, row in enumerate(rows, start=1)
         if (not numbers or i in numbers)
-        and all(any(_same(trial[k], v) for v in values) for k, values in wanted.items())
+        and all(any(_same(row[k], v) for v in values) for k, values in wanted.items())
     ]
     selection = Selection(wanted, sorted(set(numbers)), chosen, total)
     if not chosen:
@@ -296,10 +283,6 @@ def _same(have: Any, want: Any) -> bool:
     return have == want
 
 
-def _show(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else f"{value}"
-
-
 def _describe(error: ValidationError, source: str, where: dict[str, str] | None = None) -> str:
     """The first validation error as `file: place.key: what was expected (got value)`."""
     # A wrong or unknown key says more than the missing keys that often come with it.
@@ -308,21 +291,10 @@ def _describe(error: ValidationError, source: str, where: dict[str, str] | None 
     key = loc[0] if loc else ""
     place = f"{where[key]}.{key}" if where and key in where else ".".join(loc)
     if first["type"] == "extra_forbidden":
-        model = {m.__name__: m for m in TRIAL_MODELS.values()}.get(error.title, Space)
+        model = {m.__name__: m for m in FIELDS.values()}.get(error.title, Space)
         if loc[0] == "resources":
             model = Resources
         return f"{source}: {place}: unknown key (expected one of: {', '.join(model.model_fields)})"
     if first["type"] == "missing":
         return f"{source}: {place}: required key is missing"
     return f"{source}: {place}: {first['msg']} (got {first.get('input')!r})"
-
-
-def trial_label(trial: dict[str, Any]) -> str:
-    """A short human name for a trial, e.g. `fashion-mnist/resnet18/bs16/adam/lr0.001/e5/pin`."""
-    if trial["trainable"] == "svm":
-        return f"{trial['dataset']}/svm-{trial['kernel']}/n{trial['train_samples']}"
-    pin = "pin" if trial["pin_memory"] else "nopin"
-    return (
-        f"{trial['dataset']}/{trial['model']}/bs{trial['batch_size']}/{trial['optimizer']}"
-        f"/lr{trial['lr']:g}/e{trial['epochs']}/{pin}/s{trial['seed']}"
-    )

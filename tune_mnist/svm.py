@@ -16,10 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .configs import DEFAULT_SVM_BACKEND, SVM_BACKENDS, SVMConfig
 from .data import Dataset
 from .errors import TuneMnistError
-
-BACKENDS = ("precomputed", "libsvm", "intelex")
 
 
 @dataclass
@@ -39,29 +38,29 @@ def svm_features(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), -1).astype(np.float64) / 255.0
 
 
-def kernel_params(trial: dict, x_train: np.ndarray) -> dict:
+def kernel_params(trial: SVMConfig, x_train: np.ndarray) -> dict:
     """SVC's kernel parameters, resolved as SVC resolves them (gamma='scale' and 'auto')."""
-    gamma = trial["gamma"]
+    gamma = trial.gamma
     if gamma == "scale":
         gamma = 1.0 / (x_train.shape[1] * x_train.var())
     elif gamma == "auto":
         gamma = 1.0 / x_train.shape[1]
     return {
         "rbf": {"gamma": gamma},
-        "poly": {"gamma": gamma, "degree": trial["degree"], "coef0": 0.0},
+        "poly": {"gamma": gamma, "degree": trial.degree, "coef0": 0.0},
         "sigmoid": {"gamma": gamma, "coef0": 0.0},
         "linear": {},
-    }[trial["kernel"]]
+    }[trial.kernel]
 
 
-def fit_svm(trial: dict, data: Dataset, backend: str = "precomputed") -> SVMResult:
+def fit_svm(trial: SVMConfig, data: Dataset, backend: str = DEFAULT_SVM_BACKEND) -> SVMResult:
     """Fit SVC on the first `train_samples` images and test it on the whole test set."""
     return fit_predict(trial, data, backend)[0]
 
 
-def fit_predict(trial: dict, data: Dataset, backend: str) -> tuple[SVMResult, np.ndarray]:
+def fit_predict(trial: SVMConfig, data: Dataset, backend: str) -> tuple[SVMResult, np.ndarray]:
     """fit_svm, and the predicted labels of the test set."""
-    n = min(trial["train_samples"], len(data.train_labels))
+    n = min(trial.train_samples, len(data.train_labels))
     x_train, y_train = svm_features(data.train_images[:n]), data.train_labels[:n]
     x_test = svm_features(data.test_images)
     if backend == "precomputed":
@@ -69,7 +68,7 @@ def fit_predict(trial: dict, data: Dataset, backend: str) -> tuple[SVMResult, np
     elif backend in ("libsvm", "intelex"):
         predicted, svc, fit_s, predict_s = _fit_plain(trial, x_train, y_train, x_test, backend)
     else:
-        raise TuneMnistError(f"unknown SVM backend {backend!r}: expected one of {BACKENDS}")
+        raise TuneMnistError(f"unknown SVM backend {backend!r}: expected one of {SVM_BACKENDS}")
     result = SVMResult(
         test_accuracy=100.0 * float(np.mean(predicted == data.test_labels)),
         train_time_ms=1000 * fit_s,
@@ -86,16 +85,14 @@ def _fit_precomputed(trial, x_train, y_train, x_test):
     from sklearn.svm import SVC
 
     params = kernel_params(trial, x_train)
-    svc = SVC(kernel="precomputed", C=trial["C"], random_state=trial["seed"])
+    svc = SVC(kernel="precomputed", C=trial.C, random_state=trial.seed)
     start = time.perf_counter()
-    svc.fit(pairwise_kernels(x_train, metric=trial["kernel"], **params), y_train)
+    svc.fit(pairwise_kernels(x_train, metric=trial.kernel, **params), y_train)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     k_test = np.zeros((len(x_test), len(x_train)))
     support = svc.support_
-    k_test[:, support] = pairwise_kernels(
-        x_test, x_train[support], metric=trial["kernel"], **params
-    )
+    k_test[:, support] = pairwise_kernels(x_test, x_train[support], metric=trial.kernel, **params)
     predicted = svc.predict(k_test)
     return predicted, svc, fit_s, time.perf_counter() - start
 
@@ -112,11 +109,11 @@ def _fit_plain(trial, x_train, y_train, x_test, backend):
     else:
         from sklearn.svm import SVC
     svc = SVC(
-        kernel=trial["kernel"],
-        C=trial["C"],
-        gamma=trial["gamma"],
-        degree=trial["degree"],
-        random_state=trial["seed"],
+        kernel=trial.kernel,
+        C=trial.C,
+        gamma=trial.gamma,
+        degree=trial.degree,
+        random_state=trial.seed,
     )
     start = time.perf_counter()
     svc.fit(x_train, y_train)

@@ -3,56 +3,42 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
-import ray
 from ray import tune
 
-from .cluster import Placement, check_shared_storage, cluster_nodes, plan
+from .cluster import (
+    check_shared_storage,
+    cluster_nodes,
+    ray_session,
+    resolve_address,
+    trial_resources,
+)
+from .configs import trial_from_dict, trial_to_dict
 from .data import load_datasets
 from .errors import TuneMnistError
+from .experiment import (
+    META_VERSION,
+    DataInfo,
+    holds_experiment,
+    new_meta,
+    read_meta,
+    trial_folder_name,
+    write_meta,
+)
 from .models import model_cost
 from .report import Summary, summarize
-from .results import META_FILE, load_results, read_meta, write_meta
-from .spaces import Selection, Spec, parse_space, restrict, trial_label
-from .train import TrainOptions
+from .results import load_results
+from .settings import SweepSettings
+from .spaces import Spec, parse_space, restrict
+from .trainables import run_trial
 
-
-@dataclass
-class SweepSettings:
-    """Everything about a sweep that is not in the space file."""
-
-    data_dir: str | None = None  # else $TUNE_MNIST_DATA, the cache, or (smoke) the sample
-    smoke: bool = False  # ~1,000/500 images per dataset and 1 epoch per trial
-    address: str | None = None  # a running cluster; else $RAY_ADDRESS; else a local Ray
-    storage_path: str | None = None  # experiments live in <storage_path>/<name>
-    name: str | None = None  # default: the space's name, "-smoke" added for smoke runs
-    gpus_per_trial: float | None = None  # GPU fraction per ResNet trial; else the space's
-    svm_cpus: float = 1.0  # CPUs per SVM trial
-    svm_resource: str = "svm_worker"  # custom resource marking CPU workers for SVM trials
-    svm_backend: str = "precomputed"  # see svm.py: same predictions as plain SVC, faster
-    max_failures: int = 2  # retries of a trial whose worker dies, from its last checkpoint
-    resume: bool = False  # continue the experiment at <storage_path>/<name>
-    verbose: bool = False  # Ray's own logs and progress tables
-    options: TrainOptions = field(default_factory=TrainOptions)
-
-    def experiment_dir(self, spec: Spec) -> Path:
-        """Absolute path of this sweep's experiment (Ray rejects relative storage paths)."""
-        root = self.storage_path or os.environ.get("TUNE_MNIST_RESULTS", "ray_results")
-        if "://" in str(root):
-            raise TuneMnistError(
-                f"storage path {root}: cloud URIs are not supported yet; use a folder that "
-                "every node mounts (NFS, a shared volume)"
-            )
-        name = self.name or (f"{spec.name}-smoke" if self.smoke else spec.name)
-        return Path(root).expanduser().absolute() / name
+__all__ = ["SweepResult", "SweepSettings", "resume_sweep", "run_sweep"]
 
 
 @dataclass
@@ -73,7 +59,7 @@ class SweepResult:
 def run_sweep(
     spec: Spec, settings: SweepSettings, on_event: Callable[[str], None] | None = None
 ) -> SweepResult:
-    """Run every trial of a space on Ray Tune, then write and return its tables.
+    """Run every trial of a space on Ray Tune, then write and return its tables and figures.
 
     Data is loaded once here and shared with trials through Ray's object store. Starting
     over an existing experiment is refused unless `settings.resume` is set; a resumed
@@ -81,47 +67,48 @@ def run_sweep(
     """
     say = on_event or (lambda message: None)
     address = resolve_address(settings.address)  # before any slow work
-    if settings.gpus_per_trial is not None and settings.gpus_per_trial <= 0:
-        raise TuneMnistError(f"--gpus-per-trial {settings.gpus_per_trial:g}: expected more than 0")
-    experiment = settings.experiment_dir(spec)
-    _check_experiment_dir(experiment, spec, settings.resume)
-    datasets = load_datasets([t["dataset"] for t in spec.trials], settings.data_dir, settings.smoke)
+    experiment = settings.experiment_dir(spec.name)
+    version = _check_experiment_dir(experiment, spec, settings.resume)
+    datasets = load_datasets([t.dataset for t in spec.trials], settings.data_dir, settings.smoke)
     for name, data in datasets.items():
         say(f"{name}: {data.sizes[0]:,} train / {data.sizes[1]:,} test images from {data.source}")
-    costs = {t["model"]: model_cost(t["model"]) for t in spec.trials if "model" in t}
+    costs = {t.model: model_cost(t.model) for t in spec.trials if t.trainable == "resnet"}
     with ray_session(address, settings.verbose):
         placement = trial_resources(spec, settings)
         say(placement.describe())
         check_shared_storage(experiment, cluster_nodes())
         resources = {placement.kind: placement.asks}
         trainable = tune.with_resources(
-            tune.with_parameters(_trainable(), datasets=datasets, costs=costs),
+            tune.with_parameters(
+                run_trial, datasets=datasets, costs=costs, experiment=str(experiment)
+            ),
             lambda config: resources[config["trial"]["trainable"]],
         )
         done = _finished_count(experiment) if settings.resume else 0
-        progress = Progress(len(spec.trials), say, finished=done)
+        progress = ProgressReport(len(spec.trials), say, finished=done)
+        param_space = _param_space(spec, settings, version)
         if settings.resume and tune.Tuner.can_restore(str(experiment)):
+            # The restored RunConfig holds the Progress callback pickled at the start; it
+            # prints through the ProgressReport of this process (see Progress).
             tuner = tune.Tuner.restore(
-                str(experiment),
-                trainable,
-                resume_errored=True,
-                param_space=_param_space(spec, settings),
+                str(experiment), trainable, resume_errored=True, param_space=param_space
             )
-            # The restored RunConfig is the pickled one, whose printer prints nowhere.
-            tuner._local_tuner._run_config.callbacks = [progress]
         else:  # a new sweep, or one killed before Tune wrote its first state
-            write_meta(experiment, spec, settings, datasets, resources)
+            data = {n: DataInfo(d.source, *d.sizes) for n, d in datasets.items()}
+            write_meta(experiment, new_meta(spec, settings, data, resources))
             tuner = tune.Tuner(
                 trainable,
-                param_space=_param_space(spec, settings),
+                param_space=param_space,
                 tune_config=tune.TuneConfig(trial_dirname_creator=_dirname),
-                run_config=_run_config(experiment, settings, progress),
+                run_config=_run_config(experiment, settings),
             )
         # Tune saves the experiment's state every 10 s or more by default; a driver killed
         # in between would, on resume, rerun trials that had finished. The state is small.
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-        tuner.fit()
-    return SweepResult(experiment, summarize(experiment), progress.peak_running, resources)
+        with progress.active():
+            tuner.fit()
+    summary = summarize(experiment, plots=True)
+    return SweepResult(experiment, summary, progress.peak_running, resources)
 
 
 def resume_sweep(
@@ -133,64 +120,48 @@ def resume_sweep(
     """Continue an interrupted sweep with the space and settings it was started with."""
     experiment = Path(experiment).absolute()
     meta = read_meta(experiment)
-    selection = meta.get("selection")
-    spec = restrict(
-        parse_space(meta["space"], meta["space_source"]),
-        Selection(**selection) if selection else None,
-    )
-    saved = meta["settings"]
-    settings = SweepSettings(
-        **{
-            **saved,
-            "options": TrainOptions(**saved["options"]),
-            "storage_path": str(experiment.parent),
-            "name": experiment.name,
-            "address": address,
-            "verbose": verbose,
-            "resume": True,
-        }
+    spec = restrict(parse_space(meta.space.model_dump(), meta.space_source), meta.selection)
+    settings = replace(
+        meta.settings,
+        storage_path=str(experiment.parent),
+        name=experiment.name,
+        address=address,
+        verbose=verbose,
+        resume=True,
     )
     return run_sweep(spec, settings, on_event)
 
 
-def _param_space(spec: Spec, settings: SweepSettings) -> dict:
-    max_epochs = 1 if settings.smoke else settings.options.max_epochs
-    options = {
-        **asdict(settings.options),
-        "max_epochs": max_epochs,
-        "svm_backend": settings.svm_backend,
-    }
-    return {"trial": tune.grid_search(spec.trials), "options": options}
+def _param_space(spec: Spec, settings: SweepSettings, version: int) -> dict:
+    options = {**asdict(settings.options), "max_epochs": settings.max_epochs}
+    space = {"trial": tune.grid_search([trial_to_dict(t) for t in spec.trials])}
+    if version < 2:  # experiments of 0.1.0 carried the SVM backend inside the options
+        return {**space, "options": {**options, "svm_backend": settings.svm_backend}}
+    return {**space, "options": options, "svm_backend": settings.svm_backend}
 
 
 def _finished_count(experiment: Path) -> int:
     return int((load_results(experiment)["status"] == "finished").sum())
 
 
-def _trainable():
-    from .trainables import run_trial
-
-    return run_trial
-
-
-def _run_config(experiment: Path, settings: SweepSettings, progress: Progress):
+def _run_config(experiment: Path, settings: SweepSettings) -> tune.RunConfig:
     return tune.RunConfig(
         name=experiment.name,
         storage_path=str(experiment.parent),
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         verbose=1 if settings.verbose else 0,
-        callbacks=[progress],
+        callbacks=[Progress()],
     )
 
 
 def _dirname(trial) -> str:
-    config = trial.config["trial"]
-    return f"{trial.trial_id}_{trial_label(config).replace('/', '_')}"
+    return trial_folder_name(trial.trial_id, trial_from_dict(trial.config["trial"]))
 
 
-def _check_experiment_dir(experiment: Path, spec: Spec, resume: bool) -> None:
-    exists = (experiment / META_FILE).is_file()
+def _check_experiment_dir(experiment: Path, spec: Spec, resume: bool) -> int:
+    """Refuse to start over an experiment or to resume none; the metadata version to run."""
+    exists = holds_experiment(experiment)
     if resume and not exists:
         raise TuneMnistError(f"--resume: no tune-mnist experiment at {experiment} to resume")
     if not resume and exists:
@@ -198,7 +169,8 @@ def _check_experiment_dir(experiment: Path, spec: Spec, resume: bool) -> None:
             f"{experiment} already holds an experiment: add --resume to continue it, "
             "or pick another --name or --storage-path"
         )
-    if resume and read_meta(experiment)["trials"] != spec.trials:
+    version = read_meta(experiment).version if resume else META_VERSION
+    if resume and read_meta(experiment).trials != list(spec.trials):
         raise TuneMnistError(
             f"--resume: {spec.source} no longer declares the trials that {experiment} "
             "started with; resume with `tune-mnist resume EXPERIMENT_DIR`, or pick another --name"
@@ -212,130 +184,77 @@ def _check_experiment_dir(experiment: Path, spec: Spec, resume: bool) -> None:
         raise TuneMnistError(
             f"cannot write to storage path {experiment.parent}: {e.strerror}"
         ) from None
+    return version
 
 
-def trial_resources(spec: Spec, settings: SweepSettings) -> Placement:
-    """What this space's trials ask for on the connected cluster, and where they fit."""
-    gpu = settings.gpus_per_trial
-    return plan(
-        spec.space.trainable,
-        cluster_nodes(),
-        gpu=gpu if gpu is not None else spec.space.resources.gpu,
-        cpu=spec.space.resources.cpu,
-        gpu_explicit=gpu is not None,
-        svm_cpus=settings.svm_cpus,
-        svm_resource=settings.svm_resource,
-    )
+class ProgressReport:
+    """What this process prints about a sweep: one line per finished trial, peak concurrency.
 
-
-def resolve_address(address: str | None) -> str | None:
-    """The cluster to join (`address`, else $RAY_ADDRESS), checked reachable; None: a local Ray."""
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        check_reachable(address)
-    return address
-
-
-def check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Fail fast, with one line, when nothing listens at a cluster's host:port.
-
-    Ray itself retries an unreachable address for many minutes before it gives up.
+    Tune pickles the RunConfig's callbacks into the experiment and a restored sweep runs
+    the unpickled ones, so the callback (Progress) holds nothing: it forwards to the report
+    made active by the process that runs `fit`, whether it started the sweep or resumed it.
     """
-    if address in ("auto", "local"):
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except ValueError:
-        raise TuneMnistError(f"--address {address}: expected HOST:PORT") from None
-    except OSError as e:
-        reason = e.strerror or type(e).__name__
-        raise TuneMnistError(f"cannot connect to Ray at {address}: {reason}") from None
 
-
-@contextlib.contextmanager
-def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
-    """Join the cluster at `address` (see resolve_address), or start a local Ray for this sweep.
-
-    A Ray already initialized in this process is used as it is and left running.
-    """
-    if ray.is_initialized():
-        yield
-        return
-    level = logging.INFO if verbose else logging.ERROR
-    if not verbose:  # Tune's newer console output prints its banner even at verbose=0
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        # A failed trial is one line from Progress and its error.txt, not a traceback here.
-        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
-    try:
-        if address:
-            ray.init(address=address, logging_level=level, log_to_driver=verbose)
-        else:
-            # "local": always a new instance, never a cluster that `ray start` left behind
-            ray.init(
-                address="local",
-                dashboard_host="127.0.0.1",
-                logging_level=level,
-                log_to_driver=verbose,
-            )
-    except Exception as e:  # ConnectionError, TimeoutError, auth failures: one line each
-        if _caused_by(e, ray.exceptions.AuthenticationError):
-            raise TuneMnistError(
-                f"the Ray cluster at {address} requires a token and none was accepted: "
-                "set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN, "
-                "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
-            ) from None
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TuneMnistError(
-            f"cannot connect to Ray at {address or 'a local instance'}: {message}"
-        ) from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def _caused_by(error: BaseException | None, kind: type) -> bool:
-    while error is not None:
-        if isinstance(error, kind):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
-
-
-class Progress(tune.Callback):
-    """A Tune callback that prints one line per trial and tracks peak concurrency."""
+    _active: ProgressReport | None = None
 
     def __init__(self, total: int, say: Callable[[str], None], finished: int = 0):
         self.total, self.say, self.finished, self.peak_running = total, say, finished, 0
 
-    def __getstate__(self) -> dict:
-        # Tune pickles the RunConfig into the experiment; a printer does not pickle.
-        return {"total": self.total, "finished": 0, "peak_running": 0}
+    @contextlib.contextmanager
+    def active(self) -> Iterator[ProgressReport]:
+        ProgressReport._active = self
+        try:
+            yield self
+        finally:
+            ProgressReport._active = None
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, say=lambda message: None)
-
-    def on_step_begin(self, iteration, trials, **info):
+    def step(self, trials) -> None:
         running = sum(t.status == "RUNNING" for t in trials)
         self.peak_running = max(self.peak_running, running)
 
-    def on_trial_complete(self, iteration, trials, trial, **info):
+    def completed(self, trial) -> None:
         self.finished += 1
         result = trial.last_result or {}
         accuracy = result.get("test_accuracy", float("nan"))
         seconds = result.get("train_time_ms", float("nan")) / 1000
         self.say(
-            f"[{self.finished}/{self.total}] {trial_label(trial.config['trial'])}: "
-            f"{accuracy:.2f}% in {seconds:.1f}s"
+            f"[{self.finished}/{self.total}] {_label(trial)}: {accuracy:.2f}% in {seconds:.1f}s"
         )
 
-    def on_trial_error(self, iteration, trials, trial, **info):
+    def failed(self, trial) -> None:
         self.finished += 1
         where = f" (see {trial.path}/error.txt)" if trial.path else ""
-        self.say(
-            f"[{self.finished}/{self.total}] {trial_label(trial.config['trial'])}: FAILED{where}"
-        )
+        self.say(f"[{self.finished}/{self.total}] {_label(trial)}: FAILED{where}")
+
+    def retrying(self, trial) -> None:
+        self.say(f"retrying {_label(trial)} from its last checkpoint")
+
+
+def _label(trial) -> str:
+    return trial_from_dict(trial.config["trial"]).label
+
+
+class Progress(tune.Callback):
+    """Tune's trial events, forwarded to the active ProgressReport of this process."""
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:  # 0.1.0 pickled counters here: dropped
+        pass
+
+    def on_step_begin(self, iteration, trials, **info):
+        if ProgressReport._active:
+            ProgressReport._active.step(trials)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if ProgressReport._active:
+            ProgressReport._active.completed(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        if ProgressReport._active:
+            ProgressReport._active.failed(trial)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self.say(f"retrying {trial_label(trial.config['trial'])} from its last checkpoint")
+        if ProgressReport._active:
+            ProgressReport._active.retrying(trial)

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from . import stats
+from .experiment import ExperimentMeta
 from .results import numbers
-from .spaces import Selection
+from .spaces import Space
 
 MODEL_NAMES = {"resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50"}
 DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
@@ -130,7 +131,7 @@ def config_table(results: pd.DataFrame, keys: list[str], extra: dict[str, str]) 
     return shown
 
 
-def comparison_tables(results: pd.DataFrame, space: dict) -> list[Table]:
+def comparison_tables(results: pd.DataFrame, space: Space) -> list[Table]:
     """q2: one row per configuration with accuracy, train time, FLOPs and params."""
     keys = [k for k in CONFIG_KEYS["resnet"] if k != "dataset" or results[k].nunique() > 1]
     frame = config_table(
@@ -138,20 +139,20 @@ def comparison_tables(results: pd.DataFrame, space: dict) -> list[Table]:
         keys,
         {"train_time_ms": "train time (ms)", "gflops": "FLOPs (GFLOPs)", "params_m": "params (M)"},
     )
-    return [Table(space["name"], f"{space['name']}: model comparison", frame)]
+    return [Table(space.name, f"{space.name}: model comparison", frame)]
 
 
-def svm_tables(results: pd.DataFrame, space: dict) -> list[Table]:
+def svm_tables(results: pd.DataFrame, space: Space) -> list[Table]:
     """q1b: dataset, kernel, train samples, test accuracy (%), training time (ms)."""
     frame = config_table(
         results, ["dataset", "kernel", "train_samples"], {"train_time_ms": "training time (ms)"}
     )
-    return [Table(space["name"], f"{space['name']}: SVM baselines", frame)]
+    return [Table(space.name, f"{space.name}: SVM baselines", frame)]
 
 
-def ablation_tables(results: pd.DataFrame, space: dict) -> list[Table]:
+def ablation_tables(results: pd.DataFrame, space: Space) -> list[Table]:
     """q1a: per dataset, one row per design row, one accuracy column per model."""
-    row_keys = [k for k in FACTORS if k != "model" and any(k in row for row in space["rows"])]
+    row_keys = [k for k in FACTORS if k != "model" and any(k in row for row in space.rows)]
     models = list(dict.fromkeys(results["model"]))
     tables = []
     for dataset, part in results.groupby("dataset", sort=False):
@@ -168,8 +169,8 @@ def ablation_tables(results: pd.DataFrame, space: dict) -> list[Table]:
         if len(models) == 2 and part.groupby([*row_keys, "model"])["seed"].nunique().max() > 1:
             frame, note = _paired_columns(frame, part, design, row_keys, models)
             notes.append(note)
-        title = f"{space['name']}: {DATASET_NAMES[dataset]}"
-        tables.append(Table(f"{space['name']}-{dataset}", title, frame, notes))
+        title = f"{space.name}: {DATASET_NAMES[dataset]}"
+        tables.append(Table(f"{space.name}-{dataset}", title, frame, notes))
     return tables
 
 
@@ -192,7 +193,7 @@ def _paired_columns(frame, part, design, row_keys, models):
     return frame, note
 
 
-def effects_tables(results: pd.DataFrame, space: dict) -> list[Table]:
+def effects_tables(results: pd.DataFrame, space: Space) -> list[Table]:
     """Main effects of each design factor on accuracy and train time, per dataset."""
     tables = []
     for dataset, part in results.groupby("dataset", sort=False):
@@ -220,12 +221,12 @@ def effects_tables(results: pd.DataFrame, space: dict) -> list[Table]:
             "unbalanced design such as q2 a level's mean also carries other factors' effects)."
         ]
         notes += [f"Aliased in this design: {line}." for line in aliases]
-        title = f"{space['name']}: main effects, {DATASET_NAMES[dataset]}"
-        tables.append(Table(f"{space['name']}-effects-{dataset}", title, frame, notes))
+        title = f"{space.name}: main effects, {DATASET_NAMES[dataset]}"
+        tables.append(Table(f"{space.name}-effects-{dataset}", title, frame, notes))
     return tables
 
 
-def compute_table(results: pd.DataFrame, space: dict) -> Table:
+def compute_table(results: pd.DataFrame, space: Space) -> Table:
     """GPU- and CPU-seconds, images and training FLOPs, per dataset and model (or kernel)."""
     by = ["dataset", "model" if "model" in results else "kernel"]
     done = results[results["status"] == "finished"]
@@ -257,27 +258,27 @@ def compute_table(results: pd.DataFrame, space: dict) -> Table:
         "GPU-seconds: train time x the GPU fraction held; CPU-seconds likewise with CPUs. "
         "Train PFLOPs: an estimate, 3 x forward FLOPs (fvcore) x images trained."
     )
-    return Table(f"{space['name']}-compute", f"{space['name']}: compute used", frame, [note])
+    return Table(f"{space.name}-compute", f"{space.name}: compute used", frame, [note])
 
 
 STUDY_TABLES = {"ablation": ablation_tables, "svm": svm_tables, "comparison": comparison_tables}
 
 
-def build_tables(results: pd.DataFrame, meta: dict) -> list[Table]:
+def build_tables(results: pd.DataFrame, meta: ExperimentMeta) -> list[Table]:
     """The study's tables for an experiment, then effects (ResNets) and compute."""
-    space = meta["space"]
-    tables = STUDY_TABLES[meta["report"]](results, space)
-    repeated = results.groupby(CONFIG_KEYS[space["trainable"]], dropna=False).size().max() > 1
+    space = meta.space
+    tables = STUDY_TABLES[meta.report](results, space)
+    repeated = results.groupby(CONFIG_KEYS[space.trainable], dropna=False).size().max() > 1
     for table in tables:
         table.notes.append(REPEAT_NOTE if repeated else SINGLE_NOTE)
-    if space["trainable"] == "resnet":
+    if space.trainable == "resnet":
         tables += effects_tables(results, space)
         pinning = pin_memory_note(results, meta)
         for table in tables if pinning else []:
             table.notes.append(pinning)
     tables.append(compute_table(results, space))
     for table in tables:
-        if meta["smoke"]:
+        if meta.smoke:
             table.title += " (SMOKE RUN: not the study's numbers)"
         table.notes.append(scale_note(meta))
         if partial := selection_note(meta):
@@ -285,23 +286,22 @@ def build_tables(results: pd.DataFrame, meta: dict) -> list[Table]:
     return tables
 
 
-def selection_note(meta: dict) -> str | None:
+def selection_note(meta: ExperimentMeta) -> str | None:
     """Which part of the space ran, when a sweep ran only part of it (--where, --trial)."""
-    if not meta.get("selection"):
+    selection = meta.selection
+    if selection is None:
         return None
-    selection = Selection(**meta["selection"])
     rows = ", ".join(map(str, selection.chosen))
     return (
         f"Partial study: {len(selection.chosen)} of the {selection.of} trials of "
-        f"{meta['space']['name']} ran ({selection.describe()}): trials {rows} of "
-        f"`tune-mnist show {meta['space']['name']}`."
+        f"{meta.name} ran ({selection.describe()}): trials {rows} of "
+        f"`tune-mnist show {meta.name}`."
     )
 
 
-def pin_memory_note(results: pd.DataFrame, meta: dict) -> str | None:
+def pin_memory_note(results: pd.DataFrame, meta: ExperimentMeta) -> str | None:
     """Why pin_memory could change nothing in this run, if it could not."""
-    options = (meta.get("settings") or {}).get("options") or {}
-    if options.get("preload"):
+    if meta.settings.options.preload:
         return "pin_memory had no effect: the datasets were preloaded on the GPU (--preload)."
     devices = set(results["device"].dropna()) if "device" in results else set()
     if devices == {"cpu"}:
@@ -309,13 +309,13 @@ def pin_memory_note(results: pd.DataFrame, meta: dict) -> str | None:
     return None
 
 
-def scale_note(meta: dict) -> str:
+def scale_note(meta: ExperimentMeta) -> str:
     """What data and how many epochs the numbers come from."""
     data = ", ".join(
-        f"{DATASET_NAMES.get(n, n)} {d['train']:,} train / {d['test']:,} test"
-        for n, d in meta["data"].items()
+        f"{DATASET_NAMES.get(n, n)} {d.train:,} train / {d.test:,} test"
+        for n, d in meta.data.items()
     )
-    if meta["report"] == "svm":
+    if meta.report == "svm":
         return f"Data: {data}; SVC fit on the first train_samples images, whole test set."
-    epochs = "1 epoch per trial (--smoke)" if meta["smoke"] else "epochs as listed"
+    epochs = "1 epoch per trial (--smoke)" if meta.smoke else "epochs as listed"
     return f"Data: {data}; {epochs}. Accuracy on the whole test set after the last epoch."

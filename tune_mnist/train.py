@@ -16,49 +16,18 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .configs import ResNetConfig, TrainOptions
 from .data import NORMALIZATION, Dataset
 from .models import build_resnet, skip_padding_taps
 
-
-@dataclass
-class TrainOptions:
-    """How a trial runs, as opposed to what it trains (the trial config)."""
-
-    device: str = "auto"  # "auto": cuda when available, else cpu
-    amp: bool | None = None  # bf16 autocast; None: on for cuda, off for cpu
-    channels_last: bool | None = None  # None: on for cuda, off for cpu (measured slower)
-    # skip 3x3 kernel taps that only see padding (exact; models.PaddingSkippingConv2d).
-    # None: on for cpu (a ResNet-18 step 1.9x faster), off for cuda (not measured there)
-    skip_padding_taps: bool | None = None
-    preload: bool = False  # keep the whole dataset on the device; pin_memory is then moot
-    # torch.compile mode ("default", "reduce-overhead": CUDA graphs, "max-autotune");
-    # None: eager; on this project's CPU compiling was no faster (benchmarks/RESULTS.md)
-    compile: str | None = None
-    eval_batch_size: int = 1000  # images per forward pass when testing
-    max_epochs: int | None = None  # cap on epochs (--smoke uses 1)
-    # On CUDA, the share of the GPU's memory this process may allocate (its Ray GPU
-    # fraction): a trial that outgrows its share fails alone instead of starving neighbours.
-    memory_fraction: float | None = None
-
-    def resolved(self, device: torch.device) -> TrainOptions:
-        """These options with every 'auto' decided for a device."""
-        on_cuda = device.type == "cuda"
-        return replace(
-            self,
-            device=str(device),
-            amp=on_cuda if self.amp is None else self.amp,
-            channels_last=on_cuda if self.channels_last is None else self.channels_last,
-            skip_padding_taps=(
-                not on_cuda if self.skip_padding_taps is None else self.skip_padding_taps
-            ),
-        )
+__all__ = ["EpochStats", "ResNetConfig", "ResNetResult", "TrainOptions", "train_resnet"]
 
 
 @dataclass
@@ -97,17 +66,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(trial: dict, params) -> torch.optim.Optimizer:
+def make_optimizer(trial: ResNetConfig, params) -> torch.optim.Optimizer:
     """SGD (torch defaults, momentum only if the space sets it) or Adam."""
     # fused: one kernel updates every parameter, on CUDA and on the CPU, where Adam's step
     # took 6-7 ms against foreach's 44 ms (its sqrt pass alone: 32 ms) on 2 cores
-    decay = trial.get("weight_decay", 0.0)
-    if trial["optimizer"] == "sgd":
-        momentum = trial.get("momentum", 0.0)
+    if trial.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=trial["lr"], momentum=momentum, weight_decay=decay, fused=True
+            params,
+            lr=trial.lr,
+            momentum=trial.momentum,
+            weight_decay=trial.weight_decay,
+            fused=True,
         )
-    return torch.optim.Adam(params, lr=trial["lr"], weight_decay=decay, fused=True)
+    return torch.optim.Adam(params, lr=trial.lr, weight_decay=trial.weight_decay, fused=True)
 
 
 class Batches:
@@ -171,7 +142,7 @@ EpochCallback = Callable[[EpochStats, Callable[[], dict]], None]
 
 
 def train_resnet(
-    trial: dict,
+    trial: ResNetConfig,
     data: Dataset,
     options: TrainOptions | None = None,
     *,
@@ -187,25 +158,27 @@ def train_resnet(
     had, and train_time_ms counts only epochs actually trained.
     """
     device = pick_device((options or TrainOptions()).device)
-    options = (options or TrainOptions()).resolved(device)
+    options = (options or TrainOptions()).resolved(str(device))
     with _within_gpu_share(options.memory_fraction if device.type == "cuda" else None):
         return _train_resnet(trial, data, options, device, resume, on_epoch)
 
 
-def _train_resnet(trial, data, options, device, resume, on_epoch) -> ResNetResult:
+def _train_resnet(
+    trial: ResNetConfig, data: Dataset, options: TrainOptions, device, resume, on_epoch
+) -> ResNetResult:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick kernels
         if options.memory_fraction:
             torch.cuda.set_per_process_memory_fraction(options.memory_fraction, device)
-    seed_everything(trial["seed"])
-    model = build_resnet(trial["model"]).to(device)
+    seed_everything(trial.seed)
+    model = build_resnet(trial.model).to(device)
     if options.skip_padding_taps:
         skip_padding_taps(model)
     if options.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(trial, model.parameters())
-    shuffle = torch.Generator().manual_seed(trial["seed"])
-    epochs = min(trial["epochs"], options.max_epochs or trial["epochs"])
+    shuffle = torch.Generator().manual_seed(trial.seed)
+    epochs = trial.epochs_to_train(options.max_epochs)
     done, train_ms, history = 0, 0.0, []
     if resume:
         model.load_state_dict(resume["model"])
@@ -217,11 +190,11 @@ def _train_resnet(trial, data, options, device, resume, on_epoch) -> ResNetResul
     step = model
     if options.compile:
         step = torch.compile(model, mode=None if options.compile == "default" else options.compile)
-    pin = trial["pin_memory"] and device.type == "cuda" and not options.preload
+    pin = trial.pin_memory and device.type == "cuda" and not options.preload
     batches = Batches(
         data.train_images,
         data.train_labels,
-        trial["batch_size"],
+        trial.batch_size,
         device,
         pin_memory=pin,
         preload=options.preload,

@@ -1,8 +1,10 @@
 """The Ray Tune trainable: a thin wrapper over train.py that reports, checkpoints, resumes.
 
-Each trial's config is `{"trial": <one expanded trial>, "options": <TrainOptions>}`; the
-datasets and model costs arrive through `tune.with_parameters` (Ray's object store), so
-trials on every node share the copy the driver loaded.
+Each trial's config is `{"trial": <configs.trial_to_dict>, "options": <TrainOptions as a
+dict>, "svm_backend": <name>}` (plain values, as Tune writes them to params.json); here
+they become the typed configs again. The datasets and model costs arrive through
+`tune.with_parameters` (Ray's object store), so trials on every node share the copy the
+driver loaded.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import socket
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +21,55 @@ import ray
 import torch
 from ray import tune
 
+from .configs import ResNetConfig, SVMConfig, TrainOptions, trial_from_dict
 from .data import Dataset
+from .experiment import trial_folder_name
 from .models import ModelCost
 from .svm import fit_svm
-from .train import EpochStats, TrainOptions, train_resnet
+from .train import EpochStats, train_resnet
 
 STATE_FILE = "state.pt"
 
 
-def run_trial(config: dict, datasets: dict[str, Dataset], costs: dict[str, ModelCost]) -> None:
-    """Run one trial of either kind and report its metrics to Tune."""
-    trial = config["trial"]
-    data = datasets[trial["dataset"]]
+def run_trial(
+    config: dict,
+    datasets: dict[str, Dataset],
+    costs: dict[str, ModelCost],
+    experiment: str | None = None,
+) -> None:
+    """Run one trial of either kind and report its metrics to Tune.
+
+    `experiment` is the experiment folder: a restarted ResNet trial looks there for
+    checkpoints newer than the one Tune hands it (see newest_state).
+    """
+    trial = trial_from_dict(config["trial"])
+    data = datasets[trial.dataset]
     base = {"trial_finished": False, **placement(), "started_at": time.time()}
-    if trial["trainable"] == "svm":
-        result = fit_svm(trial, data, config["options"].get("svm_backend", "precomputed"))
+    if isinstance(trial, SVMConfig):
+        result = fit_svm(trial, data, config["svm_backend"])
         tune.report({**base, **asdict(result), "trial_finished": True, "finished_at": time.time()})
         return
-    options = {k: v for k, v in config["options"].items() if k != "svm_backend"}
+    options = TrainOptions.from_dict(config["options"])
     if 0 < base["assigned_gpus"] < 1:  # a packed trial: keep to its share of GPU memory
-        options["memory_fraction"] = base["assigned_gpus"]
-    run_resnet(trial, data, TrainOptions(**options), costs[trial["model"]], base)
+        options = replace(options, memory_fraction=base["assigned_gpus"])
+    folder = None
+    if experiment:
+        trial_id = tune.get_context().get_trial_id()
+        folder = Path(experiment) / trial_folder_name(trial_id, trial)
+    run_resnet(trial, data, options, costs[trial.model], base, folder)
 
 
-def run_resnet(trial: dict, data: Dataset, options: TrainOptions, cost: ModelCost, base: dict):
+def run_resnet(
+    trial: ResNetConfig,
+    data: Dataset,
+    options: TrainOptions,
+    cost: ModelCost,
+    base: dict,
+    folder: Path | None = None,
+) -> None:
     """Train with a checkpoint every epoch; continue from the latest one after a failure."""
-    resume = load_state(tune.get_checkpoint())
-    epochs = min(trial["epochs"], options.max_epochs or trial["epochs"])
+    resume = newest_state(tune.get_checkpoint(), folder)
+    epochs = trial.epochs_to_train(options.max_epochs)
     resumed_from = resume["epoch"] if resume else 0
 
     def metrics_for(stats: EpochStats, train_time_ms: float) -> dict:
@@ -71,12 +95,28 @@ def run_resnet(trial: dict, data: Dataset, options: TrainOptions, cost: ModelCos
     train_resnet(trial, data, options, resume=resume, on_epoch=on_epoch)
 
 
-def load_state(checkpoint: tune.Checkpoint | None) -> dict | None:
-    """The training state saved in a trial's checkpoint, or None for a fresh start."""
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as folder:
-        return torch.load(Path(folder) / STATE_FILE, weights_only=False, map_location="cpu")
+def newest_state(checkpoint: tune.Checkpoint | None, folder: Path | None) -> dict | None:
+    """The newest training state of a trial: Tune's checkpoint, or a newer one on disk.
+
+    Tune records a trial's checkpoints in its experiment state at most once a second; a
+    driver killed in between leaves the newest checkpoint on disk but not in that state,
+    and resume would hand the trial the one before, retraining an epoch it had finished.
+    So the trial folder's own checkpoints are looked at too, newest first.
+    """
+    states = []
+    if checkpoint is not None:
+        with checkpoint.as_directory() as found:
+            states.append(load_state(Path(found)))
+    if folder is not None and folder.is_dir():
+        newest = max(folder.glob("checkpoint_*/" + STATE_FILE), default=None)
+        if newest is not None:
+            states.append(load_state(newest.parent))
+    return max(states, key=lambda state: state["epoch"], default=None)
+
+
+def load_state(folder: Path) -> dict:
+    """The training state saved in one checkpoint folder."""
+    return torch.load(folder / STATE_FILE, weights_only=False, map_location="cpu")
 
 
 def placement() -> dict[str, Any]:

@@ -1,0 +1,64 @@
+"""Experiment folders as a sweep leaves them, made without Ray: the metadata through the
+project's own writer (experiment.new_meta / write_meta), the trial folders in the layout
+Ray Tune writes (params.json, result.json with one report per line)."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from tune_mnist.configs import TrainOptions, trial_to_dict
+from tune_mnist.experiment import DataInfo, new_meta, write_meta
+from tune_mnist.settings import SweepSettings
+
+COMPARE = {
+    "trainable": "resnet",
+    "fixed": {
+        "dataset": "fashion-mnist",
+        "optimizer": "adam",
+        "lr": 0.001,
+        "epochs": 2,
+        "pin_memory": False,
+        "batch_size": 16,
+    },
+    "grid": {"model": ["resnet18", "resnet50"]},
+    "repeats": 3,
+}
+DATA = {"mnist": DataInfo("x", 100, 50), "fashion-mnist": DataInfo("x", 100, 50)}
+
+
+def make_experiment(
+    folder: Path, spec, accuracy, smoke=False, skip=(), device="cpu", preload=False
+) -> Path:
+    """An experiment whose trial i reports `accuracy(trial)` after its last epoch.
+
+    Epochs report linearly up to it; trials whose index is in `skip` get no folder (pending).
+    """
+    settings = SweepSettings(smoke=smoke, options=TrainOptions(preload=preload))
+    meta = new_meta(spec, settings, DATA, {spec.trainable: {"gpu": 0.25}})
+    write_meta(folder, replace(meta, smoke=smoke))
+    for i, trial in enumerate(spec.trials):
+        if i in skip:
+            continue
+        trial_dir = folder / f"t{i:03d}"
+        trial_dir.mkdir()
+        params = {"trial": trial_to_dict(trial), "options": {}}
+        (trial_dir / "params.json").write_text(json.dumps(params))
+        final = accuracy(trial)
+        epochs = getattr(trial, "epochs", 1)
+        reports = [
+            {
+                "epoch": e,
+                "test_accuracy": final * e / epochs,
+                "epoch_seconds": 2.0,
+                "train_time_ms": 2000.0 * e,
+                "assigned_gpus": 0.25,
+                "assigned_cpus": 0.0,
+                "gflops": 0.0331,
+                "params_m": 11.18,
+                "device": device,
+                "trial_finished": e == epochs,
+            }
+            for e in range(1, epochs + 1)
+        ]
+        (trial_dir / "result.json").write_text("\n".join(json.dumps(r) for r in reports))
+    return folder

@@ -1,0 +1,166 @@
+"""Typed contracts between modules: what one trial trains, and how it runs.
+
+Space files are validated by spaces.py (pydantic); past validation a trial is one of the
+frozen dataclasses below, which is what train.py, svm.py, trainables.py, results.py and
+the benchmarks take. This module imports nothing beyond the standard library, so a bare
+GPU machine without pydantic, pandas or Ray can build trials and train them.
+
+At the Ray boundary (Tune's param_space, `params.json`, `tune_mnist.json`) a trial is the
+plain dict of `trial_to_dict`, which `trial_from_dict` turns back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, ClassVar
+
+DATASETS = ("mnist", "fashion-mnist")
+MODELS = ("resnet18", "resnet34", "resnet50")
+OPTIMIZERS = ("sgd", "adam")
+KERNELS = ("rbf", "poly", "linear", "sigmoid")
+# see svm.py: precomputed gives plain SVC's predictions, faster; intelex is another solver
+SVM_BACKENDS = ("precomputed", "libsvm", "intelex")
+DEFAULT_SVM_BACKEND = "precomputed"
+SMOKE_EPOCHS = 1  # a --smoke run trains every ResNet for this many epochs
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    """One ResNet training run: what train.train_resnet needs, nothing else."""
+
+    trainable: ClassVar[str] = "resnet"
+    dataset: str
+    model: str
+    batch_size: int
+    optimizer: str  # "sgd" or "adam"
+    lr: float  # learning rate
+    epochs: int  # as configured; a cap (--smoke, TrainOptions.max_epochs) may train fewer
+    pin_memory: bool = False
+    momentum: float = 0.0  # SGD only; 0 is torch's default
+    weight_decay: float = 0.0
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        """A short human name, e.g. `fashion-mnist/resnet18/bs16/adam/lr0.001/e5/pin/s0`."""
+        pin = "pin" if self.pin_memory else "nopin"
+        return (
+            f"{self.dataset}/{self.model}/bs{self.batch_size}/{self.optimizer}"
+            f"/lr{self.lr:g}/e{self.epochs}/{pin}/s{self.seed}"
+        )
+
+    def epochs_to_train(self, max_epochs: int | None) -> int:
+        """The configured epochs, capped by `max_epochs` when one is set."""
+        return min(self.epochs, max_epochs) if max_epochs else self.epochs
+
+
+@dataclass(frozen=True)
+class SVMConfig:
+    """One scikit-learn SVC fit: SVC's defaults unless the space says otherwise."""
+
+    trainable: ClassVar[str] = "svm"
+    dataset: str
+    kernel: str
+    train_samples: int = 10_000  # the first N training images, file order
+    C: float = 1.0
+    gamma: str | float = "scale"  # "scale", "auto" or a number, as SVC takes it
+    degree: int = 3
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        """A short human name, e.g. `mnist/svm-rbf/n10000`."""
+        return f"{self.dataset}/svm-{self.kernel}/n{self.train_samples}"
+
+
+TrialConfig = ResNetConfig | SVMConfig
+CONFIGS: dict[str, type[ResNetConfig] | type[SVMConfig]] = {
+    "resnet": ResNetConfig,
+    "svm": SVMConfig,
+}
+
+
+def trial_to_dict(trial: TrialConfig) -> dict[str, Any]:
+    """A trial as the plain dict Ray and the experiment files hold (with `trainable`)."""
+    return {"trainable": trial.trainable, **asdict(trial)}
+
+
+def trial_from_dict(data: Mapping[str, Any]) -> TrialConfig:
+    """The typed trial of a dict written by trial_to_dict."""
+    kind = CONFIGS[data["trainable"]]
+    names = {f.name for f in fields(kind)}
+    return kind(**{k: v for k, v in data.items() if k in names})
+
+
+def with_seed(trial: TrialConfig, seed: int) -> TrialConfig:
+    """The same trial with another seed."""
+    return replace(trial, seed=seed)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How a ResNet trial runs, as opposed to what it trains (its ResNetConfig)."""
+
+    device: str = "auto"  # "auto": cuda when available, else cpu
+    amp: bool | None = None  # bf16 autocast; None: on for cuda, off for cpu
+    channels_last: bool | None = None  # None: on for cuda, off for cpu (measured slower)
+    # skip 3x3 kernel taps that only see padding (exact; models.PaddingSkippingConv2d).
+    # None: on for cpu (a ResNet-18 step 1.9x faster), off for cuda (not measured there)
+    skip_padding_taps: bool | None = None
+    preload: bool = False  # keep the whole dataset on the device; pin_memory is then moot
+    # torch.compile mode ("default", "reduce-overhead": CUDA graphs, "max-autotune");
+    # None: eager; on this project's CPU compiling was no faster (benchmarks/RESULTS.md)
+    compile: str | None = None
+    eval_batch_size: int = 1000  # images per forward pass when testing
+    max_epochs: int | None = None  # cap on epochs (--smoke uses SMOKE_EPOCHS)
+    # On CUDA, the share of the GPU's memory this process may allocate (its Ray GPU
+    # fraction): a trial that outgrows its share fails alone instead of starving neighbours.
+    memory_fraction: float | None = None
+
+    def resolved(self, device: str) -> TrainOptions:
+        """These options with every 'auto' decided for a device ("cpu", "cuda:0", ...)."""
+        on_cuda = device.split(":")[0] == "cuda"
+        return replace(
+            self,
+            device=device,
+            amp=on_cuda if self.amp is None else self.amp,
+            channels_last=on_cuda if self.channels_last is None else self.channels_last,
+            skip_padding_taps=(
+                not on_cuda if self.skip_padding_taps is None else self.skip_padding_taps
+            ),
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainOptions:
+        """Options saved with asdict; keys this version does not know are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The part of a space a sweep runs: `--where KEY=VALUE` filters and `--trial N` numbers.
+
+    Filters on one key are alternatives (any value matches), filters on different keys must
+    all match; numbers are the 1-based positions `tune-mnist show` prints, counted over
+    the whole space (repeats included).
+    """
+
+    where: dict[str, list[Any]]
+    numbers: list[int]  # the requested --trial numbers; empty: no such filter
+    chosen: list[int]  # the 1-based numbers of the trials that matched
+    of: int  # how many trials the whole space has
+
+    def describe(self) -> str:
+        """The filter in words, e.g. `model=resnet18; epochs=5 or 15; trials 1, 4`."""
+        parts = [
+            f"{key}={' or '.join(_show(v) for v in values)}" for key, values in self.where.items()
+        ]
+        if self.numbers:
+            parts.append("trials " + ", ".join(map(str, self.numbers)))
+        return "; ".join(parts)
+
+
+def _show(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else f"{value}"

@@ -1,0 +1,190 @@
+"""The experiment folder: its layout, its metadata file, and atomic writes into it.
+
+```
+<experiment>/
+  tune_mnist.json     ExperimentMeta: the space, its trials, settings, data, provenance;
+                      written before the first trial starts
+  <trial folders>/    Ray Tune's: params.json, result.json (one report per line), ...
+  report/             tables, exports, figures, provenance.json (report.py, plots.py)
+```
+
+Every other module reaches these files through here. The metadata is versioned: files
+written before the version field existed read as version 1 (the same keys, without
+`selection`); a newer version than this code knows is refused with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .configs import Selection, TrialConfig, trial_from_dict, trial_to_dict
+from .errors import TuneMnistError
+from .settings import SweepSettings
+from .spaces import Space
+
+META_FILE = "tune_mnist.json"
+REPORT_DIR = "report"
+META_VERSION = 2  # 2: adds `version` and `selection`; 1: the files of tune-mnist 0.1.0
+_PROVENANCE_KEYS = ("versions", "git_commit", "driver_devices", "host", "command")
+
+
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Write a file so that readers see the old or the new content, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if isinstance(content, bytes) else "w") as f:
+            f.write(content)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def report_dir(experiment: str | Path) -> Path:
+    """Where an experiment's tables, figures and provenance go."""
+    return Path(experiment) / REPORT_DIR
+
+
+def holds_experiment(folder: str | Path) -> bool:
+    """Whether a folder already holds a tune-mnist experiment."""
+    return (Path(folder) / META_FILE).is_file()
+
+
+def trial_folder_name(trial_id: str, trial: TrialConfig) -> str:
+    """The folder of one trial: Tune's trial id and the trial's label, e.g.
+    `4ca03_00000_fashion-mnist_resnet18_bs16_adam_lr0.001_e5_pin_s0`."""
+    return f"{trial_id}_{trial.label.replace('/', '_')}"
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """One dataset as a sweep read it."""
+
+    source: str  # the folder (or "sample") the files came from
+    train: int  # training images used
+    test: int  # test images used
+
+
+@dataclass(frozen=True)
+class ExperimentMeta:
+    """What a sweep set out to run, saved before it ran: `tune_mnist.json`."""
+
+    space: Space  # the space file as validated
+    space_source: str  # the file it came from
+    report: str  # which study tables: "ablation", "svm" or "comparison"
+    trials: list[TrialConfig]  # the trials this sweep runs, in order
+    smoke: bool
+    settings: SweepSettings
+    data: dict[str, DataInfo]  # per dataset name
+    resources: dict[str, dict[str, float]]  # what each kind of trial asked Ray for
+    started_at: str
+    provenance: dict[str, Any] = field(default_factory=dict)  # versions, commit, host, ...
+    selection: Selection | None = None  # set when only part of the space ran
+    version: int = META_VERSION
+
+    @property
+    def name(self) -> str:
+        """The space's name."""
+        return self.space.name
+
+    @property
+    def trainable(self) -> str:
+        """ "resnet" or "svm"."""
+        return self.space.trainable
+
+    def to_json(self) -> str:
+        """The file's content; provenance keys sit at the top level, as in version 1."""
+        record = {
+            "version": self.version,
+            "space": self.space.model_dump(),
+            "space_source": self.space_source,
+            "report": self.report,
+            "trials": [trial_to_dict(t) for t in self.trials],
+            "selection": asdict(self.selection) if self.selection else None,
+            "smoke": self.smoke,
+            "settings": self.settings.saved(),
+            "data": {name: asdict(info) for name, info in self.data.items()},
+            "resources": self.resources,
+            "started_at": self.started_at,
+            **self.provenance,
+        }
+        return json.dumps(record, indent=2, default=str)
+
+    @classmethod
+    def from_record(cls, record: Any, where: str = META_FILE) -> ExperimentMeta:
+        """Read a parsed tune_mnist.json; one line naming the problem if it is not one."""
+        if not isinstance(record, dict):
+            raise TuneMnistError(f"{where}: expected a JSON object, found {type(record).__name__}")
+        version = record.get("version", 1)
+        if not isinstance(version, int) or not 1 <= version <= META_VERSION:
+            raise TuneMnistError(
+                f"{where}: metadata version {version!r} is not one this tune-mnist reads "
+                f"(1 to {META_VERSION}): upgrade tune-mnist to read it"
+            )
+        try:
+            selection = record.get("selection")
+            return cls(
+                space=Space.model_validate(record["space"]),
+                space_source=record["space_source"],
+                report=record["report"],
+                trials=[trial_from_dict(t) for t in record["trials"]],
+                smoke=bool(record["smoke"]),
+                settings=SweepSettings.from_saved(record.get("settings") or {}),
+                data={n: DataInfo(**d) for n, d in record["data"].items()},
+                resources=record.get("resources") or {},
+                started_at=record.get("started_at", ""),
+                provenance={k: record.get(k) for k in _PROVENANCE_KEYS},
+                selection=Selection(**selection) if selection else None,
+                version=version,
+            )
+        except (KeyError, TypeError, AttributeError, ValidationError) as e:
+            raise TuneMnistError(f"{where}: not a tune-mnist metadata file ({e!r})") from None
+
+
+def new_meta(spec, settings: SweepSettings, data: dict[str, DataInfo], resources) -> ExperimentMeta:
+    """The metadata of a sweep about to start, with this process's provenance."""
+    from .provenance import provenance
+
+    return ExperimentMeta(
+        space=spec.space,
+        space_source=spec.source,
+        report=spec.report,
+        trials=list(spec.trials),
+        smoke=settings.smoke,
+        settings=settings,
+        data=data,
+        resources=resources,
+        started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        provenance=provenance(),
+        selection=spec.selection,
+    )
+
+
+def write_meta(experiment: str | Path, meta: ExperimentMeta) -> Path:
+    """Save an experiment's metadata atomically."""
+    path = Path(experiment) / META_FILE
+    write_atomic(path, meta.to_json())
+    return path
+
+
+def read_meta(experiment: str | Path) -> ExperimentMeta:
+    """An experiment's metadata; a clear error when the folder holds none."""
+    path = Path(experiment) / META_FILE
+    if not Path(experiment).is_dir():
+        raise TuneMnistError(f"{experiment}: no such experiment folder")
+    if not path.is_file():
+        raise TuneMnistError(f"{experiment}: not a tune-mnist experiment (no {META_FILE})")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TuneMnistError(f"{path}: unreadable ({e})") from None
+    return ExperimentMeta.from_record(record, str(path))

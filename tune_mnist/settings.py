@@ -1,0 +1,82 @@
+"""A sweep's settings: everything about a run that is not in the space file.
+
+Defined and validated once, here: the CLI builds a SweepSettings from its options, the
+library rejects a bad value when the settings are made (not inside a trial), and the
+experiment's metadata saves them so `resume` runs with the same ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .configs import DEFAULT_SVM_BACKEND, SMOKE_EPOCHS, SVM_BACKENDS, TrainOptions
+from .errors import TuneMnistError
+
+RESULTS_ENV, DEFAULT_RESULTS = "TUNE_MNIST_RESULTS", "ray_results"
+# Not saved with an experiment: they say how this one process runs, not what it ran.
+_PER_RUN = ("address", "resume", "verbose")
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """Everything about a sweep that is not in the space file."""
+
+    data_dir: str | None = None  # else $TUNE_MNIST_DATA, the cache, or (smoke) the sample
+    smoke: bool = False  # ~1,000/500 images per dataset and 1 epoch per trial
+    address: str | None = None  # a running cluster; else $RAY_ADDRESS; else a local Ray
+    storage_path: str | None = None  # experiments live in <storage_path>/<name>
+    name: str | None = None  # default: the space's name, "-smoke" added for smoke runs
+    gpus_per_trial: float | None = None  # GPU fraction per ResNet trial; else the space's
+    svm_cpus: float = 1.0  # CPUs per SVM trial
+    svm_resource: str = "svm_worker"  # custom resource marking CPU workers for SVM trials
+    svm_backend: str = DEFAULT_SVM_BACKEND  # one of configs.SVM_BACKENDS
+    max_failures: int = 2  # retries of a trial whose worker dies, from its last checkpoint
+    resume: bool = False  # continue the experiment at <storage_path>/<name>
+    verbose: bool = False  # Ray's own logs and progress tables
+    options: TrainOptions = field(default_factory=TrainOptions)
+
+    def __post_init__(self) -> None:
+        if self.svm_backend not in SVM_BACKENDS:
+            raise TuneMnistError(
+                f"--svm-backend {self.svm_backend}: expected one of {', '.join(SVM_BACKENDS)}"
+            )
+        if self.gpus_per_trial is not None and not self.gpus_per_trial > 0:
+            raise TuneMnistError(f"--gpus-per-trial {self.gpus_per_trial:g}: expected more than 0")
+        if not self.svm_cpus > 0:
+            raise TuneMnistError(f"--svm-cpus {self.svm_cpus:g}: expected more than 0")
+        if self.max_failures < 0:
+            raise TuneMnistError(f"--max-failures {self.max_failures}: expected 0 or more")
+
+    @property
+    def max_epochs(self) -> int | None:
+        """The cap on every ResNet trial's epochs: 1 for --smoke, else the options' cap."""
+        return SMOKE_EPOCHS if self.smoke else self.options.max_epochs
+
+    def experiment_dir(self, space_name: str) -> Path:
+        """Absolute path of this sweep's experiment (Ray rejects relative storage paths)."""
+        root = self.storage_path or os.environ.get(RESULTS_ENV, DEFAULT_RESULTS)
+        if "://" in str(root):
+            raise TuneMnistError(
+                f"storage path {root}: cloud URIs are not supported yet; use a folder that "
+                "every node mounts (NFS, a shared volume)"
+            )
+        name = self.name or (f"{space_name}-smoke" if self.smoke else space_name)
+        return Path(root).expanduser().absolute() / name
+
+    def saved(self) -> dict[str, Any]:
+        """The settings an experiment keeps (absolute data folder; no per-run switches)."""
+        kept = {k: v for k, v in asdict(self).items() if k not in _PER_RUN}
+        kept["data_dir"] = str(Path(self.data_dir).absolute()) if self.data_dir else None
+        return kept
+
+    @classmethod
+    def from_saved(cls, saved: Mapping[str, Any], **overrides: Any) -> SweepSettings:
+        """Settings read back from an experiment; keys missing from older files get defaults."""
+        names = {f.name for f in fields(cls)} - {"options"}
+        known = {k: v for k, v in saved.items() if k in names}
+        options = TrainOptions.from_dict(saved.get("options") or {})
+        return replace(cls(**known, options=options), **overrides)
