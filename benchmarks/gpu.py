@@ -9,10 +9,13 @@ Sections (all by default, or pick with --sections):
            peak memory per process (for choosing default GPU fractions per model).
   q2       the ten q2 trials as processes, --slots at a time (the space asks 0.25 GPU:
            4). Target: all ten <= 5 minutes.
-Prints a line per measurement and, last, one JSON object. Needs only torch and
-torchvision. A dry run anywhere (CPU, tiny): --images 256 --max-epochs 1 --packs 2.
+Prints a line per measurement and, last, one JSON object. Needs only torch and torchvision
+(q2 also PyYAML, to read search_spaces/q2.yaml): no pydantic, pandas, Ray or fvcore.
+A dry run anywhere (CPU, tiny): --images 256 --max-epochs 1 --packs 2.
 
-    python benchmarks/gpu.py --data-dir DIR 2>&1 | tee gpu.log
+    python benchmarks/gpu.py --data-dir DATA 2>&1 | tee gpu.log
+
+DATA is a folder with mnist/ and fashion-mnist/ IDX files (default: $TUNE_MNIST_DATA).
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ from functools import cache
 from pathlib import Path
 
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import common  # benchmarks/common.py, beside this script
 import naive  # benchmarks/naive.py, beside this script
 
+from tune_mnist.configs import ResNetConfig
 from tune_mnist.data import Dataset, load_dataset
 from tune_mnist.train import TrainOptions, train_resnet
 
@@ -47,13 +51,11 @@ def dataset(name: str, data_dir: str | None, images: int | None) -> Dataset:
     return data.head(images or len(data.train_labels), len(data.test_labels))
 
 
-def ours(trial, data_dir, images, options, threads=None) -> dict:
+def ours(trial: ResNetConfig, data_dir, images, options, threads=None) -> dict:
     """Train one trial with tune_mnist.train in this process: its last epoch's figures."""
     if threads:  # packed processes share the host's cores, as Ray's OMP_NUM_THREADS does
         torch.set_num_threads(threads)
-    result = train_resnet(
-        trial, dataset(trial["dataset"], data_dir, images), TrainOptions(**options)
-    )
+    result = train_resnet(trial, dataset(trial.dataset, data_dir, images), TrainOptions(**options))
     last = result.history[-1]
     return {
         "epoch_s": last.epoch_seconds,
@@ -118,12 +120,13 @@ def packing_section(args, device, report) -> None:
         )
 
 
-def q2_trials() -> list[dict]:
-    """q2's ten trials (fixed + each row), read without pydantic, which GPU images lack."""
-    space = yaml.safe_load(
-        (Path(__file__).parents[1] / "tune_mnist/search_spaces/q2.yaml").read_text()
-    )
-    return [{**space["fixed"], **row} for row in space["rows"]]
+def q2_trials() -> list[ResNetConfig]:
+    """q2's ten trials (fixed + each row), built without spaces.py: GPU images lack pydantic."""
+    import yaml  # only here: the other sections run without PyYAML
+
+    path = Path(__file__).resolve().parents[1] / "search_spaces" / "q2.yaml"
+    space = yaml.safe_load(path.read_text())
+    return [ResNetConfig(**space["fixed"], **row) for row in space["rows"]]
 
 
 def q2_section(args, device, report) -> None:
@@ -138,7 +141,7 @@ def q2_section(args, device, report) -> None:
     say(f"q2: {len(trials)} trials ({epochs} epochs), {args.slots} at a time: {wall:.0f} s wall")
     for trial, r in zip(trials, results, strict=True):
         say(
-            f"  {trial['model']} bs{trial['batch_size']} {trial['optimizer']} lr {trial['lr']}"
+            f"  {trial.model} bs{trial.batch_size} {trial.optimizer} lr {trial.lr}"
             f" x{r['epochs']}: {r['train_s']:.0f} s, {r['test_accuracy']:.2f}%"
         )
 
@@ -149,13 +152,13 @@ def say(line: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None)
+    common.add_data_dir(parser)
     parser.add_argument("--images", type=int, default=None, help="training images (all)")
     parser.add_argument("--sections", nargs="+", default=["epoch", "packing", "q2"])
     parser.add_argument("--packs", nargs="+", type=int, default=[2, 4, 8])
     parser.add_argument("--slots", type=int, default=4, help="q2 trials at a time")
     parser.add_argument("--max-epochs", type=int, default=None, help="cap q2 epochs")
-    args = parser.parse_args()
+    args = common.parse_args(parser)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"

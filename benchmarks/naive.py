@@ -1,8 +1,9 @@
 """The study's own training pipeline, as the baseline the benchmarks compare against.
 
 torchvision's MNIST / FashionMNIST datasets with ToTensor + Normalize per sample, a
-shuffling DataLoader, a plain eager fp32 step with torch's default optimizers, and the
-running loss read every step (`.item()`). Needs only torch and torchvision.
+shuffling DataLoader, a plain eager fp32 step with torch's default optimizer implementations
+(the trial's SGD momentum and weight decay, as ours), and the running loss read every step
+(`.item()`). Needs only torch and torchvision.
 """
 
 from __future__ import annotations
@@ -18,21 +19,21 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
+from tune_mnist.configs import ResNetConfig
 from tune_mnist.data import FILES, NORMALIZATION, TORCHVISION_CLASS
 from tune_mnist.models import build_resnet
 
 
-def trial(model="resnet18", batch_size=16, epochs=1, pin_memory=False) -> dict:
+def trial(model="resnet18", batch_size=16, epochs=1, pin_memory=False) -> ResNetConfig:
     """The benchmarks' trial: Fashion-MNIST, Adam at lr 0.001, seed 0 (a q2 configuration)."""
-    return dict(
-        model=model,
+    return ResNetConfig(
         dataset="fashion-mnist",
+        model=model,
         batch_size=batch_size,
         optimizer="adam",
         lr=0.001,
         epochs=epochs,
         pin_memory=pin_memory,
-        seed=0,
     )
 
 
@@ -60,14 +61,21 @@ def loader(root: Path, name: str, train: bool, images: int, batch_size: int, **k
     return DataLoader(Subset(dataset, range(images)), batch_size=batch_size, **kwargs)
 
 
-def train(trial: dict, train_loader, device: torch.device):
+def train(trial: ResNetConfig, train_loader, device: torch.device):
     """Train one trial's model for one epoch the plain way: (model, seconds)."""
-    torch.manual_seed(trial["seed"])  # the same initial weights as tune-mnist's for a seed
-    model = build_resnet(trial["model"]).to(device).train()
-    if trial["optimizer"] == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=trial["lr"])
+    torch.manual_seed(trial.seed)  # the same initial weights as tune-mnist's for a seed
+    model = build_resnet(trial.model).to(device).train()
+    if trial.optimizer == "sgd":
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=trial.lr,
+            momentum=trial.momentum,
+            weight_decay=trial.weight_decay,
+        )
     else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=trial["lr"])
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=trial.lr, weight_decay=trial.weight_decay
+        )
     start = time.perf_counter()
     for x, y in train_loader:
         x, y = x.to(device), y.to(device)

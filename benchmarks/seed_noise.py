@@ -3,7 +3,8 @@
 For every ResNet trial of a space at --smoke size (one epoch on the first 1,000 training
 images, tested on the first 500) and for each seed, trains twice from the same initial
 weights: the plain path (benchmarks/naive.py: torchvision datasets, DataLoader, eager fp32,
-torch's default optimizers) and tune_mnist.train.train_resnet exactly as a trial runs it.
+torch's default optimizer implementations) and tune_mnist.train.train_resnet exactly as a
+trial runs it.
 Prints, per configuration, the mean and std over seeds of both, and over all
 (configuration, seed) pairs the paired difference ours - plain with its 95% t-interval,
 beside the seed-to-seed std. Run by hand, not in CI (q1a, 3 seeds: 29 min on 2 cores):
@@ -12,7 +13,8 @@ beside the seed-to-seed std. Run by hand, not in CI (q1a, 3 seeds: 29 min on 2 c
     python benchmarks/seed_noise.py q1a --seeds 0 1 2 --json    # one JSON object on stdout
 
 Jobs run in `--jobs` processes with one torch thread each, as Ray runs one-CPU trials.
-Without --data-dir the bundled sample is used, as `tune-mnist sweep q1a --smoke` does.
+Without --data-dir (or $TUNE_MNIST_DATA) the bundled sample is used, as
+`tune-mnist sweep q1a --smoke` does.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -34,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import naive  # benchmarks/naive.py, beside this script
 
+from tune_mnist.configs import ResNetConfig
 from tune_mnist.data import SMOKE_TEST, SMOKE_TRAIN, Dataset, load_dataset
 from tune_mnist.spaces import load_space
 from tune_mnist.stats import aggregate, paired_difference
@@ -48,21 +52,21 @@ def smoke_dataset(name: str, data_dir: str | None) -> Dataset:
     return load_dataset(name, data_dir, smoke=True)
 
 
-def one_pair(trial: dict, data_dir: str | None, torchvision_root: Path) -> dict:
+def one_pair(trial: ResNetConfig, data_dir: str | None, torchvision_root: Path) -> dict:
     """Both paths for one trial config and seed: accuracies and training seconds."""
     torch.set_num_threads(1)
-    data = smoke_dataset(trial["dataset"], data_dir)
+    data = smoke_dataset(trial.dataset, data_dir)
     device = torch.device("cpu")
     train_loader = naive.loader(
-        torchvision_root, trial["dataset"], True, SMOKE_TRAIN, trial["batch_size"], shuffle=True
+        torchvision_root, trial.dataset, True, SMOKE_TRAIN, trial.batch_size, shuffle=True
     )
-    test_loader = naive.loader(torchvision_root, trial["dataset"], False, SMOKE_TEST, 1000)
+    test_loader = naive.loader(torchvision_root, trial.dataset, False, SMOKE_TEST, 1000)
     model, plain_s = naive.train(trial, train_loader, device)
     plain_acc = naive.test_accuracy(model, test_loader, device)
     ours = train_resnet(trial, data, TrainOptions(device="cpu", max_epochs=1))
     return {
-        **{key: trial[key] for key in CONFIG},
-        "seed": trial["seed"],
+        **{key: getattr(trial, key) for key in CONFIG},
+        "seed": trial.seed,
         "plain_acc": plain_acc,
         "ours_acc": ours.test_accuracy,
         "plain_s": plain_s,
@@ -97,21 +101,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("space", nargs="?", default="q1a")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--data-dir", default=None, help="default: the bundled sample")
+    parser.add_argument(
+        "--data-dir",
+        metavar="DATA",
+        default=None,
+        help="a folder with mnist/ and fashion-mnist/ IDX files "
+        "(default: $TUNE_MNIST_DATA, else the bundled sample)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="processes, one thread each")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    trials = [t for t in load_space(args.space).trials if t["trainable"] == "resnet"]
+    trials = [t for t in load_space(args.space).trials if isinstance(t, ResNetConfig)]
     roots = {}
-    for name in dict.fromkeys(t["dataset"] for t in trials):
+    for name in dict.fromkeys(t.dataset for t in trials):
         source = load_dataset(name, args.data_dir, smoke=True).source
         roots[name] = naive.torchvision_root(Path(source), name)
     start = time.perf_counter()
     try:
         with ProcessPoolExecutor(args.jobs) as pool:
             futures = [
-                pool.submit(one_pair, {**t, "seed": seed}, args.data_dir, roots[t["dataset"]])
+                pool.submit(one_pair, replace(t, seed=seed), args.data_dir, roots[t.dataset])
                 for seed in args.seeds
                 for t in trials
             ]

@@ -4,9 +4,11 @@ For each of the four q1b trials (MNIST and Fashion-MNIST, RBF and Poly, the firs
 training images, the whole test set), in the same run, alternating: fit ms, predict ms,
 accuracy, and whether the two backends' test predictions are identical. Run by hand:
 
-    python benchmarks/svm.py --data-dir ../shared/data
-    python benchmarks/svm.py --json
-    python benchmarks/svm.py --backends libsvm precomputed intelex   # intelex if installed
+    python benchmarks/svm.py --data-dir DATA
+    python benchmarks/svm.py --data-dir DATA --json
+    python benchmarks/svm.py --data-dir DATA --backends libsvm precomputed intelex  # if installed
+
+DATA is a folder with mnist/ and fashion-mnist/ IDX files (default: $TUNE_MNIST_DATA).
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import common  # benchmarks/common.py, beside this script
+
+from tune_mnist.configs import SVM_BACKENDS, SVMConfig
 from tune_mnist.data import load_dataset
 from tune_mnist.spaces import load_space
 from tune_mnist.svm import fit_predict
 
 
-def run(trial: dict, data, backend: str) -> tuple[dict, np.ndarray]:
+def run(trial: SVMConfig, data, backend: str) -> tuple[dict, np.ndarray]:
     """One fit and prediction, timed end to end, and its predicted labels."""
     start = time.perf_counter()
     result, predicted = fit_predict(trial, data, backend)
@@ -43,17 +48,19 @@ def run(trial: dict, data, backend: str) -> tuple[dict, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("--backends", nargs="+", default=["libsvm", "precomputed"])
+    common.add_data_dir(parser)
+    parser.add_argument(
+        "--backends", nargs="+", choices=SVM_BACKENDS, default=["libsvm", "precomputed"]
+    )
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = common.parse_args(parser)
 
     trials = load_space("q1b").trials
     datasets = {name: load_dataset(name, args.data_dir) for name in ("mnist", "fashion-mnist")}
     cases = {}
     for trial in trials:
-        name = f"{trial['dataset']}/{trial['kernel']}"
-        runs = {b: run(trial, datasets[trial["dataset"]], b) for b in args.backends}
+        name = f"{trial.dataset}/{trial.kernel}"
+        runs = {b: run(trial, datasets[trial.dataset], b) for b in args.backends}
         cases[name] = {b: measured for b, (measured, _) in runs.items()}
         first = runs[args.backends[0]][1]
         cases[name]["same_predictions"] = {

@@ -11,8 +11,10 @@ ours:  tune_mnist.train: uint8 tensors, index shuffling, normalization on the de
 Cases alternate (naive, ours, naive, ours, ...) so that drift in the machine's speed hits
 both; each reports the median images/s of its repetitions. Run by hand, not in CI:
 
-    python benchmarks/trainer.py --data-dir ../shared/data --images 2048 --repeats 3
-    python benchmarks/trainer.py --json            # one JSON object on stdout
+    python benchmarks/trainer.py --data-dir DATA --images 2048 --repeats 3
+    python benchmarks/trainer.py --data-dir DATA --json    # one JSON object on stdout
+
+DATA is a folder with mnist/ and fashion-mnist/ IDX files (default: $TUNE_MNIST_DATA).
 
 Needs only torch and torchvision (no Ray), so it runs on a bare GPU machine too.
 """
@@ -30,29 +32,31 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import common  # benchmarks/common.py, beside this script
 import naive  # benchmarks/naive.py, beside this script
 
+from tune_mnist.configs import ResNetConfig
 from tune_mnist.data import load_dataset
 from tune_mnist.train import TrainOptions, train_resnet
 
 
-def naive_images_per_s(root, trial, images, device, workers) -> float:
+def naive_images_per_s(root, trial: ResNetConfig, images, device, workers) -> float:
     """One pass over `images` training images the way the study's code trains."""
     train_loader = naive.loader(
         root,
-        trial["dataset"],
+        trial.dataset,
         True,
         images,
-        trial["batch_size"],
+        trial.batch_size,
         shuffle=True,
         num_workers=workers,
-        pin_memory=trial["pin_memory"],
+        pin_memory=trial.pin_memory,
     )
     _, seconds = naive.train(trial, train_loader, device)
     return images / seconds
 
 
-def ours_images_per_s(data, trial, device, options) -> float:
+def ours_images_per_s(data, trial: ResNetConfig, device, options) -> float:
     """tune_mnist.train.train_resnet over the same images: its last epoch's rate."""
     result = train_resnet(trial, data, TrainOptions(device=str(device), **options))
     return result.history[-1].images_per_s
@@ -72,7 +76,7 @@ def parse_option(text: str) -> tuple[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="../shared/data")
+    common.add_data_dir(parser)
     parser.add_argument("--images", type=int, default=2048, help="training images per pass")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", nargs="+", default=["resnet18", "resnet50"])
@@ -93,7 +97,7 @@ def main() -> None:
         help="epochs of ours per run; the last one's rate counts (leaves out compile time)",
     )
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = common.parse_args(parser)
     options = dict(parse_option(text) for text in args.option)
 
     if args.threads:
