@@ -12,10 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import models
 
+from .configs import MODELS
+
 
 def build_resnet(name: str, num_classes: int = 10) -> nn.Module:
     """torchvision's resnet18/34/50 with a one-channel stem; inputs stay 1x28x28."""
-    if name not in ("resnet18", "resnet34", "resnet50"):
+    if name not in MODELS:
         raise ValueError(f"unknown model {name!r}")
     model = getattr(models, name)(num_classes=num_classes)
     model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
