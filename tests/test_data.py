@@ -1,4 +1,6 @@
 import gzip
+import re
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -57,6 +59,82 @@ def test_corrupt_gzip(tmp_path):
     (tmp_path / "x.gz").write_bytes(b"\x1f\x8b\x08garbage")
     with pytest.raises(TuneMnistError, match=r"x.gz: cannot read IDX file"):
         read_idx(tmp_path / "x.gz", 2049)
+
+
+def test_gzip_bomb_is_refused_without_decompressing_it(tmp_path):
+    # A valid header for 10 images, then 200 MB of zeros: about 1 MB once gzipped.
+    path = tmp_path / "bomb.gz"
+    write_idx(path, np.zeros((10, 28, 28), dtype=np.uint8))
+    header_and_payload = gzip.decompress(path.read_bytes())
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        out.write(header_and_payload)
+        zeros = bytes(1 << 20)
+        for _ in range(200):
+            out.write(zeros)
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            TuneMnistError,
+            match=r"bomb.gz: truncated or padded IDX file: more than 7856 bytes, "
+            r"header \(10, 28, 28\) needs 7856",
+        ):
+            read_idx(path, 2051)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
+def test_absurd_header_is_refused_before_reading(tmp_path):
+    # Only the header is there: a reader that tried the payload would say "truncated".
+    path = tmp_path / "huge"
+    path.write_bytes(b"".join(n.to_bytes(4, "big") for n in (2051, 100_000, 100_000, 100_000)))
+    with pytest.raises(
+        TuneMnistError,
+        match=r"huge: IDX header \(100000, 100000, 100000\) declares 1000000000000000 bytes "
+        r"of data, more than the 8589934592 this reader accepts",
+    ):
+        read_idx(path, 2051)
+
+
+def test_raw_file_with_a_short_payload(tmp_path):
+    path = tmp_path / "labels"
+    write_idx(path, np.zeros(10, dtype=np.uint8))
+    path.write_bytes(path.read_bytes()[:-3])
+    with pytest.raises(
+        TuneMnistError,
+        match=r"labels: truncated or padded IDX file: 15 bytes, header \(10,\) needs 18",
+    ):
+        read_idx(path, 2049)
+
+
+def test_header_promising_gigabytes_over_a_short_file(tmp_path):
+    # 8 GB is under the bound, so the payload is read: memory follows what arrives.
+    path = tmp_path / "images.gz"
+    header = b"".join(n.to_bytes(4, "big") for n in (2051, 8_000, 1_000, 1_000))
+    path.write_bytes(gzip.compress(header + bytes(100)))
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            TuneMnistError,
+            match=r"images.gz: truncated or padded IDX file: 116 bytes, "
+            r"header \(8000, 1000, 1000\) needs 8000000016",
+        ):
+            read_idx(path, 2051)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_empty_split_is_an_error(tmp_path, split):
+    sizes = {"n_train": 0 if split == "train" else TINY_TRAIN}
+    sizes["n_test"] = 0 if split == "test" else TINY_TEST
+    folder = write_dataset(tmp_path / "mnist", **sizes)
+    message = f"mnist: {folder}: the {split} split has no images"
+    with pytest.raises(TuneMnistError, match=f"^{re.escape(message)}$"):
+        read_folder("mnist", folder)
 
 
 def test_images_and_labels_of_different_counts(tmp_path):

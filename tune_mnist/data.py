@@ -10,10 +10,13 @@ use the small real sample shipped in the package.
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -31,6 +34,9 @@ TORCHVISION_CLASS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 # Mean and std of the training pixels scaled to [0, 1]: the usual Normalize constants.
 NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
 SMOKE_TRAIN, SMOKE_TEST = 1_000, 500  # images per dataset in a --smoke run
+# Full MNIST is 47 MB; a header declaring more than 8 GiB is damaged or hostile.
+MAX_IDX_PAYLOAD = 2**33
+READ_CHUNK = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -61,26 +67,47 @@ class Dataset:
 
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
-    """Read an IDX file (gzip or raw), checking its magic number and its length."""
+    """Read an IDX file (gzip or raw), checking its magic number and its length.
+
+    The header is checked first, then exactly the payload it declares is read, plus one
+    byte to detect padding: a gzip bomb is refused after decompressing only that much.
+    """
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise TuneMnistError(f"{path}: cannot read IDX file: {e}") from None
-    if len(raw) < 8:
-        raise TuneMnistError(f"{path}: truncated IDX file ({len(raw)} bytes, no header)")
-    found = int.from_bytes(raw[:4], "big")
-    if found != magic:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as stream:
+            return _read_idx_stream(stream, path, magic)
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise TuneMnistError(f"{path}: cannot read IDX file: {first_line(e)}") from None
+
+
+def _read_idx_stream(stream: BinaryIO, path: Path, magic: int) -> np.ndarray:
+    head = stream.read(4)
+    if len(head) == 4 and (found := int.from_bytes(head, "big")) != magic:
         raise TuneMnistError(f"{path}: bad IDX magic number {found:#010x}, expected {magic:#010x}")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
-    if len(raw) != expected:
+    ndim = magic % 256  # the magic's last byte, so the header is 4 bytes per dimension more
+    head += stream.read(4 * ndim)
+    if len(head) < 4 + 4 * ndim:
+        raise TuneMnistError(f"{path}: truncated IDX file ({len(head)} bytes, no header)")
+    shape = tuple(int.from_bytes(head[i : i + 4], "big") for i in range(4, len(head), 4))
+    size = math.prod(shape)
+    expected = len(head) + size
+    if size > MAX_IDX_PAYLOAD:
         raise TuneMnistError(
-            f"{path}: truncated or padded IDX file: {len(raw)} bytes, header {shape} "
-            f"needs {expected}"
+            f"{path}: IDX header {shape} declares {size} bytes of data, more than the "
+            f"{MAX_IDX_PAYLOAD} this reader accepts"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    # Grown chunk by chunk rather than allocated up front, so that a header promising
+    # gigabytes over a short file costs only what the file really holds.
+    payload = bytearray()
+    while len(payload) < size and (chunk := stream.read(min(READ_CHUNK, size - len(payload)))):
+        payload += chunk
+    if len(payload) < size or stream.read(1):
+        length = len(head) + len(payload) if len(payload) < size else f"more than {expected}"
+        raise TuneMnistError(
+            f"{path}: truncated or padded IDX file: {length} bytes, header {shape} needs {expected}"
+        )
+    array = np.frombuffer(payload, dtype=np.uint8).reshape(shape)
+    array.flags.writeable = False  # the datasets are shared between trials, never modified
+    return array
 
 
 def read_folder(name: str, folder: Path) -> Dataset:
@@ -101,7 +128,10 @@ def read_folder(name: str, folder: Path) -> Dataset:
             raise TuneMnistError(
                 f"{name}: {folder}: {len(images)} {split} images but {len(labels)} labels"
             )
-        if labels.size and labels.max() > 9:
+        # An empty split would train on nothing or score an accuracy over no images.
+        if len(images) == 0:
+            raise TuneMnistError(f"{name}: {folder}: the {split} split has no images")
+        if labels.max() > 9:
             raise TuneMnistError(f"{name}: {folder}: {split} label {labels.max()} is not 0-9")
     return Dataset(name, source=str(folder), **arrays)
 
