@@ -5,11 +5,17 @@ folders Ray Tune writes (`params.json`, `result.json` with one JSON report per l
 `error.txt` on failure) against the trials the metadata declares. Trials declared
 but no folder holds are listed as `pending`, so an
 interrupted sweep reads as exactly what it is.
+
+Every file is checked for the shape Ray writes, and a damaged one never stops the reading
+(nor is it touched): a folder whose params.json is unreadable names no trial (its trial
+reads as pending); a result.json line that is cut short, not UTF-8 or not a report object
+is skipped, the readable ones still count.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,35 +48,111 @@ def _key(trial: dict[str, Any]) -> str:
     return json.dumps(trial, sort_keys=True)
 
 
+# The types the trainable reports these keys with: a report that has one of another type
+# was not written by it (or was damaged), and one wrong value would otherwise break a sort,
+# a set or a table further on.
+_NUMBER = (int, float, type(None))
+_REPORT_TYPES: dict[str, tuple[type, ...]] = {
+    "epoch": (int,),
+    "trial_finished": (bool,),
+    "device": (str,),
+    "test_accuracy": _NUMBER,
+    "train_time_ms": _NUMBER,
+    "assigned_gpus": _NUMBER,
+    "assigned_cpus": _NUMBER,
+    "gflops": _NUMBER,
+    "params_m": _NUMBER,
+}
+_SCALARS = (str, int, float, bool, type(None))
+_LARGEST = 2**53  # the integers a float, and so a DataFrame column, holds exactly
+
+
+def _parse_json(raw: bytes) -> Any:
+    """A JSON value from bytes; None when they are not UTF-8 JSON.
+
+    ValueError covers malformed JSON, bytes that are not UTF-8 and integers too long to
+    parse; RecursionError, arrays nested too deep for the parser.
+    """
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+
+
+def _fits(value: Any, types: tuple[type, ...]) -> bool:
+    # bool is an int to isinstance, but true is no epoch and no accuracy.
+    if isinstance(value, bool):
+        return bool in types
+    if not isinstance(value, types):
+        return False
+    if isinstance(value, int | float):
+        # NaN reads as a missing value; an infinite or astronomically large one (no
+        # trainable reports it) would overflow the integer columns of the tables.
+        return math.isnan(value) or abs(value) < _LARGEST
+    return True
+
+
+def _as_report(value: Any) -> dict | None:
+    """One result.json line as a report, or None when it is not one the trainable wrote."""
+    if not isinstance(value, dict):
+        return None
+    if any(k in value and not _fits(value[k], types) for k, types in _REPORT_TYPES.items()):
+        return None
+    # Ray's own nested entries (config) are dropped anyway; other nested values would
+    # not fit a table cell, so only plain values are kept.
+    return {k: v for k, v in value.items() if isinstance(v, _SCALARS)}
+
+
 def _read_reports(folder: Path) -> list[dict]:
-    """The reports of one trial, one per line; a line cut short by a crash is skipped."""
+    """The reports of one trial, one per line.
+
+    A line cut short by a crash, not UTF-8, or not a report object is skipped, so the
+    readable reports around it still count; an unreadable file has none.
+    """
     path = folder / "result.json"
+    try:
+        # Bytes, not text: one bad byte sequence must cost its own line, not the file.
+        lines = path.read_bytes().splitlines() if path.is_file() else []
+    except OSError:
+        return []
     reports = []
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                reports.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    for line in lines:
+        report = _as_report(_parse_json(line))
+        if report is not None:
+            reports.append(report)
     return reports
 
 
 def _trial_folders(experiment: Path) -> dict[str, Path]:
-    """Trial config key -> its folder (the newest, if Ray made two for one config)."""
-    found = {}
-    for params in sorted(experiment.glob("*/params.json"), key=lambda p: p.stat().st_mtime):
+    """Trial config key -> its folder (the newest, if Ray made two for one config).
+
+    A folder whose params.json is unreadable or not {"trial": {...}} names no trial, so
+    the trial it was meant for reads as pending, as if its folder were missing.
+    """
+    found = []
+    for params in experiment.glob("*/params.json"):
         try:
-            found[_key(json.loads(params.read_text())["trial"])] = params.parent
-        except (json.JSONDecodeError, KeyError, OSError):
+            raw, mtime = params.read_bytes(), params.stat().st_mtime
+        except OSError:
             continue
-    return found
+        record = _parse_json(raw)
+        trial = record.get("trial") if isinstance(record, dict) else None
+        if isinstance(trial, dict):
+            found.append((mtime, params.parent.name, _key(trial), params.parent))
+    # Sorted by time so the newest folder of a config wins; the name breaks ties.
+    return {key: folder for _, _, key, folder in sorted(found)}
 
 
 def _first_error_line(folder: Path) -> str | None:
     path = folder / "error.txt"
     if not path.is_file():
         return None
-    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    try:
+        # A crash can leave bytes that are not UTF-8; the rest of the message still reads.
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        return f"error.txt unreadable ({e.strerror or type(e).__name__})"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     # Ray puts the failing call first and the exception last; the last line says what broke.
     return lines[-1] if lines else "unknown error"
 
@@ -114,7 +196,8 @@ def load_experiment(experiment: str | Path) -> Experiment:
         rows.append(_trial_row(trial, folder, reports, meta.smoke))
         by_epoch = {r["epoch"]: r for r in reports if "epoch" in r}  # the latest of each
         for report in by_epoch.values():
-            kept = {k: v for k, v in report.items() if k not in _RAY_KEYS}
+            # The declared config wins over a report's keys of the same name.
+            kept = {k: v for k, v in report.items() if k not in _RAY_KEYS | {"label", *config}}
             epoch_rows.append({"label": trial.label, **config, **kept})
     return Experiment(meta, with_compute(pd.DataFrame(rows), meta), pd.DataFrame(epoch_rows))
 
