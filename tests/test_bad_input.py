@@ -185,6 +185,64 @@ CASES = {
         lambda t, d: ["sweep", space(t, RESNET), "--data-dir", d, "--gpus-per-trial", "3"],
         "--gpus-per-trial 3: the cluster has no GPUs; leave it out to run ResNet trials on CPUs",
     ),
+    "name escaping the storage path": (
+        lambda t, d: ["sweep", space(t, GOOD), "--data-dir", d, "--name", "../../escaped"],
+        "--name '../../escaped': expected one folder name (no '/', not '.' or '..'",
+    ),
+    "absolute name": (
+        lambda t, d: ["sweep", space(t, GOOD), "--data-dir", d, "--name", str(t / "abs")],
+        "expected one folder name",
+    ),
+    "name '.'": (
+        lambda t, d: ["sweep", space(t, GOOD), "--data-dir", d, "--name", "."],
+        "--name '.': expected one folder name",
+    ),
+    "300-character name": (
+        lambda t, d: ["sweep", space(t, GOOD), "--data-dir", d, "--name", "n" * 300],
+        "at most 100 characters",
+    ),
+    "space name with a slash": (
+        lambda t, d: ["sweep", space(t, GOOD.replace("name: x", "name: ../up")), "--data-dir", d],
+        "the space's name '../up': expected one folder name",
+    ),
+    "duplicate YAML key": (
+        lambda t, d: ["show", space(t, GOOD.replace("fixed: {", "fixed: {seed: 0, seed: 7, "))],
+        "x.yaml: not valid YAML at line 3: duplicate key 'seed'",
+    ),
+    "infinite lr": (
+        lambda t, d: ["show", space(t, RESNET.replace("lr: 0.1", "lr: .inf"))],
+        "x.yaml: fixed.lr: Input should be a finite number",
+    ),
+    "epochs 1e9": (
+        lambda t, d: ["show", space(t, RESNET.replace("epochs: 1", "epochs: 1000000000"))],
+        "x.yaml: fixed.epochs: Input should be less than or equal to 10000",
+    ),
+    "batch larger than the training set": (
+        lambda t, d: ["sweep", space(t, RESNET.replace("[8]", "[5000]")), "--data-dir", d],
+        "x.yaml: batch_size 5,000 is larger than the 96 training images of mnist",
+    ),
+    "64 million trials": (
+        lambda t, d: [
+            "show",
+            space(
+                t,
+                "name: x\ntrainable: svm\ngrid:\n"
+                + "".join(
+                    f"  {k}: {list(range(1, 21))}\n"
+                    for k in ("train_samples", "C", "degree", "seed", "gamma", "kernel")
+                ),
+            ),
+        ],
+        "x.yaml: expands to 64,000,000 trials, more than the limit of 10,000",
+    ),
+    "--repeats 100000": (
+        lambda t, d: ["sweep", space(t, GOOD), "--data-dir", d, "--repeats", "100000"],
+        "--repeats 100000: expected 1 to 1,000",
+    ),
+    "--repeats past the trial limit": (
+        lambda t, d: ["sweep", "q1a", "--smoke", "--repeats", "400"],
+        "q1a.yaml: expands to 12,800 trials, more than the limit of 10,000",
+    ),
     "resume with nothing to resume": (
         lambda t, d: ["sweep", space(t, GOOD), "--data-dir", d, "--resume"],
         "--resume: no tune-mnist experiment at",

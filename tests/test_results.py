@@ -1,5 +1,6 @@
 """An experiment folder as DataFrames: statuses, compute, epochs."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -166,3 +167,16 @@ def test_summarize_a_damaged_experiment_prints_tables_not_a_traceback(repeated, 
     if status != "finished":
         assert "1 trials did not finish" in result.output and status in result.output
     assert _snapshot(repeated / "t000") == trial_files
+
+
+def test_a_diverged_trial_is_marked_and_left_out_of_the_tables(repeated):
+    trial_dir = repeated / "t000"
+    lines = (trial_dir / "result.json").read_text().splitlines()
+    report = json.loads(lines[0]) | {"diverged": True, "train_loss": float("nan")}
+    (trial_dir / "result.json").write_text(json.dumps(report) + "\n")
+    frame = load_results(repeated)
+    first = frame.iloc[0]
+    assert first["status"] == "diverged" and first["error"] == "loss became nan in epoch 1"
+    summary = summarize(repeated, write=False)
+    assert summary.tables[0].frame.set_index("model").loc["ResNet-18", "n"] == 2
+    assert summary.incomplete["status"].tolist() == ["diverged"]

@@ -1,4 +1,5 @@
 import copy
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -172,3 +173,13 @@ def test_training_imports_nothing_a_bare_gpu_machine_lacks():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_diverged_loss_stops_training_and_says_so(mnist):
+    # plain SGD at lr 1e8 overflows to an infinite or NaN loss in the first epoch
+    trial = replace(TRIAL, optimizer="sgd", lr=1e8, epochs=3)
+    seen = []
+    result = train_resnet(trial, mnist, on_epoch=lambda stats, state: seen.append(stats))
+    assert result.diverged and result.epochs_trained == 1 and len(seen) == 1
+    assert not math.isfinite(seen[0].train_loss)
+    assert not train_resnet(replace(TRIAL, epochs=1), mnist).diverged

@@ -1,5 +1,7 @@
 """The Ray Tune trainable's own logic: which checkpoint a restarted trial continues from."""
 
+import os
+
 import torch
 from ray import tune
 
@@ -16,11 +18,39 @@ def save_epochs(folder, *epochs):
 def test_a_newer_checkpoint_on_disk_wins_over_the_one_tune_recorded(tmp_path):
     save_epochs(tmp_path, 1, 2)  # Tune's state still pointed at the first when killed
     recorded = tune.Checkpoint.from_directory(str(tmp_path / "checkpoint_000000"))
-    assert newest_state(recorded, tmp_path)["epoch"] == 2
-    assert newest_state(None, tmp_path)["epoch"] == 2
+    assert newest_state(recorded, tmp_path).state["epoch"] == 2
+    assert newest_state(None, tmp_path).state["epoch"] == 2
+
+
+def test_a_truncated_newest_checkpoint_falls_back_to_the_one_before(tmp_path):
+    save_epochs(tmp_path, 1, 2)
+    newest = tmp_path / "checkpoint_000001" / STATE_FILE
+    newest.write_bytes(newest.read_bytes()[:40])  # cut short, as by a crash mid-write
+    recorded = tune.Checkpoint.from_directory(str(tmp_path / "checkpoint_000001"))
+    restored = newest_state(recorded, tmp_path)
+    assert restored.state["epoch"] == 1 and restored.unreadable == 2  # Tune's and the folder's
+
+
+class Payload:
+    """Runs a command when unpickled, as a tampered checkpoint would."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_holding_code_is_not_loaded_and_its_code_never_runs(tmp_path):
+    save_epochs(tmp_path, 1)
+    marker = tmp_path / "payload-ran"
+    state = {"epoch": 5, "payload": Payload(marker)}
+    torch.save(state, tmp_path / "checkpoint_000000" / STATE_FILE)
+    assert newest_state(None, tmp_path).state is None
+    assert not marker.exists()
 
 
 def test_no_checkpoint_anywhere_is_a_fresh_start(tmp_path):
-    assert newest_state(None, tmp_path) is None
-    assert newest_state(None, None) is None
-    assert newest_state(None, tmp_path / "absent") is None
+    assert newest_state(None, tmp_path).state is None
+    assert newest_state(None, None).state is None
+    assert newest_state(None, tmp_path / "absent").state is None

@@ -16,7 +16,7 @@ from rich.table import Table as RichTable
 from .configs import DEFAULT_SVM_BACKEND, SVM_BACKENDS, TrainOptions
 from .errors import TuneMnistError
 from .settings import SweepSettings
-from .spaces import builtin_names, load_space, select, with_repeats
+from .spaces import TRIAL_LIMIT, builtin_names, load_space, select, with_repeats
 
 app = typer.Typer(
     help="Ray Tune ablation studies of ResNets and SVMs on MNIST and Fashion-MNIST.",
@@ -65,6 +65,10 @@ TrialOpt = Annotated[
     list[int] | None,
     typer.Option("--trial", help="Run only trial N, as numbered by `show` (repeatable)."),
 ]
+LimitOpt = Annotated[
+    int,
+    typer.Option(min=1, help="Refuse a space that expands to more trials than this."),
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Ray's own logs; tracebacks on errors.")
 ]
@@ -111,10 +115,15 @@ def spaces() -> None:
 
 
 @app.command()
-def show(space: SpaceArg, where: WhereOpt = None, trial: TrialOpt = None) -> None:
+def show(
+    space: SpaceArg,
+    where: WhereOpt = None,
+    trial: TrialOpt = None,
+    trial_limit: LimitOpt = TRIAL_LIMIT,
+) -> None:
     """Print a space's expanded trials and the resources each will ask for; runs nothing."""
     with user_errors():
-        spec = select(load_space(space), where or [], trial or [])
+        spec = select(load_space(space, trial_limit), where or [], trial or [])
     frame = pd.DataFrame(spec.trials)  # one column per config field
     numbers = spec.selection.chosen if spec.selection else range(1, len(frame) + 1)
     frame.insert(0, "#", list(numbers))
@@ -184,6 +193,7 @@ def sweep(
     ] = None,
     where: WhereOpt = None,
     trial: TrialOpt = None,
+    trial_limit: LimitOpt = TRIAL_LIMIT,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run a search space (or the part of it chosen by --where / --trial) on Ray Tune and
@@ -191,9 +201,9 @@ def sweep(
     from .sweep import run_sweep  # Ray and torch load only for the commands that need them
 
     with user_errors(verbose):
-        spec = load_space(space)
+        spec = load_space(space, trial_limit)
         if repeats:
-            spec = with_repeats(spec, repeats)
+            spec = with_repeats(spec, repeats, trial_limit)
         spec = select(spec, where or [], trial or [])
         settings = SweepSettings(
             data_dir=str(data_dir) if data_dir else None,

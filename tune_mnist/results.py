@@ -165,6 +165,11 @@ def _trial_row(
     error = _first_error_line(folder) if folder else None
     if last.get("trial_finished"):
         status = "finished"
+    elif last.get("diverged") is True:  # stopped on a NaN or infinite loss: no result
+        status, error = (
+            "diverged",
+            f"loss became {last.get('train_loss')} in epoch {last.get('epoch')}",
+        )
     elif error:
         status = "error"
     else:

@@ -19,6 +19,7 @@ from .errors import TuneMnistError
 RESULTS_ENV, DEFAULT_RESULTS = "TUNE_MNIST_RESULTS", "ray_results"
 # Not saved with an experiment: they say how this one process runs, not what it ran.
 _PER_RUN = ("address", "resume", "verbose")
+MAX_NAME = 100  # characters in an experiment name: well inside any filesystem's limit
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class SweepSettings:
     options: TrainOptions = field(default_factory=TrainOptions)
 
     def __post_init__(self) -> None:
+        if self.name is not None:
+            check_name(self.name)
         if self.svm_backend not in SVM_BACKENDS:
             raise TuneMnistError(
                 f"--svm-backend {self.svm_backend}: expected one of {', '.join(SVM_BACKENDS)}"
@@ -65,6 +68,7 @@ class SweepSettings:
                 "every node mounts (NFS, a shared volume)"
             )
         name = self.name or (f"{space_name}-smoke" if self.smoke else space_name)
+        check_name(name, "--name" if self.name else "the space's name")
         return Path(root).expanduser().absolute() / name
 
     def saved(self) -> dict[str, Any]:
@@ -80,3 +84,20 @@ class SweepSettings:
         known = {k: v for k, v in saved.items() if k in names}
         options = TrainOptions.from_dict(saved.get("options") or {})
         return replace(cls(**known, options=options), **overrides)
+
+
+def check_name(name: str, what: str = "--name") -> None:
+    """An experiment name must be one folder inside the storage path, never a way out of it."""
+    if (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+        or len(name) > MAX_NAME
+    ):
+        shown = name if len(name) <= 40 else name[:37] + "..."
+        raise TuneMnistError(
+            f"{what} {shown!r}: expected one folder name (no '/', not '.' or '..', "
+            f"at most {MAX_NAME} characters)"
+        )

@@ -31,7 +31,10 @@ from .configs import (
 )
 from .errors import TuneMnistError
 
-_STRICT = ConfigDict(extra="forbid", strict=True)
+# NaN and infinity are never a learning rate, a C or a GPU fraction.
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+TRIAL_LIMIT = 10_000  # trials a space may expand to unless told more (--trial-limit)
+MAX_EPOCHS, MAX_BATCH_SIZE, MAX_REPEATS = 10_000, 1_000_000, 1_000
 Dataset = Literal[DATASETS]
 
 
@@ -41,10 +44,10 @@ class ResNetFields(BaseModel):
     model_config = _STRICT
     dataset: Dataset
     model: Literal[MODELS]
-    batch_size: int = Field(ge=1)
+    batch_size: int = Field(ge=1, le=MAX_BATCH_SIZE)  # and at most the training images
     optimizer: Literal[OPTIMIZERS]
     lr: float = Field(gt=0)  # learning rate
-    epochs: int = Field(ge=1)
+    epochs: int = Field(ge=1, le=MAX_EPOCHS)
     pin_memory: bool = False
     momentum: float = Field(0.0, ge=0, lt=1)  # SGD only; 0 is torch's default
     weight_decay: float = Field(0.0, ge=0)
@@ -85,7 +88,7 @@ class Space(BaseModel):
     trainable: Literal["resnet", "svm"]
     report: Literal["ablation", "svm", "comparison"] | None = None
     resources: Resources = Resources()
-    repeats: int = Field(1, ge=1)  # seeds per configuration: seed, seed + 1, ...
+    repeats: int = Field(1, ge=1, le=MAX_REPEATS)  # seeds per configuration: seed, seed + 1, ...
     fixed: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
     rows: list[dict[str, Any]] = []
@@ -140,11 +143,29 @@ def resolve_path(name_or_path: str | Path) -> Path:
     return builtin
 
 
-def load_space(name_or_path: str | Path) -> Spec:
-    """Read, validate and expand a space; raise TuneMnistError naming file and key."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_space(name_or_path: str | Path, limit: int = TRIAL_LIMIT) -> Spec:
+    """Read, validate and expand a space; raise TuneMnistError naming file and key.
+
+    A space that would expand to more than `limit` trials is refused before expanding.
+    """
     path = resolve_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -152,10 +173,10 @@ def load_space(name_or_path: str | Path) -> Spec:
         raise TuneMnistError(f"{path.name}: not valid YAML{where}: {problem}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise TuneMnistError(f"{path}: cannot read: {e}") from None
-    return parse_space(raw, source=path.name)
+    return parse_space(raw, source=path.name, limit=limit)
 
 
-def parse_space(raw: Any, source: str = "<space>") -> Spec:
+def parse_space(raw: Any, source: str = "<space>", limit: int = TRIAL_LIMIT) -> Spec:
     """Validate a space given as a dict (as read from YAML) and expand its trials."""
     if not isinstance(raw, dict):
         raise TuneMnistError(f"{source}: expected a mapping of keys (name, trainable, ...)")
@@ -164,7 +185,22 @@ def parse_space(raw: Any, source: str = "<space>") -> Spec:
     except ValidationError as e:
         raise TuneMnistError(_describe(e, source)) from None
     _check_layout(space, source)
+    _check_size(space, source, limit)
     return Spec(space=space, source=source, trials=_expand(space, source))
+
+
+def trial_count(space: Space) -> int:
+    """How many trials a space expands to, counted without expanding it."""
+    return math.prod(len(v) for v in space.grid.values()) * max(len(space.rows), 1) * space.repeats
+
+
+def _check_size(space: Space, source: str, limit: int) -> None:
+    count = trial_count(space)
+    if count > limit:
+        raise TuneMnistError(
+            f"{source}: expands to {count:,} trials, more than the limit of {limit:,}; "
+            "narrow the grid, or raise the limit with --trial-limit"
+        )
 
 
 def _check_layout(space: Space, source: str) -> None:
@@ -205,9 +241,12 @@ def repeat(trials: list[TrialConfig], repeats: int) -> list[TrialConfig]:
     return [with_seed(trial, trial.seed + r) for trial in trials for r in range(repeats)]
 
 
-def with_repeats(spec: Spec, repeats: int) -> Spec:
+def with_repeats(spec: Spec, repeats: int, limit: int = TRIAL_LIMIT) -> Spec:
     """The same space run with `repeats` seeds per configuration (overrides the file's)."""
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise TuneMnistError(f"--repeats {repeats}: expected 1 to {MAX_REPEATS:,}")
     space = spec.space.model_copy(update={"repeats": repeats})
+    _check_size(space, spec.source, limit)
     return Spec(space=space, source=spec.source, trials=_expand(space, spec.source))
 
 

@@ -35,7 +35,7 @@ from .models import model_cost
 from .report import Summary, summarize
 from .results import load_results
 from .settings import SweepSettings
-from .spaces import Spec, parse_space, restrict
+from .spaces import Spec, parse_space, restrict, trial_count
 from .trainables import run_trial
 
 __all__ = ["SweepResult", "SweepSettings", "resume_sweep", "run_sweep"]
@@ -72,6 +72,8 @@ def run_sweep(
     datasets = load_datasets([t.dataset for t in spec.trials], settings.data_dir, settings.smoke)
     for name, data in datasets.items():
         say(f"{name}: {data.sizes[0]:,} train / {data.sizes[1]:,} test images from {data.source}")
+    _check_batches_fit(spec, datasets)
+    _make_writable(experiment)  # only now: a refused sweep leaves no folder behind
     costs = {t.model: model_cost(t.model) for t in spec.trials if t.trainable == "resnet"}
     with ray_session(address, settings.verbose):
         placement = trial_resources(spec, settings)
@@ -120,7 +122,9 @@ def resume_sweep(
     """Continue an interrupted sweep with the space and settings it was started with."""
     experiment = Path(experiment).absolute()
     meta = read_meta(experiment)
-    spec = restrict(parse_space(meta.space.model_dump(), meta.space_source), meta.selection)
+    # the size was accepted when the sweep started, whatever --trial-limit it had
+    whole = parse_space(meta.space.model_dump(), meta.space_source, trial_count(meta.space))
+    spec = restrict(whole, meta.selection)
     settings = replace(
         meta.settings,
         storage_path=str(experiment.parent),
@@ -138,6 +142,18 @@ def _param_space(spec: Spec, settings: SweepSettings, version: int) -> dict:
     if version < 2:  # experiments of 0.1.0 carried the SVM backend inside the options
         return {**space, "options": {**options, "svm_backend": settings.svm_backend}}
     return {**space, "options": options, "svm_backend": settings.svm_backend}
+
+
+def _check_batches_fit(spec: Spec, datasets) -> None:
+    """A batch larger than the training set would train on no full batch: refuse it here."""
+    for trial in spec.trials:
+        if trial.trainable == "resnet":
+            images = datasets[trial.dataset].sizes[0]
+            if trial.batch_size > images:
+                raise TuneMnistError(
+                    f"{spec.source}: batch_size {trial.batch_size:,} is larger than the "
+                    f"{images:,} training images of {trial.dataset} ({trial.label})"
+                )
 
 
 def _finished_count(experiment: Path) -> int:
@@ -160,7 +176,10 @@ def _dirname(trial) -> str:
 
 
 def _check_experiment_dir(experiment: Path, spec: Spec, resume: bool) -> int:
-    """Refuse to start over an experiment or to resume none; the metadata version to run."""
+    """Refuse to start over an experiment or to resume none; the metadata version to run.
+
+    Cheap checks only, before the data is read; the folder is made by _make_writable.
+    """
     exists = holds_experiment(experiment)
     if resume and not exists:
         raise TuneMnistError(f"--resume: no tune-mnist experiment at {experiment} to resume")
@@ -175,6 +194,11 @@ def _check_experiment_dir(experiment: Path, spec: Spec, resume: bool) -> int:
             f"--resume: {spec.source} no longer declares the trials that {experiment} "
             "started with; resume with `tune-mnist resume EXPERIMENT_DIR`, or pick another --name"
         )
+    return version
+
+
+def _make_writable(experiment: Path) -> None:
+    """Create the experiment folder, checking it can be written before any trial starts."""
     try:
         experiment.mkdir(parents=True, exist_ok=True)
         probe = experiment / f".write-test-{uuid.uuid4().hex}"
@@ -184,7 +208,6 @@ def _check_experiment_dir(experiment: Path, spec: Spec, resume: bool) -> int:
         raise TuneMnistError(
             f"cannot write to storage path {experiment.parent}: {e.strerror}"
         ) from None
-    return version
 
 
 class ProgressReport:
@@ -215,6 +238,13 @@ class ProgressReport:
     def completed(self, trial) -> None:
         self.finished += 1
         result = trial.last_result or {}
+        if result.get("diverged"):
+            loss, epoch = result.get("train_loss"), result.get("epoch")
+            self.say(
+                f"[{self.finished}/{self.total}] {_label(trial)}: DIVERGED "
+                f"(loss {loss} in epoch {epoch}; left out of the tables)"
+            )
+            return
         accuracy = result.get("test_accuracy", float("nan"))
         seconds = result.get("train_time_ms", float("nan")) / 1000
         self.say(
@@ -227,7 +257,9 @@ class ProgressReport:
         self.say(f"[{self.finished}/{self.total}] {_label(trial)}: FAILED{where}")
 
     def retrying(self, trial) -> None:
-        self.say(f"retrying {_label(trial)} from its last checkpoint")
+        # The trial itself picks its newest readable checkpoint (trainables.newest_state),
+        # which a trial killed in its first epoch does not have.
+        self.say(f"retrying {_label(trial)} from its newest saved epoch, or from the start")
 
 
 def _label(trial) -> str:

@@ -12,6 +12,7 @@ the two changes that made a CPU step about 2x faster (benchmarks/RESULTS.md).
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -51,6 +52,7 @@ class ResNetResult:
     train_time_ms: float  # training loops of all epochs, testing excluded
     epochs_trained: int
     history: list[EpochStats] = field(default_factory=list)
+    diverged: bool = False  # the loss became NaN or infinite; training stopped there
     options: dict[str, Any] = field(default_factory=dict)  # TrainOptions as resolved
 
 
@@ -231,11 +233,14 @@ def _train_resnet(
         history.append(EpochStats(epoch, loss, train_acc, test_acc, seconds, rate, peak_mb))
         if on_epoch:
             on_epoch(history[-1], state)
+        if not math.isfinite(loss):  # diverged: no later epoch can bring it back
+            break
     return ResNetResult(
         test_accuracy=history[-1].test_accuracy if history else float("nan"),
         train_time_ms=train_ms,
         epochs_trained=done,
         history=history,
+        diverged=bool(history) and not math.isfinite(history[-1].train_loss),
         options=asdict(options),
     )
 

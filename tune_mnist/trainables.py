@@ -9,11 +9,12 @@ driver loaded.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +69,17 @@ def run_resnet(
     folder: Path | None = None,
 ) -> None:
     """Train with a checkpoint every epoch; continue from the latest one after a failure."""
-    resume = newest_state(tune.get_checkpoint(), folder)
+    restored = newest_state(tune.get_checkpoint(), folder)
+    resume = restored.state
     epochs = trial.epochs_to_train(options.max_epochs)
     resumed_from = resume["epoch"] if resume else 0
 
     def metrics_for(stats: EpochStats, train_time_ms: float) -> dict:
         metrics = {**base, **asdict(stats), "train_time_ms": train_time_ms}
         metrics["resumed_from_epoch"] = resumed_from
-        if stats.epoch == epochs:
+        metrics["unreadable_checkpoints"] = restored.unreadable
+        metrics["diverged"] = not math.isfinite(stats.train_loss)  # train.py stops there
+        if stats.epoch == epochs and not metrics["diverged"]:
             metrics |= {"trial_finished": True, "finished_at": time.time(), **asdict(cost)}
         return metrics
 
@@ -95,28 +99,50 @@ def run_resnet(
     train_resnet(trial, data, options, resume=resume, on_epoch=on_epoch)
 
 
-def newest_state(checkpoint: tune.Checkpoint | None, folder: Path | None) -> dict | None:
-    """The newest training state of a trial: Tune's checkpoint, or a newer one on disk.
+def newest_state(checkpoint: tune.Checkpoint | None, folder: Path | None) -> Restored:
+    """The newest readable training state of a trial, from Tune's checkpoint or the folder.
 
     Tune records a trial's checkpoints in its experiment state at most once a second; a
     driver killed in between leaves the newest checkpoint on disk but not in that state,
     and resume would hand the trial the one before, retraining an epoch it had finished.
-    So the trial folder's own checkpoints are looked at too, newest first.
+    So the trial folder's own checkpoints are looked at too, newest first, and one that
+    cannot be read (cut short by a crash) is passed over for the next older one.
     """
-    states = []
+    states, skipped = [], 0
     if checkpoint is not None:
         with checkpoint.as_directory() as found:
-            states.append(load_state(Path(found)))
+            state = _readable(Path(found))
+            skipped += state is None
+            states.append(state)
     if folder is not None and folder.is_dir():
-        newest = max(folder.glob("checkpoint_*/" + STATE_FILE), default=None)
-        if newest is not None:
-            states.append(load_state(newest.parent))
-    return max(states, key=lambda state: state["epoch"], default=None)
+        for candidate in sorted(folder.glob("checkpoint_*"), reverse=True):
+            state = _readable(candidate)
+            if state is not None:
+                states.append(state)
+                break
+            skipped += 1
+    readable = [s for s in states if s is not None]
+    return Restored(max(readable, key=lambda s: s["epoch"], default=None), skipped)
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a restarted trial continues from."""
+
+    state: dict | None  # None: start over
+    unreadable: int  # checkpoints passed over because they could not be read
 
 
 def load_state(folder: Path) -> dict:
-    """The training state saved in one checkpoint folder."""
-    return torch.load(folder / STATE_FILE, weights_only=False, map_location="cpu")
+    """The training state saved in one checkpoint folder (tensors and plain types only)."""
+    return torch.load(folder / STATE_FILE, weights_only=True, map_location="cpu")
+
+
+def _readable(folder: Path) -> dict | None:
+    try:
+        return load_state(folder)
+    except Exception:  # a truncated zip, a missing file, a pickle: all mean "not this one"
+        return None
 
 
 def placement() -> dict[str, Any]:
