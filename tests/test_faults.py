@@ -104,7 +104,7 @@ def finished_trials(experiment: Path) -> dict[str, set]:
     }
 
 
-@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT", "SIGTERM"])
 def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tiny_data, how):
     space = {
         **TINY_RESNET,
@@ -118,15 +118,21 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tiny_
         done_before = wait_for(lambda: finished_trials(experiment), timeout_s=240, every_s=0.2)
         if how == "SIGKILL":
             os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
-        else:
+        elif how == "SIGINT":
             driver.send_signal(signal.SIGINT)  # Ctrl-C
+        else:
+            driver.send_signal(signal.SIGTERM)  # what Slurm and Kubernetes send
         output, _ = driver.communicate(timeout=120)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
     assert driver.returncode != 0, output
-    if how == "SIGINT":
+    if how != "SIGKILL":
         assert "tune-mnist resume" in output, output
+        # Ctrl-C: Tune stops cleanly and the unfinished trials are listed (3), or the
+        # interrupt reaches the CLI (130); SIGTERM: the same clean stop, then 143
+        assert driver.returncode in {"SIGINT": (3, 130), "SIGTERM": (143,)}[how], output
+        assert "SIGTERM received" not in output  # Ray's C++ abort, which SIGTERM once was
     assert len(done_before) < 4
 
     result = CliRunner().invoke(app, ["resume", str(experiment)])
@@ -137,3 +143,27 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(tmp_path, tiny_
     done_after = finished_trials(experiment)
     for name, epochs in done_before.items():  # finished trials were not trained again
         assert done_after[name] == epochs
+
+
+def test_a_second_run_of_one_experiment_is_refused_while_the_first_holds_it(tmp_path, tiny_data):
+    path = write_space(tmp_path, **TINY_RESNET)
+    storage = tmp_path / "runs"
+    first = start_sweep(path, tiny_data, storage)
+    try:
+        owner = storage / "tiny" / ".tune-mnist.owner"
+        wait_for(lambda: owner.is_file() and (storage / "tiny" / "tune_mnist.json").is_file())
+        args = ["sweep", str(path), "--data-dir", str(tiny_data), "--storage-path", str(storage)]
+        second = CliRunner().invoke(app, args)
+        assert second.exit_code == 1
+        assert f"is in use by another tune-mnist run (pid {first.pid} on" in second.output
+        again = CliRunner().invoke(app, ["resume", str(storage / "tiny")])
+        assert again.exit_code == 1 and "is in use by another tune-mnist run" in again.output
+        output, _ = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert first.returncode == 0, output
+    assert set(load_results(storage / "tiny")["status"]) == {"finished"}
+    assert not owner.exists()  # released on exit
+    summary = CliRunner().invoke(app, ["resume", str(storage / "tiny")])
+    assert summary.exit_code == 0, summary.output  # free again once the first has ended

@@ -28,7 +28,7 @@ _width = None if sys.stdout.isatty() else 200
 out = Console(soft_wrap=True, width=_width)
 err = Console(stderr=True, soft_wrap=True, width=_width)
 
-EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 3, 130
+EXIT_ERROR, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 3, 130, 143
 
 
 SVMBackend = Enum("SVMBackend", {name: name for name in SVM_BACKENDS}, type=str)
@@ -84,6 +84,18 @@ def user_errors(verbose: bool = False):
             raise
         err.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(EXIT_ERROR) from None
+
+
+@contextlib.contextmanager
+def interruptible(experiment: Path):
+    """Ctrl-C or SIGTERM: say how to continue and exit 130 or 143 (128 + the signal)."""
+    from .cluster import terminated
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print(f"interrupted: continue with `tune-mnist resume {experiment}`", highlight=False)
+        raise typer.Exit(EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED) from None
 
 
 def print_frame(frame: pd.DataFrame, title: str | None = None) -> None:
@@ -221,14 +233,10 @@ def sweep(
         )
         part = f" of {spec.selection.of} ({spec.selection.describe()})" if spec.selection else ""
         out.print(f"{spec.name}: {len(spec.trials)}{part} trials" + (" (smoke)" if smoke else ""))
-        try:
+        with interruptible(settings.experiment_dir(spec.name)):
             result = run_sweep(spec, settings, on_event=_say)
-        except KeyboardInterrupt:
-            where = settings.experiment_dir(spec)
-            err.print(f"interrupted: continue with `tune-mnist resume {where}`", highlight=False)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
     out.print(f"peak concurrency: {result.peak_running} trials")
-    _print_summary(result.summary)
+    _print_summary(result.summary, after_sweep=True)
 
 
 @app.command()
@@ -243,9 +251,9 @@ def resume(
     """
     from .sweep import resume_sweep
 
-    with user_errors(verbose):
+    with user_errors(verbose), interruptible(experiment_dir.absolute()):
         result = resume_sweep(experiment_dir, address, verbose, on_event=_say)
-    _print_summary(result.summary)
+    _print_summary(result.summary, after_sweep=True)
 
 
 @app.command()
@@ -317,7 +325,8 @@ def _say(message: str) -> None:
     out.print(message, highlight=False)
 
 
-def _print_summary(summary) -> None:
+def _print_summary(summary, after_sweep: bool = False) -> None:
+    """The tables, what was written, and what did not finish (exit 3; 143 after SIGTERM)."""
     for table in summary.tables:
         print_frame(table.frame, title=table.title)
         for note in table.notes:
@@ -327,4 +336,10 @@ def _print_summary(summary) -> None:
     if not summary.complete:
         print_frame(summary.incomplete, title=f"{len(summary.incomplete)} trials did not finish")
         out.print(f"continue with `tune-mnist resume {summary.experiment}`", highlight=False)
+    if after_sweep:
+        from .cluster import terminated
+
+        if terminated():  # Tune stopped the sweep cleanly; the caller asked it to stop
+            raise typer.Exit(EXIT_TERMINATED)
+    if not summary.complete:
         raise typer.Exit(EXIT_INCOMPLETE)

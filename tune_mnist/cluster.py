@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
 import uuid
 from collections.abc import Iterator
@@ -221,10 +222,31 @@ def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
         raise TuneMnistError(
             f"cannot connect to Ray at {address or 'a local instance'}: {first_line(e)}"
         ) from None
+    previous = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     try:
         yield
     finally:
+        signal.signal(signal.SIGTERM, previous)
         ray.shutdown()
+
+
+class _Terminated:
+    """Whether this process was asked to stop with SIGTERM (Slurm, Kubernetes, `kill`)."""
+
+    received = False
+
+
+def _stop_like_ctrl_c(signum, frame) -> None:
+    # Ray's own SIGTERM handler in the driver aborts the process with a C++ stack dump
+    # (exit 134) before Tune can save its state; Ctrl-C, instead, makes Tune stop
+    # launching trials and save the experiment, so SIGTERM is turned into that.
+    _Terminated.received = True
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def terminated() -> bool:
+    """Whether a KeyboardInterrupt in this process came from SIGTERM rather than Ctrl-C."""
+    return _Terminated.received
 
 
 def _caused_by(error: BaseException | None, kind: type) -> bool:

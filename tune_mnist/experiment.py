@@ -15,10 +15,13 @@ written before the version field existed read as version 1 (the same keys, witho
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import platform
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from .spaces import Space
 
 META_FILE = "tune_mnist.json"
 REPORT_DIR = "report"
+LOCK_FILE, OWNER_FILE = ".tune-mnist.lock", ".tune-mnist.owner"
 META_VERSION = 2  # 2: adds `version` and `selection`; 1: the files of tune-mnist 0.1.0
 _PROVENANCE_KEYS = ("versions", "git_commit", "driver_devices", "host", "command")
 
@@ -47,6 +51,51 @@ def write_atomic(path: Path, content: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def writing(experiment: Path) -> Iterator[Path]:
+    """Hold an experiment for writing: one sweep or resume at a time, others refused.
+
+    The lock is the operating system's (filelock's flock), so a process that dies lets go
+    of it at once and no stale lock outlives its owner; the owner file only says who holds
+    it. A folder made here that ends up holding nothing else is removed on the way out, so
+    a sweep refused before it wrote its metadata leaves no trace.
+    """
+    from filelock import FileLock, Timeout
+
+    created = not experiment.exists()
+    try:
+        experiment.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TuneMnistError(
+            f"cannot write to storage path {experiment.parent}: {e.strerror}"
+        ) from None
+    lock, owner = FileLock(str(experiment / LOCK_FILE)), experiment / OWNER_FILE
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:  # first: filelock's Timeout is an OSError too
+        holder = owner.read_text().strip() if owner.is_file() else "another process"
+        raise TuneMnistError(
+            f"{experiment} is in use by another tune-mnist run ({holder}): wait for it to "
+            "finish or stop it; `tune-mnist summarize` can read it meanwhile"
+        ) from None
+    except OSError as e:  # a folder that exists but cannot be written
+        raise TuneMnistError(
+            f"cannot write to storage path {experiment.parent}: {e.strerror}"
+        ) from None
+    try:
+        owner.write_text(
+            f"pid {os.getpid()} on {platform.node()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        )
+        yield experiment
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
+        if created and not any(p.name != LOCK_FILE for p in experiment.iterdir()):
+            (experiment / LOCK_FILE).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                experiment.rmdir()
 
 
 def report_dir(experiment: str | Path) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from .experiment import (
     read_meta,
     trial_folder_name,
     write_meta,
+    writing,
 )
 from .models import model_cost
 from .report import Summary, summarize
@@ -68,12 +68,18 @@ def run_sweep(
     say = on_event or (lambda message: None)
     address = resolve_address(settings.address)  # before any slow work
     experiment = settings.experiment_dir(spec.name)
+    with writing(experiment):  # one writer at a time; a refused sweep leaves no folder
+        return _run_sweep(spec, settings, say, address, experiment)
+
+
+def _run_sweep(
+    spec: Spec, settings: SweepSettings, say: Callable[[str], None], address, experiment: Path
+) -> SweepResult:
     version = _check_experiment_dir(experiment, spec, settings.resume)
     datasets = load_datasets([t.dataset for t in spec.trials], settings.data_dir, settings.smoke)
     for name, data in datasets.items():
         say(f"{name}: {data.sizes[0]:,} train / {data.sizes[1]:,} test images from {data.source}")
     _check_batches_fit(spec, datasets)
-    _make_writable(experiment)  # only now: a refused sweep leaves no folder behind
     costs = {t.model: model_cost(t.model) for t in spec.trials if t.trainable == "resnet"}
     with ray_session(address, settings.verbose):
         placement = trial_resources(spec, settings)
@@ -178,7 +184,7 @@ def _dirname(trial) -> str:
 def _check_experiment_dir(experiment: Path, spec: Spec, resume: bool) -> int:
     """Refuse to start over an experiment or to resume none; the metadata version to run.
 
-    Cheap checks only, before the data is read; the folder is made by _make_writable.
+    Cheap checks only, before the data is read.
     """
     exists = holds_experiment(experiment)
     if resume and not exists:
@@ -195,19 +201,6 @@ def _check_experiment_dir(experiment: Path, spec: Spec, resume: bool) -> int:
             "started with; resume with `tune-mnist resume EXPERIMENT_DIR`, or pick another --name"
         )
     return version
-
-
-def _make_writable(experiment: Path) -> None:
-    """Create the experiment folder, checking it can be written before any trial starts."""
-    try:
-        experiment.mkdir(parents=True, exist_ok=True)
-        probe = experiment / f".write-test-{uuid.uuid4().hex}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise TuneMnistError(
-            f"cannot write to storage path {experiment.parent}: {e.strerror}"
-        ) from None
 
 
 class ProgressReport:
