@@ -2,6 +2,7 @@
 
 import gzip
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -59,6 +60,11 @@ def corrupt(root: Path, how: str) -> Path:
     elif how == "counts":
         write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(3, dtype=np.uint8))
     return root
+
+
+def fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return str(path)
 
 
 def space(tmp: Path, text: str) -> str:
@@ -242,6 +248,11 @@ CASES = {
     "--repeats past the trial limit": (
         lambda t, d: ["sweep", "q1a", "--smoke", "--repeats", "400"],
         "q1a.yaml: expands to 12,800 trials, more than the limit of 10,000",
+    ),
+    "a folder as space file": (lambda t, d: ["show", str(t)], "a folder, not a space file"),
+    "a FIFO as space file": (
+        lambda t, d: ["show", fifo(t / "pipe.yaml")],
+        "pipe.yaml: not a regular file, so not a space file",
     ),
     "resume with nothing to resume": (
         lambda t, d: ["sweep", space(t, GOOD), "--data-dir", d, "--resume"],

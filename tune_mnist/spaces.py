@@ -130,6 +130,10 @@ def resolve_path(name_or_path: str | Path) -> Path:
     """A built-in space name, or a path to the user's own YAML file."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
+        if path.is_dir():
+            raise TuneMnistError(f"{path}: a folder, not a space file")
+        if path.exists() and not path.is_file():  # a FIFO or a device would block or stream
+            raise TuneMnistError(f"{path}: not a regular file, so not a space file")
         if not path.is_file():
             raise TuneMnistError(f"{path}: no such space file")
         return path
