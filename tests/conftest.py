@@ -57,6 +57,8 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNE_MNIST_OFFLINE", "1")
     monkeypatch.delenv("TUNE_MNIST_DATA", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # the CLI sets this for a local Ray; monkeypatch puts the original back after each test
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
 
 
 def write_space(folder: Path, name: str = "tiny", **fields) -> Path:

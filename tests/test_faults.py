@@ -167,3 +167,43 @@ def test_a_second_run_of_one_experiment_is_refused_while_the_first_holds_it(tmp_
     assert not owner.exists()  # released on exit
     summary = CliRunner().invoke(app, ["resume", str(storage / "tiny")])
     assert summary.exit_code == 0, summary.output  # free again once the first has ended
+
+
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+def test_a_local_sweep_listens_on_loopback_only_and_keeps_its_token_private(tmp_path, tiny_data):
+    psutil = pytest.importorskip("psutil")
+    grid = {"dataset": ["mnist"], "batch_size": [32, 48], "epochs": [3]}  # time to look
+    path = write_space(tmp_path, **{**TINY_RESNET, "grid": grid})
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    env |= {"RAY_AUTH_MODE": "disabled", "HOME": str(tmp_path)}  # tune-mnist turns auth back on
+    storage = tmp_path / "runs"
+    command = [sys.executable, "-m", "tune_mnist", "sweep", str(path), "--data-dir", str(tiny_data)]
+    driver = subprocess.Popen(
+        [*command, "--storage-path", str(storage)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env=env,
+    )
+    try:
+        wait_for(lambda: next(storage.glob("tiny/*/result.json"), None), timeout_s=240)
+        tree = [psutil.Process(driver.pid), *psutil.Process(driver.pid).children(recursive=True)]
+        pids = {p.pid for p in tree}
+        listening = {
+            (c.laddr.ip, c.pid)
+            for c in psutil.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN and c.pid in pids
+        }
+        token = tmp_path / ".ray" / "auth_token"
+        mode = token.stat().st_mode & 0o777 if token.is_file() else None
+        output, _ = driver.communicate(timeout=300)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 0, output
+    assert listening, "the sweep's processes listened on nothing: the listing did not work"
+    assert {ip for ip, _ in listening} <= LOOPBACK, listening
+    assert mode == 0o600, oct(mode or 0)

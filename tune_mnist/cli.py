@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -84,6 +85,20 @@ def user_errors(verbose: bool = False):
             raise
         err.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(EXIT_ERROR) from None
+
+
+def loopback_if_local(address: str | None) -> None:
+    """A local Ray started for this command listens on 127.0.0.1 only, with token auth.
+
+    Ray decides which interfaces its servers bind when it is imported: with this setting
+    off (as on macOS and Windows) every server of a local node binds to loopback; left on,
+    the GCS, raylet and workers listen on every interface. Joining a cluster
+    (--address, $RAY_ADDRESS) needs the node's routable address, so it is left alone.
+    """
+    if address or os.environ.get("RAY_ADDRESS"):
+        return
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ["RAY_AUTH_MODE"] = "token"  # whatever the environment says: nobody else in
 
 
 @contextlib.contextmanager
@@ -210,6 +225,7 @@ def sweep(
 ) -> None:
     """Run a search space (or the part of it chosen by --where / --trial) on Ray Tune and
     print and write its tables."""
+    loopback_if_local(address)
     from .sweep import run_sweep  # Ray and torch load only for the commands that need them
 
     with user_errors(verbose):
@@ -249,6 +265,7 @@ def resume(
 
     Uses the space and settings saved in the experiment; finished trials are not rerun.
     """
+    loopback_if_local(address)
     from .sweep import resume_sweep
 
     with user_errors(verbose), interruptible(experiment_dir.absolute()):
@@ -282,6 +299,7 @@ def cluster(
     verbose: VerboseOpt = False,
 ) -> None:
     """Print the cluster's nodes and resources, and where a space's trials would run."""
+    loopback_if_local(address)
     from .cluster import inspect_cluster
 
     with user_errors(verbose):

@@ -222,12 +222,22 @@ def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
         raise TuneMnistError(
             f"cannot connect to Ray at {address or 'a local instance'}: {first_line(e)}"
         ) from None
+    if not address:
+        _owner_only(Path(os.environ.get("RAY_AUTH_TOKEN_PATH", "~/.ray/auth_token")))
     previous = signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
         ray.shutdown()
+
+
+def _owner_only(token: Path) -> None:
+    """Ray writes the local token readable by every user of the machine; keep it ours."""
+    token = token.expanduser()
+    if token.is_file():
+        with contextlib.suppress(OSError):
+            token.chmod(0o600)
 
 
 class _Terminated:
