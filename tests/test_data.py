@@ -61,6 +61,18 @@ def test_corrupt_gzip(tmp_path):
         read_idx(tmp_path / "x.gz", 2049)
 
 
+def refused_in_little_memory(path, message: str) -> None:
+    """read_idx refuses the file with `message`, never allocating more than 50 MB on the way."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(TuneMnistError, match=message):
+            read_idx(path, 2051)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
 def test_gzip_bomb_is_refused_without_decompressing_it(tmp_path):
     # A valid header for 10 images, then 200 MB of zeros: about 1 MB once gzipped.
     path = tmp_path / "bomb.gz"
@@ -71,18 +83,11 @@ def test_gzip_bomb_is_refused_without_decompressing_it(tmp_path):
         zeros = bytes(1 << 20)
         for _ in range(200):
             out.write(zeros)
-    tracemalloc.start()
-    try:
-        with pytest.raises(
-            TuneMnistError,
-            match=r"bomb.gz: truncated or padded IDX file: more than 7856 bytes, "
-            r"header \(10, 28, 28\) needs 7856",
-        ):
-            read_idx(path, 2051)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 50 * 2**20
+    refused_in_little_memory(
+        path,
+        r"bomb.gz: truncated or padded IDX file: more than 7856 bytes, "
+        r"header \(10, 28, 28\) needs 7856",
+    )
 
 
 def test_absurd_header_is_refused_before_reading(tmp_path):
@@ -113,18 +118,11 @@ def test_header_promising_gigabytes_over_a_short_file(tmp_path):
     path = tmp_path / "images.gz"
     header = b"".join(n.to_bytes(4, "big") for n in (2051, 8_000, 1_000, 1_000))
     path.write_bytes(gzip.compress(header + bytes(100)))
-    tracemalloc.start()
-    try:
-        with pytest.raises(
-            TuneMnistError,
-            match=r"images.gz: truncated or padded IDX file: 116 bytes, "
-            r"header \(8000, 1000, 1000\) needs 8000000016",
-        ):
-            read_idx(path, 2051)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 50 * 2**20
+    refused_in_little_memory(
+        path,
+        r"images.gz: truncated or padded IDX file: 116 bytes, "
+        r"header \(8000, 1000, 1000\) needs 8000000016",
+    )
 
 
 @pytest.mark.parametrize("split", ["train", "test"])

@@ -147,7 +147,7 @@ class ExperimentMeta:
 
     @property
     def trainable(self) -> str:
-        """ "resnet" or "svm"."""
+        """Which trainable the space runs: resnet or svm."""
         return self.space.trainable
 
     def to_json(self) -> str:
