@@ -97,6 +97,8 @@ def loopback_if_local(address: str | None) -> None:
     """
     if address or os.environ.get("RAY_ADDRESS"):
         return
+    if "ray" in sys.modules:  # read at import: changed now, Ray's parts would disagree
+        return
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ["RAY_AUTH_MODE"] = "token"  # whatever the environment says: nobody else in
 
