@@ -3,7 +3,6 @@ project's own writer (experiment.new_meta / write_meta), the trial folders in th
 Ray Tune writes (params.json, result.json with one report per line)."""
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 from tune_mnist.configs import TrainOptions, trial_to_dict
@@ -35,7 +34,7 @@ def make_experiment(
     """
     settings = SweepSettings(smoke=smoke, options=TrainOptions(preload=preload))
     meta = new_meta(spec, settings, DATA, {spec.trainable: {"gpu": 0.25}})
-    write_meta(folder, replace(meta, smoke=smoke))
+    write_meta(folder, meta)
     for i, trial in enumerate(spec.trials):
         if i in skip:
             continue

@@ -89,8 +89,14 @@ def trial_to_dict(trial: TrialConfig) -> dict[str, Any]:
 def trial_from_dict(data: Mapping[str, Any]) -> TrialConfig:
     """The typed trial of a dict written by trial_to_dict."""
     kind = CONFIGS[data["trainable"]]
+    return kind(**known_fields(kind, data))
+
+
+def known_fields(kind: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of `data` that are fields of the dataclass `kind`: what an older or
+    newer file holds beyond them is left out rather than refused."""
     names = {f.name for f in fields(kind)}
-    return kind(**{k: v for k, v in data.items() if k in names})
+    return {k: v for k, v in data.items() if k in names}
 
 
 def with_seed(trial: TrialConfig, seed: int) -> TrialConfig:
@@ -134,8 +140,7 @@ class TrainOptions:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainOptions:
         """Options saved with asdict; keys this version does not know are ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**known_fields(cls, data))
 
 
 @dataclass(frozen=True)

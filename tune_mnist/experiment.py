@@ -131,7 +131,6 @@ class ExperimentMeta:
     space_source: str  # the file it came from
     report: str  # which study tables: "ablation", "svm" or "comparison"
     trials: list[TrialConfig]  # the trials this sweep runs, in order
-    smoke: bool
     settings: SweepSettings
     data: dict[str, DataInfo]  # per dataset name
     resources: dict[str, dict[str, float]]  # what each kind of trial asked Ray for
@@ -139,6 +138,11 @@ class ExperimentMeta:
     provenance: dict[str, Any] = field(default_factory=dict)  # versions, commit, host, ...
     selection: Selection | None = None  # set when only part of the space ran
     version: int = META_VERSION
+
+    @property
+    def smoke(self) -> bool:
+        """Whether the sweep ran at --smoke size (a setting, kept at the top of the file too)."""
+        return self.settings.smoke
 
     @property
     def name(self) -> str:
@@ -186,8 +190,9 @@ class ExperimentMeta:
                 space_source=record["space_source"],
                 report=record["report"],
                 trials=[trial_from_dict(t) for t in record["trials"]],
-                smoke=bool(record["smoke"]),
-                settings=SweepSettings.from_saved(record.get("settings") or {}),
+                settings=SweepSettings.from_saved(
+                    {**(record.get("settings") or {}), "smoke": bool(record["smoke"])}
+                ),
                 data={n: DataInfo(**d) for n, d in record["data"].items()},
                 resources=record.get("resources") or {},
                 started_at=record.get("started_at", ""),
@@ -208,7 +213,6 @@ def new_meta(spec, settings: SweepSettings, data: dict[str, DataInfo], resources
         space_source=spec.source,
         report=spec.report,
         trials=list(spec.trials),
-        smoke=settings.smoke,
         settings=settings,
         data=data,
         resources=resources,

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .configs import DEFAULT_SVM_BACKEND, SMOKE_EPOCHS, SVM_BACKENDS, TrainOptions
+from .configs import DEFAULT_SVM_BACKEND, SMOKE_EPOCHS, SVM_BACKENDS, TrainOptions, known_fields
 from .errors import TuneMnistError
 
 RESULTS_ENV, DEFAULT_RESULTS = "TUNE_MNIST_RESULTS", "ray_results"
@@ -80,10 +80,8 @@ class SweepSettings:
     @classmethod
     def from_saved(cls, saved: Mapping[str, Any], **overrides: Any) -> SweepSettings:
         """Settings read back from an experiment; keys missing from older files get defaults."""
-        names = {f.name for f in fields(cls)} - {"options"}
-        known = {k: v for k, v in saved.items() if k in names}
         options = TrainOptions.from_dict(saved.get("options") or {})
-        return replace(cls(**known, options=options), **overrides)
+        return replace(cls(**{**known_fields(cls, saved), "options": options}), **overrides)
 
 
 def check_name(name: str, what: str = "--name") -> None:

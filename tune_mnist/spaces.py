@@ -289,7 +289,7 @@ def select(spec: Spec, where: list[str] = (), numbers: list[int] = ()) -> Spec:
     selection = Selection(wanted, sorted(set(numbers)), chosen, total)
     if not chosen:
         raise TuneMnistError(f"{spec.name}: no trial matches {selection.describe()}")
-    return replace(spec, trials=[spec.trials[i - 1] for i in chosen], selection=selection)
+    return restrict(spec, selection)
 
 
 def restrict(spec: Spec, selection: Selection | None) -> Spec:

@@ -194,8 +194,9 @@ def _check_experiment_dir(experiment: Path, spec: Spec, resume: bool) -> int:
             f"{experiment} already holds an experiment: add --resume to continue it, "
             "or pick another --name or --storage-path"
         )
-    version = read_meta(experiment).version if resume else META_VERSION
-    if resume and read_meta(experiment).trials != list(spec.trials):
+    meta = read_meta(experiment) if resume else None
+    version = meta.version if meta else META_VERSION
+    if meta and meta.trials != list(spec.trials):
         raise TuneMnistError(
             f"--resume: {spec.source} no longer declares the trials that {experiment} "
             "started with; resume with `tune-mnist resume EXPERIMENT_DIR`, or pick another --name"
@@ -269,17 +270,18 @@ class Progress(tune.Callback):
         pass
 
     def on_step_begin(self, iteration, trials, **info):
-        if ProgressReport._active:
-            ProgressReport._active.step(trials)
+        self._forward("step", trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        if ProgressReport._active:
-            ProgressReport._active.completed(trial)
+        self._forward("completed", trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        if ProgressReport._active:
-            ProgressReport._active.failed(trial)
+        self._forward("failed", trial)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        if ProgressReport._active:
-            ProgressReport._active.retrying(trial)
+        self._forward("retrying", trial)
+
+    @staticmethod
+    def _forward(event: str, *args) -> None:
+        if ProgressReport._active:  # None outside fit: nobody to tell
+            getattr(ProgressReport._active, event)(*args)

@@ -108,15 +108,16 @@ def newest_state(checkpoint: tune.Checkpoint | None, folder: Path | None) -> Res
     So the trial folder's own checkpoints are looked at too, newest first, and one that
     cannot be read (cut short by a crash) is passed over for the next older one.
     """
-    states, skipped = [], 0
+    states, skipped, loaded = [], 0, {}
     if checkpoint is not None:
         with checkpoint.as_directory() as found:
-            state = _readable(Path(found))
+            state = loaded[Path(found)] = _readable(Path(found))
             skipped += state is None
             states.append(state)
     if folder is not None and folder.is_dir():
         for candidate in sorted(folder.glob("checkpoint_*"), reverse=True):
-            state = _readable(candidate)
+            # on shared storage Tune's checkpoint is one of these: read it once
+            state = loaded.get(candidate) or _readable(candidate)
             if state is not None:
                 states.append(state)
                 break
