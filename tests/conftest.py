@@ -55,6 +55,7 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNE_MNIST_RESULTS", str(tmp_path / "ray_results"))
     monkeypatch.setenv("TUNE_MNIST_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TUNE_MNIST_OFFLINE", "1")
+    monkeypatch.setenv("TUNE_MNIST_CONFIG_DIR", str(tmp_path / "config"))  # the signing key
     monkeypatch.delenv("TUNE_MNIST_DATA", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     # the CLI sets this for a local Ray; monkeypatch puts the original back after each test

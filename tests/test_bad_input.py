@@ -172,7 +172,7 @@ CASES = {
             "--storage-path",
             "/proc/tune-mnist",
         ],
-        "cannot write to storage path /proc/tune-mnist",
+        "cannot write to storage path /proc/tune-mnist: /proc exists but does not accept new folders",
     ),
     "summarize a non-experiment": (
         lambda t, d: ["summarize", str(t)],

@@ -181,3 +181,27 @@ def test_sweep_unreachable_address(tmp_path, tiny_data):
     assert result.exit_code == 1
     assert "error: cannot connect to Ray at 127.0.0.1:1" in result.output
     assert len(result.output.strip().splitlines()) <= 3
+
+
+@pytest.mark.parametrize(
+    ("flag", "environment", "mode", "warned"),
+    [(False, "disabled", "token", False), (True, "token", "disabled", True)],
+)
+def test_a_local_ray_keeps_token_auth_unless_told_insecure(flag, environment, mode, warned):
+    """In a fresh process (Ray not yet imported), as the CLI runs: the environment's
+    RAY_AUTH_MODE never turns auth off; --insecure does, with a warning."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os; from tune_mnist.cli import loopback_if_local; "
+        f"loopback_if_local(None, insecure={flag}); print(os.environ['RAY_AUTH_MODE'])"
+    )
+    env = {**os.environ, "RAY_AUTH_MODE": environment}
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == mode
+    assert ("WITHOUT token authentication" in run.stderr) is warned

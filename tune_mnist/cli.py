@@ -70,6 +70,19 @@ LimitOpt = Annotated[
     int,
     typer.Option(min=1, help="Refuse a space that expands to more trials than this."),
 ]
+TrustOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Resume even if this user's tune-mnist did not sign the experiment's pickled "
+        "files (resuming unpickles them: only for folders you know)."
+    ),
+]
+InsecureOpt = Annotated[
+    bool,
+    typer.Option(
+        help="A local Ray without token authentication (still on loopback only); not advised."
+    ),
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Ray's own logs; tracebacks on errors.")
 ]
@@ -87,8 +100,9 @@ def user_errors(verbose: bool = False):
         raise typer.Exit(EXIT_ERROR) from None
 
 
-def loopback_if_local(address: str | None) -> None:
-    """A local Ray started for this command listens on 127.0.0.1 only, with token auth.
+def loopback_if_local(address: str | None, insecure: bool = False) -> None:
+    """A local Ray started for this command listens on 127.0.0.1 only, with token auth
+    (without it only if `insecure`, said loudly).
 
     Ray decides which interfaces its servers bind when it is imported: with this setting
     off (as on macOS and Windows) every server of a local node binds to loopback; left on,
@@ -100,7 +114,14 @@ def loopback_if_local(address: str | None) -> None:
     if "ray" in sys.modules:  # read at import: changed now, Ray's parts would disagree
         return
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    os.environ["RAY_AUTH_MODE"] = "token"  # whatever the environment says: nobody else in
+    if insecure:
+        err.print(
+            "[yellow]warning:[/yellow] --insecure: this local Ray runs WITHOUT token "
+            "authentication: any process of any user on this machine can run code in it",
+            highlight=False,
+        )
+    # whatever the environment says: nobody else in, unless the user said so here
+    os.environ["RAY_AUTH_MODE"] = "disabled" if insecure else "token"
 
 
 @contextlib.contextmanager
@@ -187,6 +208,7 @@ def sweep(
         ),
     ] = False,
     address: AddressOpt = None,
+    insecure: InsecureOpt = False,
     storage_path: Annotated[
         Path | None,
         typer.Option(
@@ -223,11 +245,12 @@ def sweep(
     where: WhereOpt = None,
     trial: TrialOpt = None,
     trial_limit: LimitOpt = TRIAL_LIMIT,
+    trust: TrustOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run a search space (or the part of it chosen by --where / --trial) on Ray Tune and
     print and write its tables."""
-    loopback_if_local(address)
+    loopback_if_local(address, insecure)
     from .sweep import run_sweep  # Ray and torch load only for the commands that need them
 
     with user_errors(verbose):
@@ -246,6 +269,7 @@ def sweep(
             svm_backend=SVMBackend(svm_backend).value,
             max_failures=max_failures,
             resume=resume,
+            trust=trust,
             verbose=verbose,
             options=TrainOptions(preload=preload, compile=compile.value if compile else None),
         )
@@ -261,17 +285,19 @@ def sweep(
 def resume(
     experiment_dir: Annotated[Path, typer.Argument(help="An interrupted experiment folder.")],
     address: AddressOpt = None,
+    insecure: InsecureOpt = False,
+    trust: TrustOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Continue an interrupted sweep: unfinished and failed trials go on from their checkpoints.
 
     Uses the space and settings saved in the experiment; finished trials are not rerun.
     """
-    loopback_if_local(address)
+    loopback_if_local(address, insecure)
     from .sweep import resume_sweep
 
     with user_errors(verbose), interruptible(experiment_dir.absolute()):
-        result = resume_sweep(experiment_dir, address, verbose, on_event=_say)
+        result = resume_sweep(experiment_dir, address, verbose, on_event=_say, trust=trust)
     _print_summary(result.summary, after_sweep=True)
 
 
@@ -294,6 +320,7 @@ def cluster(
         str | None, typer.Argument(help="Also say where this space's trials go.")
     ] = None,
     address: AddressOpt = None,
+    insecure: InsecureOpt = False,
     gpus_per_trial: Annotated[
         float | None, typer.Option(help="GPU fraction per ResNet trial.")
     ] = None,
@@ -301,7 +328,7 @@ def cluster(
     verbose: VerboseOpt = False,
 ) -> None:
     """Print the cluster's nodes and resources, and where a space's trials would run."""
-    loopback_if_local(address)
+    loopback_if_local(address, insecure)
     from .cluster import inspect_cluster
 
     with user_errors(verbose):
@@ -355,7 +382,13 @@ def _print_summary(summary, after_sweep: bool = False) -> None:
         _say(f"wrote {len(summary.files)} files to {summary.files[0].parent}")
     if not summary.complete:
         print_frame(summary.incomplete, title=f"{len(summary.incomplete)} trials did not finish")
-        out.print(f"continue with `tune-mnist resume {summary.experiment}`", highlight=False)
+        if summary.resumable:
+            _say(f"continue with `tune-mnist resume {summary.experiment}`")
+        else:
+            _say(
+                f"{summary.experiment} was not signed by this user's tune-mnist (or was changed "
+                "since): `tune-mnist resume` refuses it unless told --trust"
+            )
     if after_sweep:
         from .cluster import terminated
 

@@ -16,6 +16,7 @@ written before the version field existed read as version 1 (the same keys, witho
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import platform
@@ -68,9 +69,7 @@ def writing(experiment: Path) -> Iterator[Path]:
     try:
         experiment.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise TuneMnistError(
-            f"cannot write to storage path {experiment.parent}: {e.strerror}"
-        ) from None
+        raise _cannot_write(experiment, e) from None
     lock, owner = FileLock(str(experiment / LOCK_FILE)), experiment / OWNER_FILE
     try:
         lock.acquire(timeout=0)
@@ -81,9 +80,7 @@ def writing(experiment: Path) -> Iterator[Path]:
             "finish or stop it; `tune-mnist summarize` can read it meanwhile"
         ) from None
     except OSError as e:  # a folder that exists but cannot be written
-        raise TuneMnistError(
-            f"cannot write to storage path {experiment.parent}: {e.strerror}"
-        ) from None
+        raise _cannot_write(experiment, e) from None
     try:
         owner.write_text(
             f"pid {os.getpid()} on {platform.node()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
@@ -96,6 +93,20 @@ def writing(experiment: Path) -> Iterator[Path]:
             (experiment / LOCK_FILE).unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 experiment.rmdir()
+
+
+def _cannot_write(experiment: Path, error: OSError) -> TuneMnistError:
+    """One line on why an experiment folder cannot be made or written.
+
+    A system folder such as /proc exists yet answers "No such file or directory" when a
+    folder is made in it: say which existing folder refused, not only what the OS said.
+    """
+    existing = next((p for p in experiment.parents if p.exists()), None)
+    if error.errno == errno.ENOENT and existing is not None:
+        reason = f"{existing} exists but does not accept new folders ({error.strerror})"
+    else:
+        reason = error.strerror or type(error).__name__
+    return TuneMnistError(f"cannot write to storage path {experiment.parent}: {reason}")
 
 
 def report_dir(experiment: str | Path) -> Path:

@@ -17,6 +17,7 @@ import pandas as pd
 from .experiment import report_dir, write_atomic
 from .results import Experiment, load_experiment
 from .tables import Table, build_tables
+from .trust import untrusted_files
 
 FORMATS = ("md", "csv", "json", "parquet")
 
@@ -31,6 +32,7 @@ class Summary:
     incomplete: pd.DataFrame  # trials not finished: label, status, error
     files: list[Path] = field(default_factory=list)  # tables, exports, provenance
     figures: list[Path] = field(default_factory=list)  # PNGs, when asked for
+    resumable: bool = True  # unfinished trials can be resumed without --trust (trust.py)
 
     @property
     def complete(self) -> bool:
@@ -51,6 +53,8 @@ def summarize(
     summary = Summary(
         experiment, build_tables(results, meta), results, incomplete.reset_index(drop=True)
     )
+    if not summary.complete:
+        summary.resumable = not untrusted_files(experiment)
     if write:
         summary.files = write_report(report_dir(experiment), summary, loaded, formats)
     if plots:

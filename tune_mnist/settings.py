@@ -18,7 +18,7 @@ from .errors import TuneMnistError
 
 RESULTS_ENV, DEFAULT_RESULTS = "TUNE_MNIST_RESULTS", "ray_results"
 # Not saved with an experiment: they say how this one process runs, not what it ran.
-_PER_RUN = ("address", "resume", "verbose")
+_PER_RUN = ("address", "resume", "verbose", "trust")
 MAX_NAME = 100  # characters in an experiment name: well inside any filesystem's limit
 
 
@@ -38,6 +38,7 @@ class SweepSettings:
     max_failures: int = 2  # retries of a trial whose worker dies, from its last checkpoint
     resume: bool = False  # continue the experiment at <storage_path>/<name>
     verbose: bool = False  # Ray's own logs and progress tables
+    trust: bool = False  # resume an experiment this user's key did not sign (trust.py)
     options: TrainOptions = field(default_factory=TrainOptions)
 
     def __post_init__(self) -> None:

@@ -37,6 +37,7 @@ from .results import load_results
 from .settings import SweepSettings
 from .spaces import Spec, parse_space, restrict, trial_count
 from .trainables import run_trial
+from .trust import Signer, sign, untrusted_files
 
 __all__ = ["SweepResult", "SweepSettings", "resume_sweep", "run_sweep"]
 
@@ -76,6 +77,8 @@ def _run_sweep(
     spec: Spec, settings: SweepSettings, say: Callable[[str], None], address, experiment: Path
 ) -> SweepResult:
     version = _check_experiment_dir(experiment, spec, settings.resume)
+    if settings.resume and not settings.trust and tune.Tuner.can_restore(str(experiment)):
+        _check_trusted(experiment)  # before anything is read or started
     datasets = load_datasets([t.dataset for t in spec.trials], settings.data_dir, settings.smoke)
     for name, data in datasets.items():
         say(f"{name}: {data.sizes[0]:,} train / {data.sizes[1]:,} test images from {data.source}")
@@ -93,9 +96,10 @@ def _run_sweep(
             lambda config: resources[config["trial"]["trainable"]],
         )
         done = _finished_count(experiment) if settings.resume else 0
-        progress = ProgressReport(len(spec.trials), say, finished=done)
         param_space = _param_space(spec, settings, version)
-        if settings.resume and tune.Tuner.can_restore(str(experiment)):
+        restoring = settings.resume and tune.Tuner.can_restore(str(experiment))
+        progress = ProgressReport(len(spec.trials), say, done, Signer(experiment))
+        if restoring:
             # The restored RunConfig holds the Progress callback pickled at the start; it
             # prints through the ProgressReport of this process (see Progress).
             tuner = tune.Tuner.restore(
@@ -113,8 +117,11 @@ def _run_sweep(
         # Tune saves the experiment's state every 10 s or more by default; a driver killed
         # in between would, on resume, rerun trials that had finished. The state is small.
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
-        with progress.active():
-            tuner.fit()
+        try:
+            with progress.active():
+                tuner.fit()
+        finally:  # whatever state Tune left, this run wrote it
+            sign(experiment)
     summary = summarize(experiment, plots=True)
     return SweepResult(experiment, summary, progress.peak_running, resources)
 
@@ -124,8 +131,12 @@ def resume_sweep(
     address: str | None = None,
     verbose: bool = False,
     on_event: Callable[[str], None] | None = None,
+    trust: bool = False,
 ) -> SweepResult:
-    """Continue an interrupted sweep with the space and settings it was started with."""
+    """Continue an interrupted sweep with the space and settings it was started with.
+
+    Refused when this user's key did not sign the files Tune will unpickle, unless `trust`.
+    """
     experiment = Path(experiment).absolute()
     meta = read_meta(experiment)
     # the size was accepted when the sweep started, whatever --trial-limit it had
@@ -138,8 +149,21 @@ def resume_sweep(
         address=address,
         verbose=verbose,
         resume=True,
+        trust=trust,
     )
     return run_sweep(spec, settings, on_event)
+
+
+def _check_trusted(experiment: Path) -> None:
+    """Refuse to unpickle an experiment's files unless this user's sweeps signed them."""
+    if untrusted := untrusted_files(experiment):
+        more = f" and {len(untrusted) - 3} more" if len(untrusted) > 3 else ""
+        shown = ", ".join(untrusted[:3]) + more
+        raise TuneMnistError(
+            f"{experiment}: {shown} not signed by this user's tune-mnist, or changed since; "
+            "resuming unpickles them, which can run code: add --trust only if you know "
+            "where the folder came from"
+        )
 
 
 def _param_space(spec: Spec, settings: SweepSettings, version: int) -> dict:
@@ -214,8 +238,15 @@ class ProgressReport:
 
     _active: ProgressReport | None = None
 
-    def __init__(self, total: int, say: Callable[[str], None], finished: int = 0):
+    def __init__(
+        self,
+        total: int,
+        say: Callable[[str], None],
+        finished: int = 0,
+        signer: Signer | None = None,
+    ):
         self.total, self.say, self.finished, self.peak_running = total, say, finished, 0
+        self.signer = signer
 
     @contextlib.contextmanager
     def active(self) -> Iterator[ProgressReport]:
@@ -228,6 +259,14 @@ class ProgressReport:
     def step(self, trials) -> None:
         running = sum(t.status == "RUNNING" for t in trials)
         self.peak_running = max(self.peak_running, running)
+
+    def step_end(self, trials) -> None:
+        """Sign the state Tune saved in this step: its staging copy, then the folder."""
+        if self.signer is None:
+            return
+        if trials:
+            self.signer.sign(Path(trials[0].storage.experiment_driver_staging_path))
+        self.signer.sign()
 
     def completed(self, trial) -> None:
         self.finished += 1
@@ -271,6 +310,9 @@ class Progress(tune.Callback):
 
     def on_step_begin(self, iteration, trials, **info):
         self._forward("step", trials)
+
+    def on_step_end(self, iteration, trials, **info):
+        self._forward("step_end", trials)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._forward("completed", trial)

@@ -1,0 +1,111 @@
+"""Signed experiments: resume refuses pickled files this user's sweeps did not write."""
+
+import os
+import pickle
+import stat
+
+from typer.testing import CliRunner
+
+from tests.experiments import make_experiment
+from tune_mnist.cli import app
+from tune_mnist.spaces import parse_space
+from tune_mnist.trust import KEPT, SIGNATURES, Signer, key_path, sign, untrusted_files
+
+SPACE = {"name": "t", "trainable": "svm", "fixed": {"dataset": "mnist", "train_samples": 50}, "grid": {"kernel": ["rbf"]}}
+
+
+class Payload:
+    """A pickle that, if ever unpickled, leaves a file behind."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def tune_like_folder(tmp_path):
+    """An experiment folder with the files Ray Tune would unpickle on resume."""
+    folder = make_experiment(tmp_path / "exp", parse_space(SPACE, "t.yaml"), lambda t: 90.0)
+    (folder / "tuner.pkl").write_bytes(pickle.dumps({"run_config": 1}))
+    (folder / "experiment_state-2026.json").write_text('{"trial_data": []}')
+    trial = next(p for p in folder.iterdir() if p.is_dir())
+    (trial / "params.pkl").write_bytes(pickle.dumps({"C": 1.0}))
+    return folder, trial
+
+
+def test_a_signed_folder_is_trusted_and_any_change_or_addition_is_not(tmp_path):
+    folder, trial = tune_like_folder(tmp_path)
+    assert untrusted_files(folder) == sorted(
+        ["experiment_state-2026.json", "tuner.pkl", f"{trial.name}/params.pkl"]
+    )
+    sign(folder)
+    assert untrusted_files(folder) == []
+    assert stat.S_IMODE(key_path().stat().st_mode) == 0o600  # the key is the owner's alone
+
+    (folder / "tuner.pkl").write_bytes(pickle.dumps({"run_config": 2}))
+    (trial / "error.pkl").write_bytes(b"x")
+    assert sorted(untrusted_files(folder)) == sorted(["tuner.pkl", f"{trial.name}/error.pkl"])
+    # a signature copied onto another name does not carry over
+    os.replace(folder / "experiment_state-2026.json", folder / "experiment_state-2027.json")
+    assert "experiment_state-2027.json" in untrusted_files(folder)
+
+
+def test_another_users_key_or_a_forged_signature_file_is_not_trusted(tmp_path, monkeypatch):
+    folder, _ = tune_like_folder(tmp_path)
+    sign(folder)
+    monkeypatch.setenv("TUNE_MNIST_CONFIG_DIR", str(tmp_path / "someone-else"))
+    assert "tuner.pkl" in untrusted_files(folder)  # no key here: nothing is trusted
+    (folder / "tuner.pkl").write_bytes(pickle.dumps("changed"))
+    sign(folder)  # the other user signs a change with their own key...
+    monkeypatch.setenv("TUNE_MNIST_CONFIG_DIR", str(tmp_path / "config"))
+    assert "tuner.pkl" in untrusted_files(folder)  # ...which this user's key does not accept
+    (folder / SIGNATURES).write_text("not json")
+    assert "tuner.pkl" in untrusted_files(folder)
+
+
+def test_a_folder_that_lags_the_newest_signed_state_is_still_trusted(tmp_path):
+    """Tune copies its state in a background thread: the folder may hold an older version
+    than the one signed last (from Tune's staging copy), within the last KEPT."""
+    folder, _ = tune_like_folder(tmp_path)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (folder / "tuner.pkl").write_bytes(pickle.dumps(0))
+    signer = Signer(folder)
+    for version in range(KEPT):  # versions 0 .. KEPT-1 signed from staging
+        (staging / "tuner.pkl").write_bytes(pickle.dumps(version))
+        signer.sign(staging)
+    assert "tuner.pkl" not in untrusted_files(folder)  # holds version 0, KEPT versions back
+    (staging / "tuner.pkl").write_bytes(pickle.dumps(KEPT))
+    signer.sign(staging)
+    assert "tuner.pkl" in untrusted_files(folder)  # version 0 is no longer among the kept
+
+
+def test_resume_refuses_a_tampered_tuner_pickle_without_running_it(tmp_path):
+    folder, _ = tune_like_folder(tmp_path)
+    sign(folder)
+    marker = tmp_path / "payload-ran"
+    (folder / "tuner.pkl").write_bytes(pickle.dumps(Payload(marker)))
+
+    result = CliRunner().invoke(app, ["resume", str(folder)])
+
+    assert result.exit_code == 1, result.output
+    message = result.output.strip()
+    assert message.count("\n") == 0 and "Traceback" not in message
+    assert "tuner.pkl not signed by this user's tune-mnist" in message and "--trust" in message
+    assert not marker.exists()
+
+
+def test_summarize_suggests_resume_only_for_a_signed_folder(tmp_path):
+    spec = parse_space({**SPACE, "grid": {"kernel": ["rbf", "poly"]}}, "t.yaml")
+    folder = make_experiment(tmp_path / "exp", spec, lambda t: 90.0, skip={1})
+    (folder / "tuner.pkl").write_bytes(pickle.dumps({}))
+
+    unsigned = CliRunner().invoke(app, ["summarize", str(folder)])
+    assert unsigned.exit_code == 3
+    assert "continue with" not in unsigned.output
+    assert "refuses it unless told --trust" in unsigned.output
+
+    sign(folder)
+    signed = CliRunner().invoke(app, ["summarize", str(folder)])
+    assert f"continue with `tune-mnist resume {folder}`" in signed.output
