@@ -11,7 +11,12 @@ from tune_mnist.cli import app
 from tune_mnist.spaces import parse_space
 from tune_mnist.trust import KEPT, SIGNATURES, Signer, key_path, sign, untrusted_files
 
-SPACE = {"name": "t", "trainable": "svm", "fixed": {"dataset": "mnist", "train_samples": 50}, "grid": {"kernel": ["rbf"]}}
+SPACE = {
+    "name": "t",
+    "trainable": "svm",
+    "fixed": {"dataset": "mnist", "train_samples": 50},
+    "grid": {"kernel": ["rbf"]},
+}
 
 
 class Payload:
