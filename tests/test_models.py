@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from tune_mnist.models import (
+    FLOPS_CONVENTION,
     PaddingSkippingConv2d,
     build_resnet,
     live_taps,
@@ -15,13 +16,30 @@ from tune_mnist.models import (
 
 
 @pytest.mark.parametrize(
-    ("name", "params_m", "gflops"),
-    [("resnet18", 11.18, 0.0331), ("resnet34", 21.28, 0.0698), ("resnet50", 23.52, 0.0784)],
+    ("name", "params_m", "gflops", "gflops_fvcore", "mflops"),
+    [
+        ("resnet18", 11.18, 0.0332, 0.0331, 33.18),
+        ("resnet34", 21.28, 0.0699, 0.0698, 69.92),
+        ("resnet50", 23.52, 0.0788, 0.0784, 78.75),
+    ],
 )
-def test_params_and_fvcore_flops_match_the_study(name, params_m, gflops):
+def test_params_and_flops_match_the_study(name, params_m, gflops, gflops_fvcore, mflops):
     cost = model_cost(name)
     assert round(cost.params_m, 2) == params_m
-    assert round(cost.gflops, 4) == gflops
+    assert round(cost.gflops, 4) == gflops  # the study's table, thop's batch-norm count
+    assert round(cost.gflops * 1e3, 2) == mflops
+    assert round(cost.gflops_fvcore, 4) == gflops_fvcore
+
+
+def test_the_two_conventions_differ_only_in_batch_norm():
+    # ResNet-18 at 28x28: its 20 batch norms see 43,008 elements in all (stem 64x14x14,
+    # then 4x 64x7x7, 5x 128x4x4, 5x 256x2x2, 5x 512x1x1); fvcore counts 2 per element,
+    # thop 4, so the two totals differ by 2 x 43,008 operations.
+    elements = 64 * 14 * 14 + 4 * 64 * 49 + 5 * 128 * 16 + 5 * 256 * 4 + 5 * 512
+    assert elements == 43_008
+    cost = model_cost("resnet18")
+    assert round((cost.gflops - cost.gflops_fvcore) * 1e9) == 2 * elements
+    assert "batch norm as 4 operations per element" in FLOPS_CONVENTION
 
 
 def test_one_channel_stem_and_ten_classes():

@@ -170,19 +170,40 @@ def data_root(data_dir: str | Path | None) -> Path | None:
     return root
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, smoke: bool = False) -> Dataset:
-    """Find, read and check one dataset; with `smoke`, its first 1,000/500 images."""
+def find_folder(
+    name: str, data_dir: str | Path | None = None, smoke: bool = False
+) -> tuple[Path | None, list[Path]]:
+    """The folder a load of `name` reads (None: not there yet), and the roots searched."""
     root = data_root(data_dir)
     if smoke and root is None:
-        return read_folder(name, sample_root() / name)
+        return sample_root() / name, []
     roots = ([root] if root else []) + [cache_root()]
-    for folder in (f for r in roots for f in candidate_folders(name, r)):
-        if folder.is_dir():
-            dataset = read_folder(name, folder)
-            break
-    else:
-        dataset = download(name, roots)
+    folders = (f for r in roots for f in candidate_folders(name, r))
+    return next((f for f in folders if f.is_dir()), None), roots
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, smoke: bool = False) -> Dataset:
+    """Find, read and check one dataset; with `smoke`, its first 1,000/500 images."""
+    folder, roots = find_folder(name, data_dir, smoke)
+    dataset = read_folder(name, folder) if folder else download(name, roots)
     return dataset.head(SMOKE_TRAIN, SMOKE_TEST) if smoke else dataset
+
+
+def dataset_files(name: str, data_dir: str | Path | None = None, smoke: bool = False) -> list[Path]:
+    """The four IDX files `load_dataset` with these arguments reads, in FILES order.
+
+    Never downloads: called after a load, it names the files that load read (a smoke run
+    reads whole files and keeps their head, so these are still the files to checksum).
+    """
+    folder, roots = find_folder(name, data_dir, smoke)
+    if folder is None:
+        where = ", ".join(str(r) for r in roots)
+        raise TuneMnistError(f"{name}: not found under {where}")
+    files = [_find_file(folder, stem) for stem in FILES.values()]
+    missing = [stem for stem, path in zip(FILES.values(), files, strict=True) if path is None]
+    if missing:
+        raise TuneMnistError(f"{name}: {folder} has no {missing[0]} (or {missing[0]}.gz)")
+    return files
 
 
 def download(name: str, searched: list[Path]) -> Dataset:
