@@ -154,6 +154,10 @@ GOOD = "mnist,resnet18,16,sgd,0.001,5,false,99.1\n"
         (HEADER + GOOD.replace("false", "maybe"), "pin_memory: expected true or false"),
         (HEADER + GOOD + GOOD.replace("0.001", "1e-3"), "lines 2 and 3 repeat one configuration"),
         ("model,lr\nresnet18,0.1\n", "no accuracy column"),
+        (
+            "dataset,kernel,test_accuracy,study_accuracy\nmnist,rbf,90,91\n",
+            "test_accuracy is given twice",
+        ),
         ("kernel,test_accuracy\nrbf,90\n", "no dataset column"),
         ("lr,resnet50_test_accuracy,model\n0.1,99,resnet18\n", "mixes per-model columns"),
         ("lr,resnet50_gflops\n0.1,0.07\n", "no resnet50_test_accuracy column"),

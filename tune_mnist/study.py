@@ -133,6 +133,9 @@ def load_reference(path: str | Path, dataset: str | None = None) -> pd.DataFrame
         )
     notes: list[str] = []
     raw = raw.rename(columns={v: k for k, v in METRICS.items()})  # study_x -> x
+    if raw.columns.duplicated().any():
+        twice = raw.columns[raw.columns.duplicated()][0]
+        raise TuneMnistError(f"{path}: {twice} is given twice (also as study_...)")
     raw.insert(0, "_line", range(2, len(raw) + 2))  # header is line 1
     if wide:
         raw = _wide_to_long(path, raw, wide)
