@@ -89,7 +89,7 @@ def design_effects(
     notes: list[str] = []
     data = frame[frame[response].notna()]
     if missing := len(frame) - len(data):
-        notes.append(f"{missing} trial(s) without a {response} left out.")
+        notes.append(f"{missing} trial(s) without {response} left out.")
     for factor, why in inert.items():
         if factor in factors:
             notes.append(f"{factor} left out: it could not act ({why}); no effect is estimated.")
