@@ -222,3 +222,25 @@ def test_constant_factor_and_missing_response_are_noted():
     assert "1 trial(s) without acc left out." in effects.notes
     assert "lr is 0.1 throughout: no effect." in effects.notes
     assert effects.contrasts["factor"].tolist() == ["optimizer"]
+
+
+def test_factor_fixed_by_another_is_not_estimated():
+    frame = pd.DataFrame(
+        {
+            "model": ["r18", "r34", "r50"] * 2,
+            "optimizer": ["adam", "sgd", "sgd"] * 2,  # each model ran with one optimizer
+            "acc": [1, 2, 3, 1.1, 2.2, 2.9],
+        }
+    )
+    effects = design_effects(frame, ["model", "optimizer"], "acc")
+    assert (
+        "optimizer cannot be told apart from model: its changes always come with theirs, "
+        "so it is not estimated."
+    ) in effects.notes
+    assert set(effects.contrasts["factor"]) == {"model"}
+    assert set(effects.contrasts["confounded"]) == {"optimizer"}
+    # listed the other way round, only the comparison inside one optimizer survives
+    other = design_effects(frame, ["optimizer", "model"], "acc")
+    assert other.contrasts["contrast"].tolist() == ["r50 - r34"]
+    assert other.contrasts["within"].tolist() == ["optimizer sgd"]
+    assert other.joint[["F", "p"]].isna().all().all()  # no joint test of half-estimable factors

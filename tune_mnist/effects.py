@@ -21,6 +21,7 @@ contrasts with Holm-adjusted p-values and Bonferroni-adjusted (simultaneous) int
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
+from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
 CONFIDENCE = 0.95
 CONTRAST_COLUMNS = [
@@ -113,7 +115,9 @@ def design_effects(
     X = _matrix(data, kept, levels)
     rank = np.linalg.matrix_rank(X.to_numpy()) if len(data) else 0
     residual_df = len(data) - rank
-    fit = sm.OLS(data[response].to_numpy(float), X.to_numpy()).fit() if len(data) else None
+    with warnings.catch_warnings():  # rank deficiency is handled: only estimable contrasts
+        warnings.simplefilter("ignore", SingularMatrixWarning)
+        fit = sm.OLS(data[response].to_numpy(float), X.to_numpy()).fit() if len(data) else None
     claims = _can_claim(fit, residual_df, data[response], notes)
     _model_note(notes, response, kept, len(data), design_points, rank, residual_df)
 
@@ -121,8 +125,10 @@ def design_effects(
     contrasts, joint, level_rows = [], [], []
     for factor in kept:
         others = [f for f in kept if f != factor]
-        contrasts += _contrasts(model, points, factor, others, levels, names, confounded, notes)
-        joint.append(_joint(model, factor, levels[factor]))
+        rows = _contrasts(model, points, factor, others, levels, names, confounded, notes)
+        complete = len(rows) == len(levels[factor]) * (len(levels[factor]) - 1) // 2
+        contrasts += rows
+        joint.append(_joint(model, factor, levels[factor], complete))
         level_rows += _level_means(model, factor, kept, levels, names)
     _nesting_notes(contrasts, notes)
     return Effects(
@@ -248,6 +254,8 @@ def _estimable(points, active, levels, notes) -> tuple[list[str], dict[str, list
             )
             confounded.setdefault(partners[0], []).append(factor)
         else:
+            for partner in partners:
+                confounded.setdefault(partner, []).append(factor)
             notes.append(
                 f"{factor} cannot be told apart from {_join(partners)}: its changes always "
                 "come with theirs, so it is not estimated."
@@ -378,11 +386,12 @@ def _contrasts(model, points, factor, others, levels, names, confounded, notes) 
     return rows
 
 
-def _joint(model, factor, factor_levels) -> dict:
-    """F-test that every level of the factor has the same effect (the others held fixed)."""
+def _joint(model, factor, factor_levels, complete: bool) -> dict:
+    """F-test that every level of the factor has the same effect (the others held fixed);
+    NaN unless every comparison of its levels is estimable."""
     columns = [model.columns.index(_column(factor, level)) for level in factor_levels[1:]]
     row = {"factor": factor, "levels": len(factor_levels), "df": len(columns)}
-    if not model.claims:
+    if not (model.claims and complete):
         return {**row, "F": np.nan, "p": np.nan}
     restriction = np.zeros((len(columns), len(model.columns)))
     restriction[range(len(columns)), columns] = 1.0
