@@ -1,26 +1,44 @@
-"""Honest numbers from repeats: mean, std, n, t-intervals, comparisons, factor effects.
+"""Honest numbers from repeats and from single runs: intervals, tests, comparisons.
 
-Every interval here is a Student t-interval at 95%; the comparisons say which test they
-use. With n = 1 nothing is claimed: single runs cannot be told apart from seed noise.
+- `describe` / `aggregate`: mean, std, n and a 95% Student t-interval per configuration;
+- `wilson_interval`: 95% Wilson interval of an accuracy counted over test images;
+- `mcnemar_exact`: exact McNemar test of two models on the same test images;
+- `versus_best`: each configuration against the best one, a real test with
+  multiple-comparison control (Dunnett over repeats, or exact McNemar with Holm over
+  per-image correctness of single runs);
+- `paired_difference` / `welch_interval`: differences over paired or independent repeats.
+
+Nothing is claimed from what cannot carry a claim: below two values, or with no spread at
+all (identical repeats, identical differences), intervals and p-values are NaN, never a
+zero-width interval or p = 0. Factor effects of a design live in `effects.py`
+(`aliased_factors` and `main_effects` here are the older, pooled version).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import proportion_confint
 
 CONFIDENCE = 0.95
+ALPHA = 1 - CONFIDENCE
+DUNNETT_SEED = 0  # scipy's Dunnett p-values come from a randomized integration: fix it
 
 
 def t_interval(values) -> tuple[float, float]:
-    """95% Student t-interval of the mean; (nan, nan) below two values."""
+    """95% Student t-interval of the mean; (nan, nan) below two values or with no spread."""
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     if len(values) < 2:
+        return (math.nan, math.nan)
+    if np.ptp(values) == 0:  # identical values: a zero-width interval would claim certainty
         return (math.nan, math.nan)
     mean, sem = values.mean(), values.std(ddof=1) / math.sqrt(len(values))
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(values) - 1) * sem
@@ -45,24 +63,107 @@ def aggregate(frame: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*keys, "mean", "std", "n", "ci_low", "ci_high"])
 
 
-def versus_best(summary: pd.DataFrame) -> pd.Series:
-    """Per row: `best`, `lower` (its interval lies below the best's), or `tie` (overlap).
+def wilson_interval(
+    correct: int, total: int, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
+    """Wilson interval of an accuracy `correct` / `total`, in percent; (nan, nan) for total 0."""
+    if total <= 0:
+        return (math.nan, math.nan)
+    low, high = proportion_confint(correct, total, alpha=1 - confidence, method="wilson")
+    return (100 * float(low), 100 * float(high))
 
-    Without intervals (n < 2) every row is `n<2`: no claim can be made.
+
+@dataclass(frozen=True)
+class McNemar:
+    """Two models on the same test images: the images only one gets right, and exact p."""
+
+    only_a: int  # right by a, wrong by b
+    only_b: int  # right by b, wrong by a
+    p: float  # exact two-sided: a binomial test on the discordant images
+
+
+def mcnemar_exact(correct_a, correct_b) -> McNemar:
+    """Exact McNemar test from two boolean arrays over the same test images.
+
+    With no discordant image p is 1: the two runs give no evidence of any difference.
     """
-    if summary.empty or summary["mean"].isna().all():
-        return pd.Series("—", index=summary.index)
-    best = summary["mean"].idxmax()
-    best_low = summary.loc[best, "ci_low"]
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError(f"not the same test images: {a.shape} vs {b.shape}")
+    table = [[int(np.sum(a & b)), int(np.sum(a & ~b))], [int(np.sum(~a & b)), int(np.sum(~a & ~b))]]
+    p = float(mcnemar(table, exact=True).pvalue)
+    return McNemar(only_a=table[0][1], only_b=table[1][0], p=p)
 
-    def mark(row):
-        if row.name == best:
-            return "best"
-        if math.isnan(row["ci_high"]) or math.isnan(best_low):
-            return "n<2"
-        return "lower" if row["ci_high"] < best_low else "tie"
 
-    return summary.apply(mark, axis=1)
+def versus_best(
+    summary: pd.DataFrame,
+    samples: list[np.ndarray] | None = None,
+    correct: list[np.ndarray | None] | None = None,
+    same_as_best=None,
+) -> pd.DataFrame:
+    """Each row of `summary` against the row of highest `mean`, with a real test.
+
+    samples: per row, its repeats (e.g. accuracy over seeds): rows with n >= 2 are tested
+    against the best by Dunnett's test (pooled variance, family-wise error controlled).
+    correct: per row, per-image correctness of a single run on the same test images (None
+    where missing): exact McNemar against the best, Holm-adjusted. Used when the repeats
+    cannot carry a test.
+    same_as_best: boolean mask of rows that are the same computation as the best (e.g. they
+    differ only in a factor that could not act): not ranked against it.
+
+    Returns, indexed like `summary`: `mark` ("best", "worse (p = 0.002)", "not
+    distinguishable from the best (p = 0.31)", "same computation as best", "no claim"),
+    `p` (adjusted, NaN without a test) and `test`. The best is chosen from the same data,
+    so "worse" is a claim against the observed leader, not against an unknown true best.
+    """
+    out = pd.DataFrame({"mark": "no claim", "p": math.nan, "test": ""}, index=summary.index)
+    means = summary["mean"].to_numpy(dtype=float) if len(summary) else np.array([])
+    if not len(means) or np.isnan(means).all():
+        return out
+    best = int(np.nanargmax(means))
+    same = np.zeros(len(means), bool) if same_as_best is None else np.asarray(same_as_best, bool)
+    same[best] = False
+    out.iloc[best, 0] = "best"
+    out.loc[same, "mark"] = "same computation as best"
+    rivals = [i for i in range(len(means)) if i != best and not same[i] and not np.isnan(means[i])]
+    adjusted, test = _dunnett(samples, best, rivals) if samples is not None else ({}, "")
+    if not adjusted and correct is not None:
+        adjusted, test = _mcnemar_holm(correct, best, rivals)
+    for row, p in adjusted.items():
+        worse = p < ALPHA and means[row] < means[best]
+        mark = "worse" if worse else "not distinguishable from the best"
+        out.iloc[row] = [f"{mark} (p {_p_text(p)})", p, test]
+    return out
+
+
+def _dunnett(samples, best, rivals) -> tuple[dict[int, float], str]:
+    clean = [np.asarray(s, dtype=float) for s in samples]
+    clean = [s[~np.isnan(s)] for s in clean]
+    tested = [i for i in rivals if len(clean[i]) >= 2]
+    if len(clean[best]) < 2 or not tested:
+        return {}, ""
+    groups = [clean[best], *(clean[i] for i in tested)]
+    if all(np.ptp(g) == 0 for g in groups):  # no spread anywhere: no test
+        return {}, ""
+    result = stats.dunnett(*(clean[i] for i in tested), control=clean[best], rng=DUNNETT_SEED)
+    return dict(zip(tested, map(float, result.pvalue), strict=True)), "Dunnett vs best"
+
+
+def _mcnemar_holm(correct, best, rivals) -> tuple[dict[int, float], str]:
+    if correct[best] is None:
+        return {}, ""
+    tested = [i for i in rivals if correct[i] is not None]
+    if not tested:
+        return {}, ""
+    raw = [mcnemar_exact(correct[i], correct[best]).p for i in tested]
+    adjusted = multipletests(raw, method="holm")[1]
+    return dict(zip(tested, map(float, adjusted), strict=True)), "exact McNemar vs best, Holm"
+
+
+def _p_text(p: float) -> str:
+    if p < 0.001:
+        return "< 0.001"
+    return f"= {p:.3f}" if p < 0.01 else f"= {p:.2f}"
 
 
 def paired_difference(a, b) -> dict[str, float]:
@@ -71,10 +172,9 @@ def paired_difference(a, b) -> dict[str, float]:
     keep = ~(np.isnan(a) | np.isnan(b))
     diff = b[keep] - a[keep]
     low, high = t_interval(diff)
-    if len(diff) < 2:
+    # with no spread (every difference equal) the t statistic is undefined: no claim
+    if len(diff) < 2 or np.all(diff == diff[0]):
         p = math.nan
-    elif np.all(diff == diff[0]):  # no spread: the t statistic is undefined
-        p = 0.0 if diff[0] != 0 else 1.0
     else:
         p = float(stats.ttest_rel(b[keep], a[keep]).pvalue)
     return {
@@ -151,13 +251,13 @@ def main_effects(frame: pd.DataFrame, factors: list[str], values: list[str]) -> 
 
 
 def welch_interval(a: pd.Series, b: pd.Series) -> tuple[float, float]:
-    """95% Welch t-interval of mean(b) - mean(a)."""
+    """95% Welch t-interval of mean(b) - mean(a); (nan, nan) below two values or no spread."""
     if len(a) < 2 or len(b) < 2:
+        return (math.nan, math.nan)
+    if np.ptp(a) == 0 and np.ptp(b) == 0:  # no spread in either sample: no interval
         return (math.nan, math.nan)
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     se = math.sqrt(va + vb)
-    if se == 0:
-        return (b.mean() - a.mean(),) * 2
     dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, dof) * se
     return (b.mean() - a.mean() - half, b.mean() - a.mean() + half)
