@@ -184,6 +184,9 @@ def draw_pareto(results: pd.DataFrame, title: str) -> Figure | None:
         xs = [*front["seconds"], per_row["seconds"].max()]
         ys = [*front["accuracy"], front["accuracy"].iloc[-1]]
         ax.step(xs, ys, where="post", color="black", lw=1.2, label="Pareto front")
+        ax.scatter(
+            front["seconds"], front["accuracy"], s=130, facecolors="none", edgecolors="black"
+        )
         for row, point in per_row.iterrows():
             ax.annotate(
                 str(row),
@@ -192,15 +195,11 @@ def draw_pareto(results: pd.DataFrame, title: str) -> Figure | None:
                 textcoords="offset points",
                 fontsize=8,
             )
-        ax.set(
-            title=dataset_name(dataset),
-            xlabel="train time (s), mean over repeats",
-            ylabel="test accuracy (%), mean over repeats",
-        )
+        ax.set(title=dataset_name(dataset), xlabel="train time (s)", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left", bbox_to_anchor=(0, -0.14), ncol=3, fontsize=8, frameon=False)
     repeated = done.groupby("row").size().max() > 1
-    note = "labels: table row; bars: std over repeats" if repeated else "labels: table row"
+    note = "labels: table row" + ("; points: mean, bars: std over repeats" if repeated else "")
     figure.suptitle(f"{title}\n({note})")
     return figure
 
