@@ -52,7 +52,7 @@ def make_experiment(
                 "train_time_ms": 2000.0 * e,
                 "assigned_gpus": 0.25,
                 "assigned_cpus": 0.0,
-                "gflops": 0.0331,
+                "gflops": 0.0332,
                 "params_m": 11.18,
                 "device": device,
                 "trial_finished": e == epochs,

@@ -22,7 +22,7 @@ def test_compute_is_accounted_per_trial_and_summed(repeated):
     first = results.iloc[0]
     assert first["gpu_seconds"] == pytest.approx(4.0 * 0.25)
     assert first["images_seen"] == 200  # 100 training images x 2 epochs
-    assert first["train_pflops_est"] == pytest.approx(3 * 0.0331 * 200 / 1e6)
+    assert first["train_pflops_est"] == pytest.approx(3 * 0.0332 * 200 / 1e6)
     compute = next(t for t in summarize(repeated, write=False).tables if t.name == "cmp-compute")
     total = compute.frame.iloc[-1]
     assert total["dataset"] == "all" and total["trials"] == 6

@@ -46,6 +46,7 @@ class Format(str, Enum):
     csv = "csv"
     json = "json"
     parquet = "parquet"
+    html = "html"
 
 
 SpaceArg = Annotated[

@@ -4,7 +4,8 @@
 <experiment>/
   tune_mnist.json     ExperimentMeta: the space, its trials, settings, data, provenance;
                       written before the first trial starts
-  <trial folders>/    Ray Tune's: params.json, result.json (one report per line), ...
+  <trial folders>/    Ray Tune's: params.json, result.json (one report per line), ...;
+                      ours: predictions.npz (the finished trial's test-set predictions)
   report/             tables, exports, figures, provenance.json (report.py, plots.py)
 ```
 
@@ -17,28 +18,32 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import platform
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from .configs import Selection, TrialConfig, trial_from_dict, trial_to_dict
 from .errors import TuneMnistError
+from .provenance import SWEEP_KEYS
 from .settings import SweepSettings
 from .spaces import Space
 
 META_FILE = "tune_mnist.json"
 REPORT_DIR = "report"
+PREDICTIONS_FILE = "predictions.npz"
 LOCK_FILE, OWNER_FILE = ".tune-mnist.lock", ".tune-mnist.owner"
 META_VERSION = 2  # 2: adds `version` and `selection`; 1: the files of tune-mnist 0.1.0
-_PROVENANCE_KEYS = ("versions", "git_commit", "driver_devices", "host", "command")
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:
@@ -109,6 +114,47 @@ def _cannot_write(experiment: Path, error: OSError) -> TuneMnistError:
     return TuneMnistError(f"cannot write to storage path {experiment.parent}: {reason}")
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """A finished trial's predicted label for each test image, beside the true one."""
+
+    predicted: np.ndarray  # uint8 (or int16 past 255 classes), one per test image
+    labels: np.ndarray
+
+    @property
+    def correct(self) -> np.ndarray:
+        """Which test images the trial got right (bool)."""
+        return self.predicted == self.labels
+
+
+def save_predictions(trial_folder: Path, predicted, labels) -> Path:
+    """Write a trial's test-set predictions, compressed (about 10 KB for 10,000 images)."""
+    small = (
+        np.uint8
+        if max(int(np.max(labels, initial=0)), int(np.max(predicted, initial=0))) < 256
+        else np.int16
+    )
+    buffer = io.BytesIO()
+    np.savez_compressed(
+        buffer, predicted=np.asarray(predicted, dtype=small), labels=np.asarray(labels, dtype=small)
+    )
+    path = Path(trial_folder) / PREDICTIONS_FILE
+    write_atomic(path, buffer.getvalue())
+    return path
+
+
+def read_predictions(trial_folder: Path) -> Predictions | None:
+    """A trial's saved predictions; None when it saved none or the file is unreadable."""
+    try:
+        with np.load(Path(trial_folder) / PREDICTIONS_FILE, allow_pickle=False) as saved:
+            found = Predictions(saved["predicted"], saved["labels"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if found.predicted.shape != found.labels.shape or found.labels.ndim != 1:
+        return None
+    return found
+
+
 def report_dir(experiment: str | Path) -> Path:
     """Where an experiment's tables, figures and provenance go."""
     return Path(experiment) / REPORT_DIR
@@ -132,6 +178,7 @@ class DataInfo:
     source: str  # the folder (or "sample") the files came from
     train: int  # training images used
     test: int  # test images used
+    sha256: dict[str, str] = field(default_factory=dict)  # per file read: its checksum
 
 
 @dataclass(frozen=True)
@@ -207,7 +254,7 @@ class ExperimentMeta:
                 data={n: DataInfo(**d) for n, d in record["data"].items()},
                 resources=record.get("resources") or {},
                 started_at=record.get("started_at", ""),
-                provenance={k: record.get(k) for k in _PROVENANCE_KEYS},
+                provenance={k: record.get(k) for k in SWEEP_KEYS if k in record},
                 selection=Selection(**selection) if selection else None,
                 version=version,
             )

@@ -121,7 +121,7 @@ class Cpu:
     physical_cores: int | None  # distinct (package, core) pairs in /proc/cpuinfo
     logical_cpus: int | None  # os.cpu_count(): hardware threads of the machine
     usable_cpus: int | None  # those this process may run on (affinity, cgroup cpusets)
-    vector_extensions: tuple[str, ...]  # of VECTOR_FLAGS, those the CPU has
+    vector_extensions: list[str]  # of VECTOR_FLAGS, those the CPU has
     torch_capability: str  # the kernel set torch dispatches to, e.g. AVX2
     torch_threads: int
     torch_interop_threads: int
@@ -131,7 +131,7 @@ class Cpu:
 class Gpu:
     """CUDA as torch was built for it and as the machine has it."""
 
-    devices: tuple[str, ...]  # names of the GPUs this process sees; empty without any
+    devices: list[str]  # names of the GPUs this process sees; empty without any
     cuda_build: str | None  # torch.version.cuda: the toolkit torch was built with
     cudnn: int | None
     driver: str | None  # from nvidia-smi; None where it is not installed
@@ -200,7 +200,7 @@ def cpu() -> Cpu:
         physical_cores=len(cores) or None,
         logical_cpus=os.cpu_count(),
         usable_cpus=usable,
-        vector_extensions=tuple(f for f in VECTOR_FLAGS if f in flags),
+        vector_extensions=[f for f in VECTOR_FLAGS if f in flags],
         torch_capability=torch.backends.cpu.get_cpu_capability(),
         torch_threads=torch.get_num_threads(),
         torch_interop_threads=torch.get_num_interop_threads(),
@@ -233,7 +233,7 @@ def gpu() -> Gpu:
     seen = torch.cuda.is_available()
     count = torch.cuda.device_count() if seen else 0
     return Gpu(
-        devices=tuple(torch.cuda.get_device_name(i) for i in range(count)),
+        devices=[torch.cuda.get_device_name(i) for i in range(count)],
         cuda_build=torch.version.cuda,
         cudnn=torch.backends.cudnn.version() if seen else None,
         driver=nvidia_driver(),

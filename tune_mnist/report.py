@@ -1,4 +1,5 @@
-"""An experiment's report: its tables, exports, plots and provenance in `report/`.
+"""An experiment's report in `report/`: its tables (Markdown, CSV, JSON, Parquet), figures,
+provenance, and one self-contained page that holds them all (`index.html`).
 
 `summarize` works on finished, interrupted and partly failed experiments alike:
 unfinished trials are left out of the numbers and listed. Every file is written
@@ -12,14 +13,18 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .experiment import report_dir, write_atomic
+from .experiment import Predictions, report_dir, write_atomic
+from .html import write_html
+from .provenance import report_provenance
 from .results import Experiment, load_experiment
 from .tables import Table, build_tables
 from .trust import untrusted_files
 
-FORMATS = ("md", "csv", "json", "parquet")
+FORMATS = ("md", "csv", "json", "parquet", "html")
+MAX_CONFUSION = 16  # configurations per dataset drawn as confusion matrices
 
 
 @dataclass
@@ -44,29 +49,31 @@ def summarize(
 ) -> Summary:
     """Load an experiment, build its tables, and (by default) write them to `report/`.
 
-    With `plots`, the figures too (plots.plot_experiment), from the same reading.
+    With `plots`, or when writing the one-page `index.html` (format "html"), the figures too
+    (plots.plot_experiment), from the same reading.
     """
     experiment = Path(experiment)
     loaded = load_experiment(experiment)
     meta, results = loaded.meta, loaded.results
     incomplete = results.loc[results["status"] != "finished", ["label", "status", "error"]]
-    summary = Summary(
-        experiment, build_tables(results, meta), results, incomplete.reset_index(drop=True)
-    )
+    tables, levels = build_tables(results, meta, loaded.predictions)
+    tables += per_class_tables(results, loaded.predictions, meta.name)
+    summary = Summary(experiment, tables, results, incomplete.reset_index(drop=True))
     if not summary.complete:
         summary.resumable = not untrusted_files(experiment)
-    if write:
-        summary.files = write_report(report_dir(experiment), summary, loaded, formats)
-    if plots:
+    if plots or (write and "html" in formats):
         from .plots import plot_experiment  # matplotlib only when figures are asked for
 
-        summary.figures = plot_experiment(experiment, loaded)
+        confusion = confusion_matrices(results, loaded.predictions)
+        summary.figures = plot_experiment(experiment, loaded, effects=levels, confusion=confusion)
+    if write:
+        summary.files = write_report(report_dir(experiment), summary, loaded, formats)
     return summary
 
 
 def write_report(folder: Path, summary: Summary, loaded: Experiment, formats=FORMATS) -> list[Path]:
     """Tables (Markdown: one file; others: one file per table), the per-trial and
-    per-epoch results, and provenance.json."""
+    per-epoch results, provenance.json, and (format "html") the one page `index.html`."""
     files = []
     if "md" in formats:
         markdown = "\n".join(t.to_markdown() for t in summary.tables)
@@ -78,7 +85,7 @@ def write_report(folder: Path, summary: Summary, loaded: Experiment, formats=FOR
     frames = {t.name: t.frame for t in summary.tables} | {"results": summary.results}
     if not epochs.empty:
         frames["epochs"] = epochs
-    for fmt in (f for f in formats if f != "md"):
+    for fmt in (f for f in formats if f not in ("md", "html")):
         files += [export(frame, folder / f"{name}.{fmt}") for name, frame in frames.items()]
     provenance = {
         "space": meta.space.model_dump(),
@@ -89,12 +96,57 @@ def write_report(folder: Path, summary: Summary, loaded: Experiment, formats=FOR
         "data": {name: asdict(info) for name, info in meta.data.items()},
         **meta.provenance,
         "started_at": meta.started_at,
+        "report_written_by": report_provenance(),
     }
     provenance["devices_used"] = sorted(
         summary.results.get("device", pd.Series()).dropna().unique()
     )
     files.append(_write(folder / "provenance.json", json.dumps(provenance, indent=2, default=str)))
+    if "html" in formats:
+        notes = [] if summary.complete else [f"{len(summary.incomplete)} trials did not finish."]
+        title = f"{meta.name}: report" + (" (smoke run)" if meta.smoke else "")
+        files.append(write_html(folder, title, summary.tables, summary.figures, notes, provenance))
     return files
+
+
+def confusion_matrices(
+    results: pd.DataFrame, predictions: dict[str, Predictions]
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per dataset, per configuration (`#row`), its confusion counts summed over seeds;
+    left out past MAX_CONFUSION configurations, where the panels would be unreadable."""
+    found: dict[str, dict[str, np.ndarray]] = {}
+    for _, trial in results[results["label"].isin(predictions)].iterrows():
+        saved = predictions[trial["label"]]
+        classes = int(max(saved.labels.max(initial=0), saved.predicted.max(initial=0))) + 1
+        counts = np.bincount(
+            saved.labels.astype(int) * classes + saved.predicted.astype(int), minlength=classes**2
+        ).reshape(classes, classes)
+        panels = found.setdefault(trial["dataset"], {})
+        key = f"#{trial['row']}"
+        panels[key] = panels[key] + counts if key in panels else counts
+    return {d: m for d, m in found.items() if len(m) <= MAX_CONFUSION}
+
+
+def per_class_tables(
+    results: pd.DataFrame, predictions: dict[str, Predictions], name: str
+) -> list[Table]:
+    """Per dataset: each configuration's accuracy on each class (%), over its seeds."""
+    tables = []
+    for dataset, matrices in confusion_matrices(results, predictions).items():
+        rows = []
+        for row, counts in matrices.items():
+            right = np.diag(counts) / np.maximum(counts.sum(axis=1), 1) * 100
+            rows.append({"#": row, **{str(c): round(v, 1) for c, v in enumerate(right)}})
+        note = "Accuracy (%) on the test images of each class (columns: class index)."
+        tables.append(
+            Table(
+                f"{name}-classes-{dataset}",
+                f"{name}: accuracy per class, {dataset}",
+                pd.DataFrame(rows),
+                [note],
+            )
+        )
+    return tables
 
 
 def export(frame: pd.DataFrame, path: Path) -> Path:

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .configs import TrialConfig, trial_to_dict
-from .experiment import ExperimentMeta, read_meta
+from .configs import ResNetConfig, SVMConfig, TrialConfig, trial_to_dict
+from .experiment import ExperimentMeta, Predictions, read_meta, read_predictions
 
 # Ray adds these to every report; they say nothing about the trial we did not keep.
 _RAY_KEYS = {
@@ -43,6 +43,9 @@ _RAY_KEYS = {
 }
 
 
+_CONFIG_COLUMNS = {f.name for c in (ResNetConfig, SVMConfig) for f in fields(c)}
+
+
 def _key(trial: dict[str, Any]) -> str:
     """A trial's identity across files: its dict with sorted keys."""
     return json.dumps(trial, sort_keys=True)
@@ -58,6 +61,7 @@ _REPORT_TYPES: dict[str, tuple[type, ...]] = {
     "device": (str,),
     "test_accuracy": _NUMBER,
     "train_time_ms": _NUMBER,
+    "gflops_fvcore": _NUMBER,
     "assigned_gpus": _NUMBER,
     "assigned_cpus": _NUMBER,
     "gflops": _NUMBER,
@@ -186,6 +190,7 @@ class Experiment:
     meta: ExperimentMeta
     results: pd.DataFrame  # one row per declared trial (load_results)
     epochs: pd.DataFrame  # one row per trial and epoch (load_epochs)
+    predictions: dict[str, Predictions] = field(default_factory=dict)  # by finished label
 
 
 def load_experiment(experiment: str | Path) -> Experiment:
@@ -193,18 +198,33 @@ def load_experiment(experiment: str | Path) -> Experiment:
     experiment = Path(experiment)
     meta = read_meta(experiment)
     folders = _trial_folders(experiment)
-    rows, epoch_rows = [], []
+    rows, epoch_rows, predictions = [], [], {}
     for trial in meta.trials:
         config = trial_to_dict(trial)
         folder = folders.get(_key(config))
         reports = _read_reports(folder) if folder else []
         rows.append(_trial_row(trial, folder, reports, meta.smoke))
+        if rows[-1]["status"] == "finished" and (saved := read_predictions(folder)):
+            predictions[trial.label] = saved
         by_epoch = {r["epoch"]: r for r in reports if "epoch" in r}  # the latest of each
         for report in by_epoch.values():
             # The declared config wins over a report's keys of the same name.
             kept = {k: v for k, v in report.items() if k not in _RAY_KEYS | {"label", *config}}
             epoch_rows.append({"label": trial.label, **config, **kept})
-    return Experiment(meta, with_compute(pd.DataFrame(rows), meta), pd.DataFrame(epoch_rows))
+    results = with_rows(with_compute(pd.DataFrame(rows), meta))
+    epochs = pd.DataFrame(epoch_rows)
+    if not epochs.empty:
+        epochs["row"] = epochs["label"].map(results.set_index("label")["row"])
+    return Experiment(meta, results, epochs, predictions)
+
+
+def with_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add `row`: the configuration's number in the report's tables (1, 2, ... in the
+    order the space declares them; the repeats of one configuration share it)."""
+    config = [c for c in frame.columns if c in _CONFIG_COLUMNS and c != "seed"]
+    keys = frame[config].astype(str).agg("|".join, axis=1)
+    frame["row"] = keys.map({k: i + 1 for i, k in enumerate(dict.fromkeys(keys))})
+    return frame
 
 
 def load_results(experiment: str | Path) -> pd.DataFrame:

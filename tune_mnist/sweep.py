@@ -19,7 +19,7 @@ from .cluster import (
     trial_resources,
 )
 from .configs import trial_from_dict, trial_to_dict
-from .data import load_datasets
+from .data import dataset_files, load_datasets
 from .errors import TuneMnistError
 from .experiment import (
     META_VERSION,
@@ -32,6 +32,7 @@ from .experiment import (
     writing,
 )
 from .models import model_cost
+from .provenance import sha256_files
 from .report import Summary, summarize
 from .results import load_results
 from .settings import SweepSettings
@@ -106,7 +107,7 @@ def _run_sweep(
                 str(experiment), trainable, resume_errored=True, param_space=param_space
             )
         else:  # a new sweep, or one killed before Tune wrote its first state
-            data = {n: DataInfo(d.source, *d.sizes) for n, d in datasets.items()}
+            data = {n: _data_info(n, d, settings) for n, d in datasets.items()}
             write_meta(experiment, new_meta(spec, settings, data, resources))
             tuner = tune.Tuner(
                 trainable,
@@ -152,6 +153,12 @@ def resume_sweep(
         trust=trust,
     )
     return run_sweep(spec, settings, on_event)
+
+
+def _data_info(name: str, data, settings: SweepSettings) -> DataInfo:
+    """What a sweep read of one dataset, with each file's checksum."""
+    files = dataset_files(name, settings.data_dir, settings.smoke)
+    return DataInfo(data.source, *data.sizes, sha256=sha256_files(files))
 
 
 def _check_trusted(experiment: Path) -> None:

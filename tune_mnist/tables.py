@@ -1,28 +1,42 @@
-"""Results DataFrame -> the study's tables, with repeats summarized honestly.
+"""An experiment's results -> the report's tables, each number with the uncertainty it has.
 
-Three study tables, named by a space's `report` key:
-- ablation (q1a): per dataset, the design rows, an accuracy column per model, and with two
-  models and repeats their paired difference;
+The study's tables (named by a space's `report` key), in the study's column order:
+- ablation (q1a): per dataset, the design rows, an accuracy column per model;
 - svm (q1b): dataset, kernel, train samples, test accuracy, training time;
 - comparison (q2): one row per configuration: accuracy, train time, FLOPs, params.
-Plus, for ResNet spaces, main effects of each factor (aliased factors flagged), and for
-every space the compute it used. With one seed per configuration the study tables look
-like the study's; with repeats they add std, n, a 95% t-interval and a comparison mark.
+Then, for ResNet spaces, factor effects from a linear model of the design (effects.py);
+the study's published numbers beside this run's and its claims tested (study.py), when
+the space has a reference; and the compute used.
+
+Uncertainty, by what ran: repeats (seeds) give a seed-to-seed t-interval and Dunnett's test
+against the best; a single run gives the test-sampling (Wilson) interval of its accuracy,
+and configurations scored on the same test images are compared by exact McNemar tests.
+Two configurations that were the same computation (they differ only in a factor that could
+not act) are said to be so and never ranked against each other.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
-from . import stats
-from .experiment import ExperimentMeta
+from . import stats, study
+from .effects import design_effects
+from .experiment import ExperimentMeta, Predictions
+from .models import FLOPS_CONVENTION
 from .results import numbers
 from .spaces import Space
 
 MODEL_NAMES = {"resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50"}
 DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+LEVEL_NAMES = {
+    "model": MODEL_NAMES,
+    "optimizer": {"sgd": "SGD", "adam": "Adam"},
+    "kernel": {"rbf": "RBF", "poly": "Poly", "linear": "linear", "sigmoid": "sigmoid"},
+}
 LABELS = {
     "dataset": "dataset",
     "model": "model",
@@ -40,22 +54,21 @@ CONFIG_KEYS = {
     "svm": ["dataset", "kernel", "train_samples", "C", "gamma", "degree"],
 }
 # Shown even when constant in a table: the study's own columns.
-DEFAULT_SHOWN = {
-    "model",
-    "batch_size",
-    "optimizer",
-    "lr",
-    "epochs",
-    "pin_memory",
-    "kernel",
-    "train_samples",
-    "dataset",
-}
+DEFAULT_SHOWN = {*FACTORS, "kernel", "train_samples", "dataset"}
+CONTENDED = 0.1  # a trial that shared its node with others this much of its time
 REPEAT_NOTE = (
-    "Mean ± std over n seeds; 95% CI: Student t-interval of the mean. vs best: `lower` = "
-    "the row's CI lies below the best row's CI, `tie` = the intervals overlap."
+    "Mean ± std over n seeds; 95% CI: Student t-interval of the mean over seeds. vs best: "
+    "Dunnett's test of each configuration against the one with the highest mean, "
+    "family-wise 5%; the best is picked on the same test set it is scored on."
 )
-SINGLE_NOTE = "One seed per configuration: differences cannot be told from seed-to-seed noise."
+SINGLE_NOTE = (
+    "One run per configuration: its 95% CI is the test-sampling (Wilson) interval of its "
+    "accuracy on the test images, not seed-to-seed variation, which one run cannot show."
+)
+MCNEMAR_NOTE = (
+    "vs best: exact McNemar test of each configuration against the best on the same test "
+    "images, Holm-adjusted; the best is picked on the same test set it is scored on."
+)
 
 
 @dataclass
@@ -73,161 +86,366 @@ class Table:
         return f"## {self.title}\n\n{body}\n{notes}"
 
 
+@dataclass(frozen=True)
+class Run:
+    """What the tables of one experiment are built from."""
+
+    meta: ExperimentMeta
+    results: pd.DataFrame  # one row per trial (results.load_results)
+    predictions: dict[str, Predictions] = field(default_factory=dict)  # by trial label
+    inert: dict[str, str] = field(default_factory=dict)  # factor -> why it could not act
+
+    @property
+    def space(self) -> Space:
+        return self.meta.space
+
+
 def metric(results: pd.DataFrame, name: str) -> pd.Series:
     """A metric of finished trials as numbers; NaN for unfinished ones or when absent."""
     return numbers(results, name).where(results["status"] == "finished")
 
 
-def _ci(summary: pd.DataFrame) -> pd.Series:
-    return summary.apply(
-        lambda r: "—" if pd.isna(r["ci_low"]) else f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]",
-        axis=1,
-    )
+def inert_factors(results: pd.DataFrame, meta: ExperimentMeta) -> dict[str, str]:
+    """The factors that could not act in the trials that ran, and why."""
+    if meta.trainable != "resnet":
+        return {}
+    inert = {}
+    if meta.settings.options.preload:
+        inert["pin_memory"] = "the datasets were preloaded on the GPU (--preload)"
+    elif set(results.get("device", pd.Series(dtype=str)).dropna()) == {"cpu"}:
+        inert["pin_memory"] = "every trial trained on the CPU, where nothing is pinned"
+    trained = metric(results, "epoch").dropna()
+    if results["epochs"].nunique() > 1 and trained.nunique() == 1:
+        cap = "--smoke" if meta.smoke else "a --max-epochs cap"
+        inert["epochs"] = f"every trial trained {int(trained.iloc[0])} epoch(s) ({cap})"
+    return inert
 
 
 def _display(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     shown = frame[keys].copy()
-    if "model" in shown:
-        shown["model"] = shown["model"].map(MODEL_NAMES)
-    if "dataset" in shown:
-        shown["dataset"] = shown["dataset"].map(DATASET_NAMES)
-    if "optimizer" in shown:
-        shown["optimizer"] = shown["optimizer"].map({"sgd": "SGD", "adam": "Adam"})
-    if "kernel" in shown:
-        shown["kernel"] = (
-            shown["kernel"].map({"rbf": "RBF", "poly": "Poly"}).fillna(shown["kernel"])
-        )
+    for key, names in (*LEVEL_NAMES.items(), ("dataset", DATASET_NAMES)):
+        if key in shown:
+            shown[key] = shown[key].map(lambda v, n=names: n.get(v, v))
     return shown.rename(columns=LABELS)
 
 
-def config_table(results: pd.DataFrame, keys: list[str], extra: dict[str, str]) -> pd.DataFrame:
-    """One row per configuration: accuracy over repeats, then the mean of each `extra`."""
-    frame = results.assign(
-        _acc=metric(results, "test_accuracy"), **{f"_{k}": metric(results, k) for k in extra}
+def _interval(low: float, high: float) -> str:
+    return "—" if pd.isna(low) or pd.isna(high) else f"[{low:.2f}, {high:.2f}]"
+
+
+def _ms(value: float, contended: bool = False) -> str:
+    """Milliseconds as the study prints them (thousands separators), * if contended."""
+    if pd.isna(value):
+        return "—"
+    return f"{round(value):,}" + (" *" if contended else "")
+
+
+def contention(results: pd.DataFrame) -> pd.Series:
+    """Per trial: the fraction of its wall time during which another trial ran on its node."""
+    start, end = numbers(results, "started_at"), numbers(results, "finished_at")
+    node = results.get("node_id", pd.Series("", index=results.index))
+    shared = pd.Series(np.nan, index=results.index)
+    for i in results.index[start.notna() & end.notna()]:
+        others = results.index[(node == node[i]) & (results.index != i)]
+        overlap = (np.minimum(end[others], end[i]) - np.maximum(start[others], start[i])).clip(0)
+        span = end[i] - start[i]
+        # the union of overlaps is at most their sum: an upper bound, which errs to marking
+        shared[i] = min(1.0, overlap.sum() / span) if span > 0 else 0.0
+    return shared
+
+
+def configurations(run: Run, keys: list[str]) -> pd.DataFrame:
+    """One row per configuration (the `keys`), with the numbers every table draws on.
+
+    Columns: the keys, `row` (its number in the tables), `n`, `mean`, `std`, `ci_low`,
+    `ci_high`, `interval` (how the CI was made), `samples` (accuracy per seed), `correct`
+    (per-image correctness of a single run, or None), `same_as` (the row of an earlier
+    configuration that was the same computation, or None), `epochs_trained`, `time_ms`,
+    `time_std`, `contended`, and the mean of gflops / params_m where reported.
+    """
+    results = run.results.assign(
+        _acc=metric(run.results, "test_accuracy"),
+        _time=metric(run.results, "train_time_ms"),
+        _epochs=metric(run.results, "epoch"),
+        _shared=contention(run.results),
     )
-    summary = stats.aggregate(frame, keys, "_acc")
-    means = frame.groupby(keys, sort=False, dropna=False)[[f"_{k}" for k in extra]].mean()
-    summary = summary.merge(means.reset_index(), on=keys, how="left")
-    shown = _display(summary, [k for k in keys if results[k].nunique() > 1 or k in DEFAULT_SHOWN])
-    shown["test accuracy (%)"] = summary["mean"].round(2)
-    if summary["n"].max() > 1:
-        shown["± std"] = summary["std"].round(2)
-        shown["n"] = summary["n"]
-        shown["95% CI"] = _ci(summary)
-        group = [k for k in ("dataset",) if k in keys]
-        marks = (
-            summary.groupby(group, sort=False, group_keys=False).apply(stats.versus_best)
-            if group
-            else stats.versus_best(summary)
+    results = results[results["status"] == "finished"]
+    computation = [k for k in keys if k not in run.inert and k != "epochs"]
+    rows, seen = [], {}
+    for values, group in results.groupby(keys, sort=False, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        described = stats.describe(group["_acc"])
+        row = {**dict(zip(keys, values, strict=True)), "row": int(group["row"].iloc[0])}
+        row |= described | {"samples": group["_acc"].to_numpy(), "correct": None}
+        row["interval"] = "t over seeds" if described["n"] > 1 else "Wilson (test sampling)"
+        if described["n"] == 1:
+            row |= _single_run(run, group.iloc[0])
+        trained = tuple(sorted(group["_epochs"].dropna().astype(int).unique()))
+        identity = (tuple(group[computation].iloc[0]), trained, tuple(sorted(group["seed"])))
+        row["same_as"] = seen.setdefault(identity, row["row"])
+        row["same_as"] = None if row["same_as"] == row["row"] else row["same_as"]
+        row["epochs_trained"] = (
+            " to ".join(map(str, sorted({trained[0], trained[-1]}))) if trained else ""
         )
-        shown["vs best"] = marks.reindex(summary.index)
+        row["time_ms"], row["time_std"] = group["_time"].mean(), group["_time"].std()
+        row["contended"] = bool((group["_shared"] > CONTENDED).any())
+        for extra in ("gflops", "params_m"):
+            if extra in group:
+                row[extra] = numbers(group, extra).mean()
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("row", ignore_index=True) if rows else pd.DataFrame()
+
+
+def _single_run(run: Run, trial: pd.Series) -> dict:
+    """A single run's correctness vector (when saved) and its Wilson interval."""
+    saved = run.predictions.get(trial["label"])
+    if saved is not None:
+        correct = saved.correct
+        right, total = int(correct.sum()), len(correct)
+    else:  # predictions not saved (older experiments): the count follows from the accuracy
+        correct, total = None, run.meta.data[trial["dataset"]].test
+        right = round(trial["_acc"] * total / 100)
+    low, high = stats.wilson_interval(right, total)
+    return {"correct": correct, "ci_low": low, "ci_high": high}
+
+
+def _versus_best(summary: pd.DataFrame, group: list[str]) -> pd.Series:
+    """Per row: its comparison with its group's best (see stats.versus_best)."""
+    marks = pd.Series("—", index=summary.index, dtype=object)
+    parts = summary.groupby(group, sort=False) if group else [(None, summary)]
+    for _, part in parts:
+        own = part[part["same_as"].isna()]  # an identical computation is not a rival
+        found = stats.versus_best(own, samples=list(own["samples"]), correct=list(own["correct"]))
+        marks[own.index] = found["mark"]
+        best = own.index[found["mark"] == "best"]
+        best_row = part.loc[best[0], "row"] if len(best) else None
+        for i in part.index[part["same_as"].notna()]:
+            same = int(part.loc[i, "same_as"])
+            marks[i] = f"same computation as #{same}" + (" (best)" if same == best_row else "")
+    return marks
+
+
+def config_table(run: Run, keys: list[str], extra: dict[str, str]) -> tuple[pd.DataFrame, list]:
+    """One row per configuration in the study's columns, then the statistics columns."""
+    summary = configurations(run, keys)
+    if summary.empty:
+        return pd.DataFrame(columns=["#"]), []
+    shown_keys = [k for k in keys if run.results[k].nunique() > 1 or k in DEFAULT_SHOWN]
+    frame = pd.concat(
+        [summary[["row"]].rename(columns={"row": "#"}), _display(summary, shown_keys)], axis=1
+    )
+    if "epochs" in keys and (summary["epochs_trained"] != summary["epochs"].astype(str)).any():
+        frame.insert(
+            frame.columns.get_loc("epochs") + 1, "epochs trained", summary["epochs_trained"]
+        )
+    frame["test accuracy (%)"] = summary["mean"].round(2)
     for key, label in extra.items():
-        values = summary[f"_{key}"]
-        shown[label] = (
-            values.round().astype("Int64")
-            if key.endswith("_ms")
-            else values.round(4 if key == "gflops" else 2)
+        if key == "train_time_ms":
+            frame[label] = [
+                _ms(t, c) for t, c in zip(summary["time_ms"], summary["contended"], strict=True)
+            ]
+        elif key in summary:
+            frame[label] = summary[key].round(4 if key == "gflops" else 2)
+    repeated = summary["n"].max() > 1
+    if repeated:
+        frame["± std"] = summary["std"].round(2)
+        frame["n"] = summary["n"]
+    frame["95% CI"] = [
+        _interval(lo, hi) for lo, hi in zip(summary["ci_low"], summary["ci_high"], strict=True)
+    ]
+    if repeated and "train_time_ms" in extra:
+        frame["time ± std (ms)"] = summary["time_std"].map(_ms)
+    group = ["dataset"] if "dataset" in keys else []
+    has_test = repeated or summary["correct"].map(lambda c: c is not None).any()
+    if has_test or summary["same_as"].notna().any():
+        frame["vs best"] = _versus_best(summary, group)
+    notes = [REPEAT_NOTE if repeated else SINGLE_NOTE]
+    if not repeated and has_test:
+        notes.append(MCNEMAR_NOTE)
+    if summary["same_as"].notna().any():
+        notes.append(
+            "same computation as #k: the configuration differs from row k only in factors that "
+            f"could not act here ({', '.join(run.inert) or 'none'}); it is one result shown twice."
         )
-    return shown
+    if summary["contended"].any():
+        notes.append(
+            f"* train time taken while other trials ran on the same node for more than "
+            f"{CONTENDED:.0%} of it: not a speed figure."
+        )
+    return frame, notes
 
 
-def comparison_tables(results: pd.DataFrame, space: Space) -> list[Table]:
+def comparison_tables(run: Run) -> list[Table]:
     """q2: one row per configuration with accuracy, train time, FLOPs and params."""
-    keys = [k for k in CONFIG_KEYS["resnet"] if k != "dataset" or results[k].nunique() > 1]
-    frame = config_table(
-        results,
-        keys,
-        {"train_time_ms": "train time (ms)", "gflops": "FLOPs (GFLOPs)", "params_m": "params (M)"},
-    )
-    return [Table(space.name, f"{space.name}: model comparison", frame)]
+    keys = [k for k in CONFIG_KEYS["resnet"] if k != "dataset" or run.results[k].nunique() > 1]
+    extra = {
+        "train_time_ms": "train time (ms)",
+        "gflops": "FLOPs (GFLOPs)",
+        "params_m": "params (M)",
+    }
+    frame, notes = config_table(run, keys, extra)
+    notes.append(f"FLOPs: {FLOPS_CONVENTION}.")
+    return [Table(run.space.name, f"{run.space.name}: model comparison", frame, notes)]
 
 
-def svm_tables(results: pd.DataFrame, space: Space) -> list[Table]:
+def svm_tables(run: Run) -> list[Table]:
     """q1b: dataset, kernel, train samples, test accuracy (%), training time (ms)."""
-    frame = config_table(
-        results, ["dataset", "kernel", "train_samples"], {"train_time_ms": "training time (ms)"}
-    )
-    return [Table(space.name, f"{space.name}: SVM baselines", frame)]
+    keys = ["dataset", "kernel", "train_samples"]
+    frame, notes = config_table(run, keys, {"train_time_ms": "training time (ms)"})
+    if run.results["seed"].nunique() > 1:
+        notes.append("SVC has no randomness: its repeats are the same computation.")
+    return [Table(run.space.name, f"{run.space.name}: SVM baselines", frame, notes)]
 
 
-def ablation_tables(results: pd.DataFrame, space: Space) -> list[Table]:
-    """q1a: per dataset, one row per design row, one accuracy column per model."""
-    row_keys = [k for k in FACTORS if k != "model" and any(k in row for row in space.rows)]
-    models = list(dict.fromkeys(results["model"]))
+def ablation_tables(run: Run) -> list[Table]:
+    """q1a: per dataset, one row per design row, one accuracy column (and CI) per model."""
+    row_keys = [k for k in FACTORS if k != "model" and any(k in r for r in run.space.rows)]
+    keys = ["dataset", "model", *row_keys]
+    summary = configurations(run, keys)
+    models = list(dict.fromkeys(run.results["model"]))
     tables = []
-    for dataset, part in results.groupby("dataset", sort=False):
-        part = part.assign(_acc=metric(part, "test_accuracy"))
-        frame = _display(part[row_keys].drop_duplicates().reset_index(drop=True), row_keys)
+    for dataset, part in summary.groupby("dataset", sort=False) if len(summary) else []:
         design = part[row_keys].drop_duplicates().reset_index(drop=True)
+        frame = _display(design, row_keys)
+        notes = [REPEAT_NOTE.split(" vs best")[0] if part["n"].max() > 1 else SINGLE_NOTE]
+        by_model = {}
         for model in models:
-            summary = stats.aggregate(part[part["model"] == model], row_keys, "_acc")
-            summary = design.merge(summary, on=row_keys, how="left")
-            frame[f"{MODEL_NAMES[model]} acc (%)"] = summary["mean"].round(2).to_numpy()
-            if summary["n"].max() > 1:
-                frame[f"{MODEL_NAMES[model]} ± std"] = summary["std"].round(2).to_numpy()
-        notes = []
-        if len(models) == 2 and part.groupby([*row_keys, "model"])["seed"].nunique().max() > 1:
-            frame, note = _paired_columns(frame, part, design, row_keys, models)
-            notes.append(note)
-        title = f"{space.name}: {DATASET_NAMES[dataset]}"
-        tables.append(Table(f"{space.name}-{dataset}", title, frame, notes))
+            cells = design.merge(part[part["model"] == model], on=row_keys, how="left")
+            by_model[model] = cells
+            name = MODEL_NAMES.get(model, model)
+            frame[f"{name} acc (%)"] = cells["mean"].round(2).to_numpy()
+            if cells["n"].max() > 1:
+                frame[f"{name} ± std"] = cells["std"].round(2).to_numpy()
+            frame[f"{name} 95% CI"] = [
+                _interval(lo, hi) for lo, hi in zip(cells["ci_low"], cells["ci_high"], strict=True)
+            ]
+        if len(models) == 2:
+            notes.append(_model_difference(frame, *(by_model[m] for m in models), models))
+        title = f"{run.space.name}: {DATASET_NAMES.get(dataset, dataset)}"
+        tables.append(Table(f"{run.space.name}-{dataset}", title, frame, notes))
     return tables
 
 
-def _paired_columns(frame, part, design, row_keys, models):
-    a, b = models
-    diffs = []
-    for _, row in design.iterrows():
-        mask = (part[row_keys] == row.to_numpy()).all(axis=1)
-        pairs = part[mask].pivot_table(index="seed", columns="model", values="_acc")
-        diffs.append(stats.paired_difference(pairs.get(a, []), pairs.get(b, [])))
-    diffs = pd.DataFrame(diffs)
-    label = f"{MODEL_NAMES[b]} - {MODEL_NAMES[a]} (pp)"
-    frame[label] = diffs["diff"].round(2)
-    frame["diff 95% CI"] = _ci(diffs)
-    frame["p (paired t)"] = diffs["p"].round(3)
-    note = (
-        f"{label}: per design row, the mean over seeds of the paired difference (same seed, "
-        "both models), its 95% t-interval and a paired t-test p-value."
+def _model_difference(frame, a: pd.DataFrame, b: pd.DataFrame, models) -> str:
+    """Second model minus first, per design row: paired over seeds, else McNemar."""
+    label = (
+        f"{MODEL_NAMES.get(models[1], models[1])} - {MODEL_NAMES.get(models[0], models[0])} (pp)"
     )
-    return frame, note
-
-
-def effects_tables(results: pd.DataFrame, space: Space) -> list[Table]:
-    """Main effects of each design factor on accuracy and train time, per dataset."""
-    tables = []
-    for dataset, part in results.groupby("dataset", sort=False):
-        part = part.assign(
-            test_accuracy=metric(part, "test_accuracy"), train_time_ms=metric(part, "train_time_ms")
-        )
-        design = part[[f for f in FACTORS if part[f].nunique() > 1]]
-        hidden, aliases = stats.aliased_factors(design)
-        factors = [f for f in design if f not in hidden]
-        frame = stats.main_effects(part, factors, ["test_accuracy", "train_time_ms"])
-        if frame.empty:
-            continue
-        frame = frame.rename(
-            columns={
-                "mean test_accuracy": "mean test accuracy (%)",
-                "mean train_time_ms": "mean train time (ms)",
-            }
-        )
-        frame["mean test accuracy (%)"] = frame["mean test accuracy (%)"].round(2)
-        frame["mean train time (ms)"] = frame["mean train time (ms)"].round()
-        notes = [
-            "Levels: mean over every finished trial at that level. The `A - B` rows: "
-            "difference of the two levels' means with a Welch 95% t-interval over trials "
-            "(other factors vary inside each level, so the interval is conservative; in an "
-            "unbalanced design such as q2 a level's mean also carries other factors' effects)."
+    frame[label] = (b["mean"] - a["mean"]).round(2).to_numpy()
+    if max(a["n"].max(), b["n"].max()) > 1:
+        diffs = [
+            stats.paired_difference(x, y)
+            if isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
+            else {}
+            for x, y in zip(a["samples"], b["samples"], strict=True)
         ]
-        notes += [f"Aliased in this design: {line}." for line in aliases]
-        title = f"{space.name}: main effects, {DATASET_NAMES[dataset]}"
-        tables.append(Table(f"{space.name}-effects-{dataset}", title, frame, notes))
+        frame["p (paired t)"] = [round(d.get("p", math.nan), 3) for d in diffs]
+        return (
+            f"{label}: mean over seeds of the paired difference (same seed), paired t-test "
+            "p; a p of — means no spread to test."
+        )
+    p = []
+    for x, y in zip(a["correct"], b["correct"], strict=True):
+        ok = isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.shape == y.shape
+        p.append(round(stats.mcnemar_exact(x, y).p, 3) if ok else math.nan)
+    frame["p (McNemar)"] = p
+    return (
+        f"{label}: single runs on the same test images; p: exact McNemar test per row (not "
+        "adjusted for the number of rows)."
+    )
+
+
+def effects_tables(run: Run) -> tuple[list[Table], dict[str, pd.DataFrame]]:
+    """Effects of each design factor on test accuracy, per dataset, from a linear model;
+    and each dataset's model-based level means (for the effects figure)."""
+    tables, levels = [], {}
+    results = run.results.assign(test_accuracy=metric(run.results, "test_accuracy"))
+    for dataset, part in results.groupby("dataset", sort=False):
+        part = part[part["status"] == "finished"]
+        factors = [f for f in FACTORS if part[f].nunique() > 1]
+        if not factors or part.empty:
+            continue
+        found = design_effects(
+            part,
+            factors,
+            "test_accuracy",
+            inert=run.inert,
+            same_computation=[*CONFIG_KEYS["resnet"], "seed"],
+            names=LEVEL_NAMES,
+        )
+        levels[dataset] = found.levels
+        frame = found.contrasts.assign(
+            estimate=found.contrasts["estimate"].round(2),
+            CI=[
+                _interval(lo, hi)
+                for lo, hi in zip(
+                    found.contrasts["ci_low"], found.contrasts["ci_high"], strict=True
+                )
+            ],
+            p=found.contrasts["p"].map(lambda p: "—" if pd.isna(p) else f"{p:.3g}"),
+        )
+        frame = frame[["factor", "contrast", "estimate", "CI", "p", "within", "confounded"]].rename(
+            columns={"estimate": "effect on accuracy (pp)", "CI": "95% CI"}
+        )
+        notes = [
+            "Effects: ordinary least squares on the main effects of the factors (statsmodels), "
+            "each contrast adjusted for the other factors; identical computations count once."
+        ]
+        joint = found.joint[found.joint["levels"] > 2] if not found.joint.empty else found.joint
+        for _, j in joint.iterrows():
+            p = "—" if pd.isna(j["p"]) else f"{j['p']:.3g}"
+            notes.append(
+                f"{j['factor']}: joint F-test of its {j['levels']} levels, "
+                f"F = {j['F']:.2f}, p = {p}."
+            )
+        notes += found.notes
+        title = f"{run.space.name}: factor effects, {DATASET_NAMES.get(dataset, dataset)}"
+        tables.append(Table(f"{run.space.name}-effects-{dataset}", title, frame, notes))
+    return tables, levels
+
+
+def study_tables(run: Run) -> list[Table]:
+    """The study's published accuracies beside this run's, and its claims tested."""
+    reference = study.builtin_reference(run.meta.name)
+    if reference is None:
+        return []
+    keys = [k for k in CONFIG_KEYS[run.meta.trainable] if k in reference and k in run.results]
+    summary = configurations(run, keys)
+    if summary.empty:
+        return []
+    matched = study.study_vs_run(reference, summary, keys)
+    tables = []
+    if not matched.empty:
+        frame = _display(matched, keys).join(matched.drop(columns=keys))
+        notes = list(matched.attrs.get("notes", []))
+        notes.append(
+            f"{len(matched)} of the study's {len(reference)} configurations ran here"
+            + (" (the rest were not part of this run)." if len(matched) < len(reference) else ".")
+        )
+        if run.meta.smoke:
+            notes.append("A smoke run: its numbers are not at the study's scale.")
+        exact = matched["difference (pp)"].abs().max() == 0
+        if exact:
+            notes.append("Every accuracy here equals the study's to the two decimals it printed.")
+        tables.append(
+            Table(
+                f"{run.space.name}-study", f"{run.space.name}: the study and this run", frame, notes
+            )
+        )
+    claims = study.check_claims(summary, smoke=run.meta.smoke, inert=set(run.inert))
+    if claims:
+        frame = pd.DataFrame(
+            [{"claim": c.text, "verdict": c.verdict, "evidence": c.evidence} for c in claims]
+        )
+        tables.append(
+            Table(f"{run.space.name}-claims", f"{run.space.name}: the study's claims", frame)
+        )
     return tables
 
 
-def compute_table(results: pd.DataFrame, space: Space) -> Table:
+def compute_table(run: Run) -> Table:
     """GPU- and CPU-seconds, images and training FLOPs, per dataset and model (or kernel)."""
+    results = run.results
     by = ["dataset", "model" if "model" in results else "kernel"]
     done = results[results["status"] == "finished"]
     columns = {
@@ -256,34 +474,37 @@ def compute_table(results: pd.DataFrame, space: Space) -> Table:
     frame = frame.rename(columns=columns).round(3)
     note = (
         "GPU-seconds: train time x the GPU fraction held; CPU-seconds likewise with CPUs. "
-        "Train PFLOPs: an estimate, 3 x forward FLOPs (fvcore) x images trained."
+        "Train PFLOPs: an estimate, 3 x forward FLOPs x images trained."
     )
-    return Table(f"{space.name}-compute", f"{space.name}: compute used", frame, [note])
+    name = run.space.name
+    return Table(f"{name}-compute", f"{name}: compute used", frame, [note])
 
 
 STUDY_TABLES = {"ablation": ablation_tables, "svm": svm_tables, "comparison": comparison_tables}
 
 
-def build_tables(results: pd.DataFrame, meta: ExperimentMeta) -> list[Table]:
-    """The study's tables for an experiment, then effects (ResNets) and compute."""
-    space = meta.space
-    tables = STUDY_TABLES[meta.report](results, space)
-    repeated = results.groupby(CONFIG_KEYS[space.trainable], dropna=False).size().max() > 1
-    for table in tables:
-        table.notes.append(REPEAT_NOTE if repeated else SINGLE_NOTE)
-    if space.trainable == "resnet":
-        tables += effects_tables(results, space)
-        pinning = pin_memory_note(results, meta)
-        for table in tables if pinning else []:
-            table.notes.append(pinning)
-    tables.append(compute_table(results, space))
+def build_tables(
+    results: pd.DataFrame, meta: ExperimentMeta, predictions: dict[str, Predictions] | None = None
+) -> tuple[list[Table], dict[str, pd.DataFrame]]:
+    """The study's tables for an experiment, then effects (ResNets), the study beside this
+    run, and compute; and the effects' level means per dataset (for the effects figure)."""
+    run = Run(meta, results, predictions or {}, inert_factors(results, meta))
+    tables = STUDY_TABLES[meta.report](run)
+    levels: dict[str, pd.DataFrame] = {}
+    if meta.trainable == "resnet":
+        effects, levels = effects_tables(run)
+        tables += effects
+    tables += study_tables(run)
+    tables.append(compute_table(run))
     for table in tables:
         if meta.smoke:
             table.title += " (SMOKE RUN: not the study's numbers)"
-        table.notes.append(scale_note(meta))
-        if partial := selection_note(meta):
-            table.notes.append(partial)
-    return tables
+    # what holds for the whole experiment, said once, under its first table
+    tables[0].notes += [f"{factor} could not act: {why}." for factor, why in run.inert.items()]
+    tables[0].notes.append(scale_note(meta))
+    if partial := selection_note(meta):
+        tables[0].notes.append(partial)
+    return tables, levels
 
 
 def selection_note(meta: ExperimentMeta) -> str | None:
@@ -297,16 +518,6 @@ def selection_note(meta: ExperimentMeta) -> str | None:
         f"{meta.name} ran ({selection.describe()}): trials {rows} of "
         f"`tune-mnist show {meta.name}`."
     )
-
-
-def pin_memory_note(results: pd.DataFrame, meta: ExperimentMeta) -> str | None:
-    """Why pin_memory could change nothing in this run, if it could not."""
-    if meta.settings.options.preload:
-        return "pin_memory had no effect: the datasets were preloaded on the GPU (--preload)."
-    devices = set(results["device"].dropna()) if "device" in results else set()
-    if devices == {"cpu"}:
-        return "pin_memory had no effect: every trial trained on the CPU, where nothing is pinned."
-    return None
 
 
 def scale_note(meta: ExperimentMeta) -> str:

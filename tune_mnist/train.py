@@ -54,6 +54,7 @@ class ResNetResult:
     history: list[EpochStats] = field(default_factory=list)
     diverged: bool = False  # the loss became NaN or infinite; training stopped there
     options: dict[str, Any] = field(default_factory=dict)  # TrainOptions as resolved
+    predicted: torch.Tensor | None = None  # the test set's predicted classes, last epoch
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -119,16 +120,29 @@ class Batches:
         return x, labels.to(self.device)
 
 
-def evaluate(model: nn.Module, batches: Batches, amp: bool) -> float:
-    """Test accuracy in % over a whole set, in large batches, one host sync at the end."""
+def predict(model: nn.Module, batches: Batches, amp: bool) -> torch.Tensor:
+    """The predicted class of every image of a set (on the CPU), in large batches, one
+    host sync at the end."""
     model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=batches.device)
+    predicted = []
     with torch.inference_mode(), _autocast(batches.device, amp):
         for start in range(0, len(batches), batches.batch_size):
             end = start + batches.batch_size
-            x, y = batches.to_device(batches.images[start:end], batches.labels[start:end])
-            correct += (model(x).argmax(1) == y).sum()
-    return 100.0 * correct.item() / max(len(batches), 1)
+            x, _ = batches.to_device(batches.images[start:end], batches.labels[start:end])
+            predicted.append(model(x).argmax(1))
+    if not predicted:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.cat(predicted).cpu()
+
+
+def evaluate(model: nn.Module, batches: Batches, amp: bool) -> float:
+    """Test accuracy in % over a whole set."""
+    return accuracy(predict(model, batches, amp), batches.labels)
+
+
+def accuracy(predicted: torch.Tensor, labels: torch.Tensor) -> float:
+    """% of predictions equal to the labels (0 for an empty set)."""
+    return 100.0 * (predicted == labels.cpu()).sum().item() / max(len(labels), 1)
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -181,7 +195,7 @@ def _train_resnet(
     optimizer = make_optimizer(trial, model.parameters())
     shuffle = torch.Generator().manual_seed(trial.seed)
     epochs = trial.epochs_to_train(options.max_epochs)
-    done, train_ms, history = 0, 0.0, []
+    done, train_ms, history, predicted = 0, 0.0, [], None
     if resume:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -189,6 +203,7 @@ def _train_resnet(
         torch.set_rng_state(resume["torch_rng"])
         done, train_ms = resume["epoch"], resume["train_time_ms"]
         history = [EpochStats(**h) for h in resume["history"]]
+        predicted = resume.get("predicted")
     step = model
     if options.compile:
         step = torch.compile(model, mode=None if options.compile == "default" else options.compile)
@@ -222,11 +237,13 @@ def _train_resnet(
             "epoch": done,
             "train_time_ms": train_ms,
             "history": [asdict(h) for h in history],
+            "predicted": predicted,  # the last epoch's, so a restart can report them
         }
 
     for epoch in range(done + 1, epochs + 1):
         seconds, loss, train_acc = _train_epoch(step, optimizer, batches, shuffle, device, options)
-        test_acc = evaluate(step, test_batches, options.amp)
+        predicted = predict(step, test_batches, options.amp)
+        test_acc = accuracy(predicted, test_batches.labels)
         done, train_ms = epoch, train_ms + 1000 * seconds
         peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
         rate = len(batches) / seconds if seconds else 0.0
@@ -242,6 +259,7 @@ def _train_resnet(
         history=history,
         diverged=bool(history) and not math.isfinite(history[-1].train_loss),
         options=asdict(options),
+        predicted=predicted,
     )
 
 

@@ -24,9 +24,9 @@ from ray import tune
 
 from .configs import ResNetConfig, SVMConfig, TrainOptions, trial_from_dict
 from .data import Dataset
-from .experiment import trial_folder_name
+from .experiment import save_predictions, trial_folder_name
 from .models import ModelCost
-from .svm import fit_svm
+from .svm import fit_predict
 from .train import EpochStats, train_resnet
 
 STATE_FILE = "state.pt"
@@ -46,17 +46,19 @@ def run_trial(
     trial = trial_from_dict(config["trial"])
     data = datasets[trial.dataset]
     base = {"trial_finished": False, **placement(), "started_at": time.time()}
+    folder = None
+    if experiment:  # on storage every node shares (cluster.check_shared_storage)
+        trial_id = tune.get_context().get_trial_id()
+        folder = Path(experiment) / trial_folder_name(trial_id, trial)
     if isinstance(trial, SVMConfig):
-        result = fit_svm(trial, data, config["svm_backend"])
+        result, predicted = fit_predict(trial, data, config["svm_backend"])
+        if folder:
+            save_predictions(folder, predicted, data.test_labels)
         tune.report({**base, **asdict(result), "trial_finished": True, "finished_at": time.time()})
         return
     options = TrainOptions.from_dict(config["options"])
     if 0 < base["assigned_gpus"] < 1:  # a packed trial: keep to its share of GPU memory
         options = replace(options, memory_fraction=base["assigned_gpus"])
-    folder = None
-    if experiment:
-        trial_id = tune.get_context().get_trial_id()
-        folder = Path(experiment) / trial_folder_name(trial_id, trial)
     run_resnet(trial, data, options, costs[trial.model], base, folder)
 
 
@@ -83,18 +85,25 @@ def run_resnet(
             metrics |= {"trial_finished": True, "finished_at": time.time(), **asdict(cost)}
         return metrics
 
+    def keep_predictions(metrics: dict, predicted) -> None:
+        if metrics["trial_finished"] and folder and predicted is not None:
+            save_predictions(folder, predicted.numpy(), data.test_labels)
+
     def on_epoch(stats: EpochStats, state) -> None:
-        with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as staging:
             saved = state()
-            torch.save(saved, Path(folder) / STATE_FILE)
+            torch.save(saved, Path(staging) / STATE_FILE)
             metrics = metrics_for(stats, saved["train_time_ms"])
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            keep_predictions(metrics, saved["predicted"])  # before Tune hears it finished
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(staging))
 
     if resume and resumed_from >= epochs:
         # Restarted after its last checkpoint (a driver killed before Tune recorded the
         # trial as done): nothing to train, so report the saved final epoch again.
         last = EpochStats(**resume["history"][-1])
-        tune.report(metrics_for(last, resume["train_time_ms"]))
+        metrics = metrics_for(last, resume["train_time_ms"])
+        keep_predictions(metrics, resume.get("predicted"))
+        tune.report(metrics)
         return
     train_resnet(trial, data, options, resume=resume, on_epoch=on_epoch)
 
