@@ -114,7 +114,7 @@ def test_gpu_as_torch_sees_it():
         )
         assert found.cudnn == torch.backends.cudnn.version()
     else:
-        assert found.devices == () and found.cudnn is None
+        assert found.devices == [] and found.cudnn is None
 
 
 def fake_nvidia_smi(folder: Path, output: str) -> None:

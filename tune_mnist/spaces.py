@@ -92,6 +92,9 @@ class Space(BaseModel):
     fixed: dict[str, Any] = {}
     grid: dict[str, list[Any]] = {}
     rows: list[dict[str, Any]] = []
+    # a CSV of published numbers to set beside this run's (study.load_reference); relative
+    # to the space file, made absolute when the file is loaded
+    reference: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,19 @@ def load_space(name_or_path: str | Path, limit: int = TRIAL_LIMIT) -> Spec:
         raise TuneMnistError(f"{path.name}: not valid YAML{where}: {problem}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise TuneMnistError(f"{path}: cannot read: {e}") from None
-    return parse_space(raw, source=path.name, limit=limit)
+    spec = parse_space(raw, source=path.name, limit=limit)
+    if spec.space.reference:
+        spec = replace(spec, space=_with_reference(spec.space, path))
+    return spec
+
+
+def _with_reference(space: Space, path: Path) -> Space:
+    """The space with its reference table's absolute path, checked to load."""
+    from .study import load_reference
+
+    reference = (path.parent / space.reference).absolute()
+    load_reference(reference, space.fixed.get("dataset"))  # a bad table: one line, now
+    return space.model_copy(update={"reference": str(reference)})
 
 
 def parse_space(raw: Any, source: str = "<space>", limit: int = TRIAL_LIMIT) -> Spec:

@@ -25,6 +25,7 @@ import pandas as pd
 
 from . import stats, study
 from .effects import design_effects
+from .errors import TuneMnistError
 from .experiment import ExperimentMeta, Predictions
 from .models import FLOPS_CONVENTION
 from .results import numbers
@@ -406,7 +407,14 @@ def effects_tables(run: Run) -> tuple[list[Table], dict[str, pd.DataFrame]]:
 
 def study_tables(run: Run) -> list[Table]:
     """The study's published accuracies beside this run's, and its claims tested."""
-    reference = study.builtin_reference(run.meta.name)
+    try:
+        reference = reference_of(run.meta)
+    except TuneMnistError as e:  # the table was readable when the sweep started
+        return [
+            Table(
+                f"{run.space.name}-study", f"{run.space.name}: the study", pd.DataFrame(), [str(e)]
+            )
+        ]
     if reference is None:
         return []
     keys = [k for k in CONFIG_KEYS[run.meta.trainable] if k in reference and k in run.results]
@@ -441,6 +449,19 @@ def study_tables(run: Run) -> list[Table]:
             Table(f"{run.space.name}-claims", f"{run.space.name}: the study's claims", frame)
         )
     return tables
+
+
+def reference_of(meta: ExperimentMeta) -> pd.DataFrame | None:
+    """The published numbers a space names (`reference:`), in study.load_reference's form.
+
+    Experiments of the built-in spaces made before spaces named their reference get it by
+    the space's name.
+    """
+    if meta.space.reference:
+        return study.load_reference(meta.space.reference, meta.space.fixed.get("dataset"))
+    if meta.space_source == f"{meta.name}.yaml":
+        return study.builtin_reference(meta.name)
+    return None
 
 
 def compute_table(run: Run) -> Table:
