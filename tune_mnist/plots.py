@@ -31,23 +31,8 @@ from matplotlib.ticker import MaxNLocator
 
 from .experiment import ExperimentMeta, report_dir, write_atomic
 from .results import Experiment, load_experiment, numbers
-from .tables import CONFIG_KEYS, DATASET_NAMES, LABELS, MODEL_NAMES, metric
+from .tables import CLASS_NAMES, CONFIG_KEYS, DATASET_NAMES, LABELS, MODEL_NAMES, metric
 
-CLASS_NAMES = {
-    "mnist": [str(d) for d in range(10)],
-    "fashion-mnist": [
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ],
-}
 _SHORT = {"sgd": "SGD", "adam": "Adam", "rbf": "RBF", "poly": "Poly", "linear": "linear"}
 _MANY_CONFIGS = 10  # beyond this a qualitative 10-colour cycle repeats colours
 

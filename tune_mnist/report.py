@@ -20,7 +20,7 @@ from .experiment import Predictions, report_dir, write_atomic
 from .html import write_html
 from .provenance import report_provenance
 from .results import Experiment, load_experiment
-from .tables import Table, build_tables
+from .tables import CLASS_NAMES, DATASET_NAMES, Table, build_tables
 from .trust import untrusted_files
 
 FORMATS = ("md", "csv", "json", "parquet", "html")
@@ -136,12 +136,13 @@ def per_class_tables(
         rows = []
         for row, counts in matrices.items():
             right = np.diag(counts) / np.maximum(counts.sum(axis=1), 1) * 100
-            rows.append({"#": row, **{str(c): round(v, 1) for c, v in enumerate(right)}})
-        note = "Accuracy (%) on the test images of each class (columns: class index)."
+            names = CLASS_NAMES.get(dataset) or [str(c) for c in range(len(right))]
+            rows.append({"#": row, **{n: round(v, 1) for n, v in zip(names, right, strict=False)}})
+        note = "Accuracy (%) on the test images of each class, over the configuration's seeds."
         tables.append(
             Table(
                 f"{name}-classes-{dataset}",
-                f"{name}: accuracy per class, {dataset}",
+                f"{name}: accuracy per class, {DATASET_NAMES.get(dataset, dataset)}",
                 pd.DataFrame(rows),
                 [note],
             )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .configs import ResNetConfig, SVMConfig, TrialConfig, trial_to_dict
@@ -241,6 +242,8 @@ def with_compute(frame: pd.DataFrame, meta: ExperimentMeta) -> pd.DataFrame:
     """Add what each trial used: GPU- and CPU-seconds, images trained, throughput, FLOPs.
 
     train_pflops_est is an estimate: 3 x forward FLOPs (fvcore) x images trained.
+    shared_node_fraction: how much of the trial's wall time other trials ran on its node
+    (an upper bound: overlaps are summed), the mark of a time taken under contention.
     """
     seconds = numbers(frame, "train_time_ms") / 1000
     train_sizes = frame["dataset"].map({n: d.train for n, d in meta.data.items()})
@@ -252,9 +255,24 @@ def with_compute(frame: pd.DataFrame, meta: ExperimentMeta) -> pd.DataFrame:
     frame["gpu_seconds"] = seconds * numbers(frame, "assigned_gpus")
     frame["cpu_seconds"] = seconds * numbers(frame, "assigned_cpus")
     frame["train_images_per_s"] = images / seconds
+    frame["shared_node_fraction"] = shared_node_fraction(frame)
     if meta.trainable == "resnet":
         frame["train_pflops_est"] = 3 * numbers(frame, "gflops") * images / 1e6
     return frame
+
+
+def shared_node_fraction(results: pd.DataFrame) -> pd.Series:
+    """Per trial: the fraction of its wall time during which another trial ran on its node."""
+    start, end = numbers(results, "started_at"), numbers(results, "finished_at")
+    node = results.get("node_id", pd.Series("", index=results.index))
+    shared = pd.Series(np.nan, index=results.index)
+    for i in results.index[start.notna() & end.notna()]:
+        others = results.index[(node == node[i]) & (results.index != i)]
+        overlap = (np.minimum(end[others], end[i]) - np.maximum(start[others], start[i])).clip(0)
+        span = end[i] - start[i]
+        # the union of overlaps is at most their sum: an upper bound, which errs to marking
+        shared[i] = min(1.0, overlap.sum() / span) if span > 0 else 0.0
+    return shared
 
 
 def numbers(frame: pd.DataFrame, column: str) -> pd.Series:

@@ -33,6 +33,21 @@ from .spaces import Space
 
 MODEL_NAMES = {"resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50"}
 DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+CLASS_NAMES = {
+    "mnist": [str(d) for d in range(10)],
+    "fashion-mnist": [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ],
+}
 LEVEL_NAMES = {
     "model": MODEL_NAMES,
     "optimizer": {"sgd": "SGD", "adam": "Adam"},
@@ -141,20 +156,6 @@ def _ms(value: float, contended: bool = False) -> str:
     return f"{round(value):,}" + (" *" if contended else "")
 
 
-def contention(results: pd.DataFrame) -> pd.Series:
-    """Per trial: the fraction of its wall time during which another trial ran on its node."""
-    start, end = numbers(results, "started_at"), numbers(results, "finished_at")
-    node = results.get("node_id", pd.Series("", index=results.index))
-    shared = pd.Series(np.nan, index=results.index)
-    for i in results.index[start.notna() & end.notna()]:
-        others = results.index[(node == node[i]) & (results.index != i)]
-        overlap = (np.minimum(end[others], end[i]) - np.maximum(start[others], start[i])).clip(0)
-        span = end[i] - start[i]
-        # the union of overlaps is at most their sum: an upper bound, which errs to marking
-        shared[i] = min(1.0, overlap.sum() / span) if span > 0 else 0.0
-    return shared
-
-
 def configurations(run: Run, keys: list[str]) -> pd.DataFrame:
     """One row per configuration (the `keys`), with the numbers every table draws on.
 
@@ -168,7 +169,7 @@ def configurations(run: Run, keys: list[str]) -> pd.DataFrame:
         _acc=metric(run.results, "test_accuracy"),
         _time=metric(run.results, "train_time_ms"),
         _epochs=metric(run.results, "epoch"),
-        _shared=contention(run.results),
+        _shared=numbers(run.results, "shared_node_fraction"),
     )
     results = results[results["status"] == "finished"]
     computation = [k for k in keys if k not in run.inert and k != "epochs"]
@@ -433,6 +434,7 @@ def study_tables(run: Run) -> list[Table]:
         if run.meta.smoke:
             notes.append("A smoke run: its numbers are not at the study's scale.")
         exact = matched["difference (pp)"].abs().max() == 0
+        frame["difference (pp)"] = matched["difference (pp)"].map(lambda d: f"{d:+.2f}")
         if exact:
             notes.append("Every accuracy here equals the study's to the two decimals it printed.")
         tables.append(
@@ -486,7 +488,7 @@ def compute_table(run: Run) -> Table:
     )
     frame = _display(frame, by).join(frame.drop(columns=by))
     total = {
-        **dict.fromkeys(LABELS[b] for b in by),
+        **dict.fromkeys((LABELS[b] for b in by), "—"),
         "trials": len(done),
         **done[present].sum().to_dict(),
     }

@@ -45,7 +45,7 @@ def run_trial(
     """
     trial = trial_from_dict(config["trial"])
     data = datasets[trial.dataset]
-    base = {"trial_finished": False, **placement(), "started_at": time.time()}
+    base = {"trial_finished": False, **placement(), **_clock("started_at", "load_1m_at_start")}
     folder = None
     if experiment:  # on storage every node shares (cluster.check_shared_storage)
         trial_id = tune.get_context().get_trial_id()
@@ -54,7 +54,8 @@ def run_trial(
         result, predicted = fit_predict(trial, data, config["svm_backend"])
         if folder:
             save_predictions(folder, predicted, data.test_labels)
-        tune.report({**base, **asdict(result), "trial_finished": True, "finished_at": time.time()})
+        finished = {"trial_finished": True, **_clock("finished_at", "load_1m_at_finish")}
+        tune.report({**base, **asdict(result), **finished})
         return
     options = TrainOptions.from_dict(config["options"])
     if 0 < base["assigned_gpus"] < 1:  # a packed trial: keep to its share of GPU memory
@@ -82,7 +83,8 @@ def run_resnet(
         metrics["unreadable_checkpoints"] = restored.unreadable
         metrics["diverged"] = not math.isfinite(stats.train_loss)  # train.py stops there
         if stats.epoch == epochs and not metrics["diverged"]:
-            metrics |= {"trial_finished": True, "finished_at": time.time(), **asdict(cost)}
+            metrics |= {"trial_finished": True, **_clock("finished_at", "load_1m_at_finish")}
+            metrics |= asdict(cost)
         return metrics
 
     def keep_predictions(metrics: dict, predicted) -> None:
@@ -153,6 +155,11 @@ def _readable(folder: Path) -> dict | None:
         return load_state(folder)
     except Exception:  # a truncated zip, a missing file, a pickle: all mean "not this one"
         return None
+
+
+def _clock(time_key: str, load_key: str) -> dict[str, float]:
+    """The time now, and the node's 1-minute load average: what else was running."""
+    return {time_key: time.time(), load_key: os.getloadavg()[0]}
 
 
 def placement() -> dict[str, Any]:
