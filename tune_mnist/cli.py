@@ -307,10 +307,10 @@ def plot(
     experiment_dir: Annotated[Path, typer.Argument(help="An experiment folder written by sweep.")],
 ) -> None:
     """Draw an experiment's figures (PNG) into its report/ folder."""
-    from .plots import plot_experiment
+    from .report import summarize as summarize_experiment
 
-    with user_errors():
-        paths = plot_experiment(experiment_dir)
+    with user_errors():  # the effects figure is drawn from the effects tables' model
+        paths = summarize_experiment(experiment_dir, write=False, plots=True).figures
     for path in paths:
         _say(f"wrote {path}")
 

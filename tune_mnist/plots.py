@@ -369,8 +369,10 @@ def plot_experiment(
         )
     ]
     if not loaded.epochs.empty:
-        rows = results.set_index("label")["row"]
-        epochs = loaded.epochs.assign(row=loaded.epochs["label"].map(rows))
+        epochs = loaded.epochs  # results.load_experiment numbers their rows
+        if "row" not in epochs:  # an Experiment made by hand
+            rows = results.drop_duplicates("label").set_index("label")["row"]
+            epochs = epochs.assign(row=epochs["label"].map(rows))
         path = folder / f"{name}-learning-curves.png"
         drawn.append(learning_curves_figure(epochs, title("learning curves"), path))
     if effects:

@@ -57,7 +57,9 @@ def summarize(
     meta, results = loaded.meta, loaded.results
     incomplete = results.loc[results["status"] != "finished", ["label", "status", "error"]]
     tables, levels = build_tables(results, meta, loaded.predictions)
-    tables += per_class_tables(results, loaded.predictions, meta.name)
+    for table in per_class_tables(results, loaded.predictions, meta.name):
+        table.title += " (SMOKE RUN)" if meta.smoke else ""
+        tables.append(table)
     summary = Summary(experiment, tables, results, incomplete.reset_index(drop=True))
     if not summary.complete:
         summary.resumable = not untrusted_files(experiment)
@@ -115,8 +117,8 @@ def confusion_matrices(
     """Per dataset, per configuration (`#row`), its confusion counts summed over seeds;
     left out past MAX_CONFUSION configurations, where the panels would be unreadable."""
     found: dict[str, dict[str, np.ndarray]] = {}
-    for _, trial in results[results["label"].isin(predictions)].iterrows():
-        saved = predictions[trial["label"]]
+    for _, trial in results[results["trial_dir"].isin(predictions)].iterrows():
+        saved = predictions[trial["trial_dir"]]
         classes = int(max(saved.labels.max(initial=0), saved.predicted.max(initial=0))) + 1
         counts = np.bincount(
             saved.labels.astype(int) * classes + saved.predicted.astype(int), minlength=classes**2

@@ -191,7 +191,8 @@ class Experiment:
     meta: ExperimentMeta
     results: pd.DataFrame  # one row per declared trial (load_results)
     epochs: pd.DataFrame  # one row per trial and epoch (load_epochs)
-    predictions: dict[str, Predictions] = field(default_factory=dict)  # by finished label
+    # a finished trial's saved test predictions, by its trial_dir (labels need not be unique)
+    predictions: dict[str, Predictions] = field(default_factory=dict)
 
 
 def load_experiment(experiment: str | Path) -> Experiment:
@@ -200,22 +201,22 @@ def load_experiment(experiment: str | Path) -> Experiment:
     meta = read_meta(experiment)
     folders = _trial_folders(experiment)
     rows, epoch_rows, predictions = [], [], {}
-    for trial in meta.trials:
+    for number, trial in enumerate(meta.trials):
         config = trial_to_dict(trial)
         folder = folders.get(_key(config))
         reports = _read_reports(folder) if folder else []
         rows.append(_trial_row(trial, folder, reports, meta.smoke))
         if rows[-1]["status"] == "finished" and (saved := read_predictions(folder)):
-            predictions[trial.label] = saved
+            predictions[str(folder)] = saved
         by_epoch = {r["epoch"]: r for r in reports if "epoch" in r}  # the latest of each
         for report in by_epoch.values():
             # The declared config wins over a report's keys of the same name.
             kept = {k: v for k, v in report.items() if k not in _RAY_KEYS | {"label", *config}}
-            epoch_rows.append({"label": trial.label, **config, **kept})
+            epoch_rows.append({"label": trial.label, **config, **kept, "_trial": number})
     results = with_rows(with_compute(pd.DataFrame(rows), meta))
     epochs = pd.DataFrame(epoch_rows)
     if not epochs.empty:
-        epochs["row"] = epochs["label"].map(results.set_index("label")["row"])
+        epochs["row"] = epochs.pop("_trial").map(results["row"])
     return Experiment(meta, results, epochs, predictions)
 
 

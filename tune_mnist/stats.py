@@ -163,7 +163,8 @@ def _mcnemar_holm(correct, best, rivals) -> tuple[dict[int, float], str]:
 def _p_text(p: float) -> str:
     if p < 0.001:
         return "< 0.001"
-    return f"= {p:.3f}" if p < 0.01 else f"= {p:.2f}"
+    # three decimals below 0.1, so that a p of 0.047 never reads as 0.05
+    return f"= {p:.3f}" if p < 0.1 else f"= {p:.2f}"
 
 
 def paired_difference(a, b) -> dict[str, float]:

@@ -326,7 +326,7 @@ def check_claims(
             Claim(
                 c.text,
                 CANNOT_TELL,
-                "Smoke run (1,000 training / 500 test images, 1 epoch), not the study's "
+                "Smoke run (a small sample, 1 epoch per trial), not the study's "
                 f"scale. {c.evidence}",
             )
             for c in claims

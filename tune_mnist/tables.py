@@ -130,8 +130,9 @@ def inert_factors(results: pd.DataFrame, meta: ExperimentMeta) -> dict[str, str]
         inert["pin_memory"] = "the datasets were preloaded on the GPU (--preload)"
     elif set(results.get("device", pd.Series(dtype=str)).dropna()) == {"cpu"}:
         inert["pin_memory"] = "every trial trained on the CPU, where nothing is pinned"
-    trained = metric(results, "epoch").dropna()
-    if results["epochs"].nunique() > 1 and trained.nunique() == 1:
+    finished = results[results["status"] == "finished"]
+    trained = metric(finished, "epoch").dropna()
+    if finished["epochs"].nunique() > 1 and trained.nunique() == 1:
         cap = "--smoke" if meta.smoke else "a --max-epochs cap"
         inert["epochs"] = f"every trial trained {int(trained.iloc[0])} epoch(s) ({cap})"
     return inert
@@ -177,6 +178,9 @@ def configurations(run: Run, keys: list[str]) -> pd.DataFrame:
     for values, group in results.groupby(keys, sort=False, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
         described = stats.describe(group["_acc"])
+        # an accuracy lies in [0, 100] whatever a t-interval of a few seeds says
+        described["ci_low"] = max(described["ci_low"], 0.0)
+        described["ci_high"] = min(described["ci_high"], 100.0)
         row = {**dict(zip(keys, values, strict=True)), "row": int(group["row"].iloc[0])}
         row |= described | {"samples": group["_acc"].to_numpy(), "correct": None}
         row["interval"] = "t over seeds" if described["n"] > 1 else "Wilson (test sampling)"
@@ -200,7 +204,7 @@ def configurations(run: Run, keys: list[str]) -> pd.DataFrame:
 
 def _single_run(run: Run, trial: pd.Series) -> dict:
     """A single run's correctness vector (when saved) and its Wilson interval."""
-    saved = run.predictions.get(trial["label"])
+    saved = run.predictions.get(trial["trial_dir"])
     if saved is not None:
         correct = saved.correct
         right, total = int(correct.sum()), len(correct)
@@ -262,6 +266,8 @@ def config_table(run: Run, keys: list[str], extra: dict[str, str]) -> tuple[pd.D
     if has_test or summary["same_as"].notna().any():
         frame["vs best"] = _versus_best(summary, group)
     notes = [REPEAT_NOTE if repeated else SINGLE_NOTE]
+    if repeated and (summary["n"] == 1).any():
+        notes.append("Rows with one finished seed: the Wilson interval, as for single runs.")
     if not repeated and has_test:
         notes.append(MCNEMAR_NOTE)
     if summary["same_as"].notna().any():
@@ -292,7 +298,7 @@ def comparison_tables(run: Run) -> list[Table]:
 
 def svm_tables(run: Run) -> list[Table]:
     """q1b: dataset, kernel, train samples, test accuracy (%), training time (ms)."""
-    keys = ["dataset", "kernel", "train_samples"]
+    keys = CONFIG_KEYS["svm"]  # C, gamma and degree too: a grid over them is configurations
     frame, notes = config_table(run, keys, {"train_time_ms": "training time (ms)"})
     if run.results["seed"].nunique() > 1:
         notes.append("SVC has no randomness: its repeats are the same computation.")
@@ -301,7 +307,10 @@ def svm_tables(run: Run) -> list[Table]:
 
 def ablation_tables(run: Run) -> list[Table]:
     """q1a: per dataset, one row per design row, one accuracy column (and CI) per model."""
-    row_keys = [k for k in FACTORS if k != "model" and any(k in r for r in run.space.rows)]
+    space = run.space
+    row_keys = [
+        k for k in FACTORS if k != "model" and (any(k in r for r in space.rows) or k in space.grid)
+    ]
     keys = ["dataset", "model", *row_keys]
     summary = configurations(run, keys)
     models = list(dict.fromkeys(run.results["model"]))
@@ -377,7 +386,7 @@ def effects_tables(run: Run) -> tuple[list[Table], dict[str, pd.DataFrame]]:
         )
         levels[dataset] = found.levels
         frame = found.contrasts.assign(
-            estimate=found.contrasts["estimate"].round(2),
+            estimate=found.contrasts["estimate"].round(2) + 0.0,  # no "-0.0"
             CI=[
                 _interval(lo, hi)
                 for lo, hi in zip(
