@@ -11,12 +11,20 @@ plain dict of `trial_to_dict`, which `trial_from_dict` turns back.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
+from functools import cache
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ClassVar
 
 DATASETS = ("mnist", "fashion-mnist")
 MODELS = ("resnet18", "resnet34", "resnet50")
+# Third-party packages add models under this entry-point group: name = "pkg.mod:build",
+# `build(channels, height, width, classes) -> nn.Module` (see models.py).
+MODEL_ENTRY_POINTS = "tune_mnist.models"
+DATA_KINDS = ("npz", "idx")  # the kinds of dataset a space may declare (see data.py)
 OPTIMIZERS = ("sgd", "adam")
 KERNELS = ("rbf", "poly", "linear", "sigmoid")
 # see svm.py: precomputed gives plain SVC's predictions, faster; intelex is another solver
@@ -46,7 +54,7 @@ class ResNetConfig:
         """A short human name, e.g. `fashion-mnist/resnet18/bs16/adam/lr0.001/e5/pin/s0`."""
         pin = "pin" if self.pin_memory else "nopin"
         return (
-            f"{self.dataset}/{self.model}/bs{self.batch_size}/{self.optimizer}"
+            f"{self.dataset}/{short_model(self.model)}/bs{self.batch_size}/{self.optimizer}"
             f"/lr{self.lr:g}/e{self.epochs}/{pin}/s{self.seed}"
         )
 
@@ -169,3 +177,48 @@ class Selection:
 
 def _show(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else f"{value}"
+
+
+@cache
+def model_names() -> tuple[str, ...]:
+    """The models a space may name without a reference: the built-in ResNets, then those
+    packages register under MODEL_ENTRY_POINTS (a built-in name cannot be taken over)."""
+    added = sorted({ep.name for ep in entry_points(group=MODEL_ENTRY_POINTS)} - set(MODELS))
+    return (*MODELS, *added)
+
+
+def is_reference(model: str) -> bool:
+    """True for `package.module:callable` and `path/to/file.py:callable`, not for names."""
+    return ":" in model
+
+
+def is_file_reference(model: str) -> bool:
+    """True for a reference whose left side is a Python file rather than a module."""
+    where = model.rpartition(":")[0]
+    return where.endswith(".py") or "/" in where or os.sep in where
+
+
+def resolve_model(model: str, base: Path) -> str:
+    """A model as trials store it: a file reference made absolute (relative to `base`, the
+    space file's folder) so that any worker can import it; names and modules unchanged."""
+    if not is_reference(model) or not is_file_reference(model):
+        return model
+    where, _, name = model.rpartition(":")
+    return f"{(base / Path(where).expanduser()).absolute()}:{name}"
+
+
+def short_model(model: str) -> str:
+    """A model's short name for labels and tables: `nets.py:build` for a file reference."""
+    if is_reference(model) and is_file_reference(model):
+        where, _, name = model.rpartition(":")
+        return f"{Path(where).name}:{name}"
+    return model
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A dataset a space declares (`datasets: {NAME: {npz: FILE}}` or `{idx: FOLDER}`)."""
+
+    kind: str  # one of DATA_KINDS
+    path: str  # absolute once the space is loaded
+    origin: str = ""  # where the space declared it, e.g. `own.yaml: datasets.shapes.npz`

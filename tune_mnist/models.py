@@ -1,28 +1,158 @@
-"""ResNets for 1x28x28 inputs, and what they cost: parameters and FLOPs."""
+"""Models by name or reference, and what they cost: parameters and FLOPs.
+
+Every model is a builder `build(channels, height, width, classes) -> nn.Module`: the
+built-in ResNets (BUILTIN_MODELS), those packages register under the entry-point group
+`tune_mnist.models`, and a space's own by reference, `package.module:callable` or
+`/path/to/file.py:callable` (configs.resolve_model makes a file reference absolute).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import importlib.util
+import inspect
 import logging
+import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
+from importlib.metadata import entry_points
 from math import prod
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision import models
 
-from .configs import MODELS
+from .configs import MODEL_ENTRY_POINTS, MODELS, is_file_reference, is_reference
+from .errors import TuneMnistError, first_line
+
+Builder = Callable[[int, int, int, int], nn.Module]
+MNIST_SHAPE, MNIST_CLASSES = (1, 28, 28), 10  # the built-in datasets' input and classes
 
 
-def build_resnet(name: str, num_classes: int = 10) -> nn.Module:
-    """torchvision's resnet18/34/50 with a one-channel stem; inputs stay 1x28x28."""
+def build_resnet(name: str, num_classes: int = 10, channels: int = 1) -> nn.Module:
+    """torchvision's resnet18/34/50 with a stem for `channels` (one by default); inputs
+    keep their size (1x28x28 for the built-in datasets)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}")
     model = getattr(models, name)(num_classes=num_classes)
-    model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    model.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     return model
+
+
+def _builtin(name: str, channels: int, height: int, width: int, classes: int) -> nn.Module:
+    return build_resnet(name, classes, channels)
+
+
+# The registry's built-in entries; torchvision's ResNets take any image size.
+BUILTIN_MODELS: dict[str, Builder] = {name: partial(_builtin, name) for name in MODELS}
+
+
+def registry() -> dict[str, Builder]:
+    """Every model by name: the built-ins, then each entry point of `tune_mnist.models`
+    (loaded, so its package is imported); a built-in name is never taken over."""
+    added = {ep.name: ep for ep in entry_points(group=MODEL_ENTRY_POINTS)}
+    return {**{n: ep.load() for n, ep in added.items()}, **BUILTIN_MODELS}
+
+
+def load_builder(model: str) -> Builder:
+    """The builder of a model name or reference; TuneMnistError saying why it cannot be
+    had (the caller adds the space file and key)."""
+    if model in BUILTIN_MODELS:
+        return BUILTIN_MODELS[model]
+    if not is_reference(model):
+        found = [ep for ep in entry_points(group=MODEL_ENTRY_POINTS) if ep.name == model]
+        if not found:
+            raise TuneMnistError(f"{model}: no such model")
+        return _loaded(model, found[0].load)
+    where, _, name = model.rpartition(":")
+    if is_file_reference(model):
+        module = _loaded(model, partial(_import_file, Path(where)))
+    else:
+        module = _loaded(model, partial(importlib.import_module, where))
+    builder = getattr(module, name, None)
+    if not callable(builder):
+        raise TuneMnistError(f"{model}: {where} has no callable {name!r}")
+    return builder
+
+
+def _loaded(model: str, load: Callable):
+    """What `load` returns, any failure of the user's code said in one line."""
+    try:
+        return load()
+    except TuneMnistError:
+        raise
+    except BaseException as e:  # an import runs the user's code: SyntaxError, SystemExit...
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise TuneMnistError(
+            f"{model}: cannot import: {type(e).__name__}: {first_line(e)}"
+        ) from None
+
+
+def _import_file(path: Path):
+    """Import a Python file by its path, once per process (workers import it themselves)."""
+    if not path.is_file():
+        raise TuneMnistError(f"{path}: no such file")
+    name = "tune_mnist_own_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]  # a fixed file can be imported again
+        raise
+    return module
+
+
+def build_model(model: str, shape: tuple[int, int, int], classes: int) -> nn.Module:
+    """The model for images of `shape` (channels, height, width) and `classes` classes."""
+    builder = load_builder(model)
+    try:
+        inspect.signature(builder).bind(*shape, classes)
+    except TypeError:
+        raise TuneMnistError(
+            f"{model}: expected build(channels, height, width, classes), "
+            f"got {getattr(builder, '__name__', 'it')}{inspect.signature(builder)}"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): let the call tell
+        pass
+    try:
+        net = builder(*shape, classes)
+    except Exception as e:
+        raise TuneMnistError(
+            f"{model}: building failed: {type(e).__name__}: {first_line(e)}"
+        ) from None
+    if not isinstance(net, nn.Module):
+        raise TuneMnistError(f"{model}: returned {type(net).__name__}, not a torch nn.Module")
+    return net
+
+
+def check_model(model: str, shape: tuple[int, int, int], classes: int) -> None:
+    """Build a model and run one image of `shape` through it in eval mode: it must give
+    one score per class. TuneMnistError saying what went wrong."""
+    net = build_model(model, shape, classes).eval()
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(1, *shape))
+    except Exception as e:
+        raise TuneMnistError(
+            f"{model}: forward pass on a 1x{'x'.join(map(str, shape))} batch failed: "
+            f"{type(e).__name__}: {first_line(e)}"
+        ) from None
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (1, classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise TuneMnistError(
+            f"{model}: output should be 1 x {classes} (one score per class) for one image, "
+            f"got {got}"
+        )
 
 
 class PaddingSkippingConv2d(nn.Conv2d):
@@ -110,18 +240,32 @@ def thop_batch_norm_flops(inputs, outputs) -> int:
 
 @cache
 def model_cost(name: str) -> ModelCost:
-    """Parameters and GFLOPs of one image (both conventions), once per model and process."""
+    """Parameters and GFLOPs of one 1x28x28 image (both conventions) of a built-in ResNet,
+    once per model and process."""
+    return measure(build_resnet(name), MNIST_SHAPE)
+
+
+@cache
+def model_cost_at(model: str, shape: tuple[int, int, int], classes: int) -> ModelCost:
+    """model_cost of any model, for one image of its dataset's shape and class count."""
+    if model in MODELS and (shape, classes) == (MNIST_SHAPE, MNIST_CLASSES):
+        return model_cost(model)  # the study's numbers, computed once
+    return measure(build_model(model, shape, classes), shape)
+
+
+def measure(model: nn.Module, shape: tuple[int, int, int]) -> ModelCost:
+    """Trainable parameters and the FLOPs of one image of `shape`, in eval mode."""
     with warnings.catch_warnings():  # fvcore uses torch.jit, which now warns on import
         warnings.simplefilter("ignore", FutureWarning)
         from fvcore.nn import FlopCountAnalysis
 
-    model = build_resnet(name).eval()
+    model = model.eval()
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     # fvcore warns about ops it does not count (adds, relus); the study counts as it does.
     logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # fvcore traces with torch.jit
-        flops = FlopCountAnalysis(model, torch.zeros(1, 1, 28, 28))
+        flops = FlopCountAnalysis(model, torch.zeros(1, *shape))
         flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         fvcore_total = flops.total()
         study_total = flops.set_op_handle("aten::batch_norm", thop_batch_norm_flops).total()

@@ -4,28 +4,48 @@ A space crosses every list in `grid` with each entry of `rows` (a fractional des
 stays as written) and adds `fixed` to all of them. Each expanded trial is validated
 against the trainable's model, so a bad value is reported with the file and the place
 (`grid.lr`, `rows[3].batch_size`, `fixed.seed`) it came from.
+
+A space may bring its own data and models: `datasets: {NAME: {npz: FILE}}` (or
+`{idx: FOLDER}`) declares a dataset that trials then name like a built-in, and a `model`
+may be a reference, `package.module:callable` or `FILE.py:callable`. Paths are relative to
+the space file and made absolute when it is loaded, so a stored space reads the same
+anywhere. Whether the models import and fit the data is checked by checks.py.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from .configs import (
     CONFIGS,
     DATASETS,
     KERNELS,
-    MODELS,
     OPTIMIZERS,
+    DataSource,
     Selection,
     TrialConfig,
+    is_file_reference,
+    is_reference,
+    model_names,
+    resolve_model,
     trial_to_dict,
     with_seed,
 )
@@ -35,15 +55,51 @@ from .errors import TuneMnistError
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 TRIAL_LIMIT = 10_000  # trials a space may expand to unless told more (--trial-limit)
 MAX_EPOCHS, MAX_BATCH_SIZE, MAX_REPEATS = 10_000, 1_000_000, 1_000
-Dataset = Literal[DATASETS]
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # it goes into folder names
+MODULE_REFERENCE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
+def _one_of(choices) -> str:
+    """Choices as pydantic's literal errors list them: `'a', 'b' or 'c'`."""
+    quoted = [repr(c) for c in choices]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _known_dataset(value: str, info: ValidationInfo) -> str:
+    """A built-in dataset or one the space declares (validation context `datasets`)."""
+    names = (*DATASETS, *((info.context or {}).get("datasets", ())))
+    if value not in names:
+        raise PydanticCustomError(
+            "literal_error", "Input should be {expected}", {"expected": _one_of(names)}
+        )
+    return value
+
+
+def _known_model(value: str) -> str:
+    """A model name (built-in or entry point) or a well-formed reference."""
+    if is_reference(value):
+        where, _, name = value.rpartition(":")
+        if is_file_reference(value):
+            if not where.endswith(".py") or not name.isidentifier():
+                raise PydanticCustomError("reference", "a file reference is FILE.py:callable")
+        elif not MODULE_REFERENCE.fullmatch(value):
+            raise PydanticCustomError(
+                "reference", "a model reference is package.module:callable or FILE.py:callable"
+            )
+        return value
+    if value not in model_names():
+        raise PydanticCustomError(
+            "literal_error", "Input should be {expected}", {"expected": _one_of(model_names())}
+        )
+    return value
 
 
 class ResNetFields(BaseModel):
     """The keys of a ResNet trial as a space file may write them (see configs.ResNetConfig)."""
 
     model_config = _STRICT
-    dataset: Dataset
-    model: Literal[MODELS]
+    dataset: str  # a built-in or one the space declares under `datasets`
+    model: str  # a built-in or registered name, or a reference (module:callable, FILE.py:callable)
     batch_size: int = Field(ge=1, le=MAX_BATCH_SIZE)  # and at most the training images
     optimizer: Literal[OPTIMIZERS]
     lr: float = Field(gt=0)  # learning rate
@@ -53,18 +109,23 @@ class ResNetFields(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
     seed: int = Field(0, ge=0)
 
+    check_dataset = field_validator("dataset")(_known_dataset)
+    check_model = field_validator("model")(_known_model)
+
 
 class SVMFields(BaseModel):
     """The keys of an SVM trial as a space file may write them (see configs.SVMConfig)."""
 
     model_config = _STRICT
-    dataset: Dataset
+    dataset: str  # a built-in or one the space declares under `datasets`
     kernel: Literal[KERNELS]
     train_samples: int = Field(10_000, ge=1)  # the first N training images, file order
     C: float = Field(1.0, gt=0)
     gamma: Literal["scale", "auto"] | float = "scale"
     degree: int = Field(3, ge=1)
     seed: int = Field(0, ge=0)
+
+    check_dataset = field_validator("dataset")(_known_dataset)
 
 
 FIELDS: dict[str, type[BaseModel]] = {"resnet": ResNetFields, "svm": SVMFields}
@@ -77,6 +138,31 @@ class Resources(BaseModel):
     model_config = _STRICT
     gpu: float = Field(0.25, gt=0, le=1)  # fraction of one GPU per ResNet trial
     cpu: float = Field(1.0, gt=0)  # CPUs per trial when it runs on CPU
+
+
+class DatasetFiles(BaseModel):
+    """Where a space's own dataset lies: exactly one of `npz` (a file holding x_train,
+    y_train, x_test, y_test) or `idx` (a folder of the four IDX files, any image size)."""
+
+    model_config = _STRICT
+    npz: str | None = None
+    idx: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DatasetFiles:
+        if (self.npz is None) == (self.idx is None):
+            raise PydanticCustomError(
+                "one_source", "expected exactly one of npz: FILE or idx: FOLDER"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "npz" if self.npz is not None else "idx"
+
+    @property
+    def path(self) -> str:
+        return self.npz if self.npz is not None else self.idx
 
 
 class Space(BaseModel):
@@ -95,6 +181,8 @@ class Space(BaseModel):
     # a CSV of published numbers to set beside this run's (study.load_reference); relative
     # to the space file, made absolute when the file is loaded
     reference: str | None = None
+    # the space's own datasets by name; paths relative to the space file, made absolute
+    datasets: dict[str, DatasetFiles] = {}
 
 
 @dataclass(frozen=True)
@@ -117,6 +205,26 @@ class Spec:
     @property
     def report(self) -> str:
         return self.space.report or DEFAULT_REPORT[self.space.trainable]
+
+    @property
+    def data_sources(self) -> dict[str, DataSource]:
+        """The space's own datasets, each with where it was declared (for its errors)."""
+        return {
+            name: DataSource(files.kind, files.path, f"{self.source}: datasets.{name}.{files.kind}")
+            for name, files in self.space.datasets.items()
+        }
+
+    def place(self, key: str, value: Any) -> str:
+        """Where the space sets `key` to `value`: `fixed.model`, `grid.model`, `rows[2].model`."""
+        space = self.space
+        if space.fixed.get(key) == value:
+            return f"fixed.{key}"
+        if value in space.grid.get(key, ()):
+            return f"grid.{key}"
+        for i, row in enumerate(space.rows):
+            if row.get(key) == value:
+                return f"rows[{i}].{key}"
+        return key
 
 
 def builtin_dir() -> Path:
@@ -180,7 +288,7 @@ def load_space(name_or_path: str | Path, limit: int = TRIAL_LIMIT) -> Spec:
         raise TuneMnistError(f"{path.name}: not valid YAML{where}: {problem}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise TuneMnistError(f"{path}: cannot read: {e}") from None
-    spec = parse_space(raw, source=path.name, limit=limit)
+    spec = parse_space(raw, source=path.name, limit=limit, base=path.parent)
     if spec.space.reference:
         spec = replace(spec, space=_with_reference(spec.space, path))
     return spec
@@ -195,17 +303,55 @@ def _with_reference(space: Space, path: Path) -> Space:
     return space.model_copy(update={"reference": str(reference)})
 
 
-def parse_space(raw: Any, source: str = "<space>", limit: int = TRIAL_LIMIT) -> Spec:
-    """Validate a space given as a dict (as read from YAML) and expand its trials."""
+def parse_space(
+    raw: Any, source: str = "<space>", limit: int = TRIAL_LIMIT, base: Path | None = None
+) -> Spec:
+    """Validate a space given as a dict (as read from YAML) and expand its trials.
+
+    Its own datasets' paths and file references of models are made absolute, relative to
+    `base` (the space file's folder; the working directory if None).
+    """
     if not isinstance(raw, dict):
         raise TuneMnistError(f"{source}: expected a mapping of keys (name, trainable, ...)")
     try:
         space = Space.model_validate(raw)
     except ValidationError as e:
         raise TuneMnistError(_describe(e, source)) from None
+    space = _resolved(space, source, Path.cwd() if base is None else base)
     _check_layout(space, source)
     _check_size(space, source, limit)
     return Spec(space=space, source=source, trials=_expand(space, source))
+
+
+def _resolved(space: Space, source: str, base: Path) -> Space:
+    """The space with absolute paths for its datasets and models' file references; an
+    already resolved space comes back the same."""
+    datasets = {}
+    for name, files in space.datasets.items():
+        where = f"{source}: datasets.{name}"
+        if not DATASET_NAME.fullmatch(name) or name in DATASETS:
+            problem = "a built-in's name" if name in DATASETS else "letters, digits, _ . - only"
+            raise TuneMnistError(f"{where}: not a name for a dataset ({problem})")
+        path = (base / Path(files.path).expanduser()).absolute()
+        exists = path.is_file() if files.kind == "npz" else path.is_dir()
+        if not exists:
+            what = "file" if files.kind == "npz" else "folder"
+            raise TuneMnistError(f"{where}.{files.kind}: {path}: no such {what}")
+        datasets[name] = DatasetFiles(**{files.kind: str(path)})
+
+    def model(value: Any) -> Any:
+        return resolve_model(value, base) if isinstance(value, str) else value
+
+    fixed = (
+        {**space.fixed, "model": model(space.fixed["model"])}
+        if "model" in space.fixed
+        else space.fixed
+    )
+    grid = {k: [model(v) for v in vs] if k == "model" else vs for k, vs in space.grid.items()}
+    rows = [{**row, "model": model(row["model"])} if "model" in row else row for row in space.rows]
+    return space.model_copy(
+        update={"datasets": datasets, "fixed": fixed, "grid": grid, "rows": rows}
+    )
 
 
 def trial_count(space: Space) -> int:
@@ -248,7 +394,7 @@ def _expand(space: Space, source: str) -> list[TrialConfig]:
             where |= {k: f"rows[{i}]" for k in row}
             config = {**space.fixed, **dict(zip(keys, values, strict=True)), **row}
             try:
-                trial = model.model_validate(config)
+                trial = model.model_validate(config, context={"datasets": list(space.datasets)})
             except ValidationError as e:
                 raise TuneMnistError(_describe(e, source, where)) from None
             trials.append(config_type(**trial.model_dump()))
@@ -352,6 +498,8 @@ def _describe(error: ValidationError, source: str, where: dict[str, str] | None 
         model = {m.__name__: m for m in FIELDS.values()}.get(error.title, Space)
         if loc[0] == "resources":
             model = Resources
+        if loc[0] == "datasets":
+            model = DatasetFiles
         return f"{source}: {place}: unknown key (expected one of: {', '.join(model.model_fields)})"
     if first["type"] == "missing":
         return f"{source}: {place}: required key is missing"

@@ -26,7 +26,7 @@ from torch import nn
 
 from .configs import ResNetConfig, TrainOptions
 from .data import NORMALIZATION, Dataset
-from .models import build_resnet, skip_padding_taps
+from .models import build_model, skip_padding_taps
 
 __all__ = ["EpochStats", "ResNetConfig", "ResNetResult", "TrainOptions", "train_resnet"]
 
@@ -85,16 +85,41 @@ def make_optimizer(trial: ResNetConfig, params) -> torch.optim.Optimizer:
 
 
 class Batches:
-    """Shuffled training batches, normalized on the device, as (images, labels)."""
+    """Shuffled training batches, normalized on the device, as (images, labels).
 
-    def __init__(self, images, labels, batch_size, device, *, pin_memory, preload, dataset):
+    Images are uint8 N x H x W (one channel) or N x H x W x C; batches are N x C x H x W.
+    `normalization` is the per-channel (mean, std) (Dataset.normalization); without it,
+    `dataset` names a built-in whose constants apply.
+    """
+
+    def __init__(
+        self,
+        images,
+        labels,
+        batch_size,
+        device,
+        *,
+        pin_memory,
+        preload,
+        dataset=None,
+        normalization=None,
+    ):
         self.device, self.batch_size, self.pin_memory = device, batch_size, pin_memory
         home = device if preload else torch.device("cpu")
         with warnings.catch_warnings():  # arrays from Ray's object store are read-only and
             warnings.simplefilter("ignore", UserWarning)  # shared; we only ever read them
             self.images = torch.as_tensor(images).to(home)
         self.labels = torch.as_tensor(labels).long().to(home)
-        self.mean, self.std = NORMALIZATION[dataset]
+        mean, std = normalization or tuple((v,) for v in NORMALIZATION[dataset])
+        # one channel: plain floats, exactly the built-ins' arithmetic as it always was
+        self.mean, self.std = (
+            (mean[0], std[0])
+            if len(mean) == 1
+            else (
+                torch.tensor(mean, device=device).view(1, -1, 1, 1),
+                torch.tensor(std, device=device).view(1, -1, 1, 1),
+            )
+        )
         self.channels_last = False
 
     def __len__(self) -> int:
@@ -114,7 +139,8 @@ class Batches:
                 images, labels = images.pin_memory(), labels.pin_memory()
             images = images.to(self.device, non_blocking=self.pin_memory)
             labels = labels.to(self.device, non_blocking=self.pin_memory)
-        x = images.unsqueeze(1).float().div_(255).sub_(self.mean).div_(self.std)
+        x = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+        x = x.float().div_(255).sub_(self.mean).div_(self.std)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, labels.to(self.device)
@@ -187,7 +213,7 @@ def _train_resnet(
         if options.memory_fraction:
             torch.cuda.set_per_process_memory_fraction(options.memory_fraction, device)
     seed_everything(trial.seed)
-    model = build_resnet(trial.model).to(device)
+    model = build_model(trial.model, data.shape, data.classes).to(device)
     if options.skip_padding_taps:
         skip_padding_taps(model)
     if options.channels_last:
@@ -215,7 +241,7 @@ def _train_resnet(
         device,
         pin_memory=pin,
         preload=options.preload,
-        dataset=data.name,
+        normalization=data.normalization,
     )
     test_batches = Batches(
         data.test_images,
@@ -224,7 +250,7 @@ def _train_resnet(
         device,
         pin_memory=False,
         preload=options.preload,
-        dataset=data.name,
+        normalization=data.normalization,
     )
     batches.channels_last = test_batches.channels_last = options.channels_last
 
