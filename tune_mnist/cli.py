@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from .configs import DEFAULT_SVM_BACKEND, SVM_BACKENDS, TrainOptions
+from .configs import DEFAULT_SVM_BACKEND, SVM_BACKENDS, TrainOptions, short_model
 from .errors import TuneMnistError
 from .settings import SweepSettings
 from .spaces import TRIAL_LIMIT, builtin_names, load_space, select, with_repeats
@@ -173,9 +173,14 @@ def show(
     trial_limit: LimitOpt = TRIAL_LIMIT,
 ) -> None:
     """Print a space's expanded trials and the resources each will ask for; runs nothing."""
+    from .checks import check_space
+
     with user_errors():
         spec = select(load_space(space, trial_limit), where or [], trial or [])
+        check_space(spec)  # own models import and fit their data; own datasets read
     frame = pd.DataFrame(spec.trials)  # one column per config field
+    if "model" in frame:  # a file reference by its file's name, not its whole path
+        frame["model"] = frame["model"].map(short_model)
     numbers = spec.selection.chosen if spec.selection else range(1, len(frame) + 1)
     frame.insert(0, "#", list(numbers))
     title = f"{spec.name}: {len(spec.trials)} trials ({spec.source})"

@@ -24,6 +24,7 @@ MODELS = ("resnet18", "resnet34", "resnet50")
 # Third-party packages add models under this entry-point group: name = "pkg.mod:build",
 # `build(channels, height, width, classes) -> nn.Module` (see models.py).
 MODEL_ENTRY_POINTS = "tune_mnist.models"
+BUILTIN_SHAPE, BUILTIN_CLASSES = (1, 28, 28), 10  # every built-in dataset's images, classes
 DATA_KINDS = ("npz", "idx")  # the kinds of dataset a space may declare (see data.py)
 OPTIMIZERS = ("sgd", "adam")
 KERNELS = ("rbf", "poly", "linear", "sigmoid")

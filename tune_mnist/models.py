@@ -27,11 +27,17 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import models
 
-from .configs import MODEL_ENTRY_POINTS, MODELS, is_file_reference, is_reference
+from .configs import (
+    BUILTIN_CLASSES,
+    BUILTIN_SHAPE,
+    MODEL_ENTRY_POINTS,
+    MODELS,
+    is_file_reference,
+    is_reference,
+)
 from .errors import TuneMnistError, first_line
 
 Builder = Callable[[int, int, int, int], nn.Module]
-MNIST_SHAPE, MNIST_CLASSES = (1, 28, 28), 10  # the built-in datasets' input and classes
 
 
 def build_resnet(name: str, num_classes: int = 10, channels: int = 1) -> nn.Module:
@@ -76,7 +82,8 @@ def load_builder(model: str) -> Builder:
         module = _loaded(model, partial(importlib.import_module, where))
     builder = getattr(module, name, None)
     if not callable(builder):
-        raise TuneMnistError(f"{model}: {where} has no callable {name!r}")
+        shown = Path(where).name if is_file_reference(model) else where
+        raise TuneMnistError(f"{model}: {shown} has no callable {name!r}")
     return builder
 
 
@@ -242,13 +249,13 @@ def thop_batch_norm_flops(inputs, outputs) -> int:
 def model_cost(name: str) -> ModelCost:
     """Parameters and GFLOPs of one 1x28x28 image (both conventions) of a built-in ResNet,
     once per model and process."""
-    return measure(build_resnet(name), MNIST_SHAPE)
+    return measure(build_resnet(name), BUILTIN_SHAPE)
 
 
 @cache
 def model_cost_at(model: str, shape: tuple[int, int, int], classes: int) -> ModelCost:
     """model_cost of any model, for one image of its dataset's shape and class count."""
-    if model in MODELS and (shape, classes) == (MNIST_SHAPE, MNIST_CLASSES):
+    if model in MODELS and (shape, classes) == (BUILTIN_SHAPE, BUILTIN_CLASSES):
         return model_cost(model)  # the study's numbers, computed once
     return measure(build_model(model, shape, classes), shape)
 

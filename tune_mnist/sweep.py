@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 from ray import tune
 
+from .checks import check_space, model_costs
 from .cluster import (
     check_shared_storage,
     cluster_nodes,
@@ -31,7 +32,6 @@ from .experiment import (
     write_meta,
     writing,
 )
-from .models import model_cost
 from .provenance import sha256_files
 from .report import Summary, summarize
 from .results import load_results
@@ -80,11 +80,13 @@ def _run_sweep(
     version = _check_experiment_dir(experiment, spec, settings.resume)
     if settings.resume and not settings.trust and tune.Tuner.can_restore(str(experiment)):
         _check_trusted(experiment)  # before anything is read or started
-    datasets = load_datasets([t.dataset for t in spec.trials], settings.data_dir, settings.smoke)
+    names, sources = [t.dataset for t in spec.trials], spec.data_sources
+    datasets = load_datasets(names, settings.data_dir, settings.smoke, sources)
     for name, data in datasets.items():
         say(f"{name}: {data.sizes[0]:,} train / {data.sizes[1]:,} test images from {data.source}")
     _check_batches_fit(spec, datasets)
-    costs = {t.model: model_cost(t.model) for t in spec.trials if t.trainable == "resnet"}
+    check_space(spec, datasets)  # every model imports, builds and fits its data
+    costs = model_costs(spec, datasets)
     with ray_session(address, settings.verbose):
         placement = trial_resources(spec, settings)
         say(placement.describe())
@@ -107,7 +109,7 @@ def _run_sweep(
                 str(experiment), trainable, resume_errored=True, param_space=param_space
             )
         else:  # a new sweep, or one killed before Tune wrote its first state
-            data = {n: _data_info(n, d, settings) for n, d in datasets.items()}
+            data = {n: _data_info(n, d, settings, sources.get(n)) for n, d in datasets.items()}
             write_meta(experiment, new_meta(spec, settings, data, resources))
             tuner = tune.Tuner(
                 trainable,
@@ -155,9 +157,9 @@ def resume_sweep(
     return run_sweep(spec, settings, on_event)
 
 
-def _data_info(name: str, data, settings: SweepSettings) -> DataInfo:
+def _data_info(name: str, data, settings: SweepSettings, source=None) -> DataInfo:
     """What a sweep read of one dataset, with each file's checksum."""
-    files = dataset_files(name, settings.data_dir, settings.smoke)
+    files = dataset_files(name, settings.data_dir, settings.smoke, source)
     return DataInfo(data.source, *data.sizes, sha256=sha256_files(files))
 
 

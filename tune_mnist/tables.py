@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats, study
+from .configs import is_reference, short_model
 from .effects import design_effects
 from .errors import TuneMnistError
 from .experiment import ExperimentMeta, Predictions
@@ -31,7 +32,18 @@ from .models import FLOPS_CONVENTION
 from .results import numbers
 from .spaces import Space
 
-MODEL_NAMES = {"resnet18": "ResNet-18", "resnet34": "ResNet-34", "resnet50": "ResNet-50"}
+
+class _ModelNames(dict):
+    """Display names of models: the built-ins' own, a file reference by its file's name
+    (`nets.py:build`, not the absolute path trials keep), anything else the default."""
+
+    def get(self, model, default=None):
+        if model in self:
+            return self[model]
+        return short_model(model) if isinstance(model, str) and is_reference(model) else default
+
+
+MODEL_NAMES = _ModelNames(resnet18="ResNet-18", resnet34="ResNet-34", resnet50="ResNet-50")
 DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 CLASS_NAMES = {
     "mnist": [str(d) for d in range(10)],

@@ -35,7 +35,7 @@ STATE_FILE = "state.pt"
 def run_trial(
     config: dict,
     datasets: dict[str, Dataset],
-    costs: dict[str, ModelCost],
+    costs: dict[tuple[str, str], ModelCost],
     experiment: str | None = None,
 ) -> None:
     """Run one trial of either kind and report its metrics to Tune.
@@ -60,7 +60,7 @@ def run_trial(
     options = TrainOptions.from_dict(config["options"])
     if 0 < base["assigned_gpus"] < 1:  # a packed trial: keep to its share of GPU memory
         options = replace(options, memory_fraction=base["assigned_gpus"])
-    run_resnet(trial, data, options, costs[trial.model], base, folder)
+    run_resnet(trial, data, options, costs[(trial.model, trial.dataset)], base, folder)
 
 
 def run_resnet(
