@@ -229,6 +229,8 @@ def test_a_sweep_trains_own_models_on_an_own_npz(ray_with_own_module, tmp_path):
     text = "\n".join(t.frame.to_string() for t in result.summary.tables)
     assert "nets.py:build" in text and str(tmp_path) not in text  # short name in tables
     assert "GFLOPs" in text and "params" in text
+    notes = " ".join(note for table in result.summary.tables for note in table.notes)
+    assert "one image of its dataset" in notes  # not MNIST's 1x28x28
     meta = yaml.safe_load((result.experiment_dir / "tune_mnist.json").read_text())
     assert list(meta["data"]["shapes"]["sha256"]) == [str(tmp_path / "shapes.npz")]
 
