@@ -49,13 +49,20 @@ def tiny_data(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def signing_config(tmp_path_factory) -> Path:
+    """One config folder (and signing key) for the session: module-scoped sweeps sign with
+    the key that later tests resume with, as one user's sweeps would."""
+    return tmp_path_factory.mktemp("config")
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path, monkeypatch):
+def isolated_env(tmp_path, monkeypatch, signing_config):
     """Results, cache and data lookups inside tmp dirs; never a download; no cluster address."""
     monkeypatch.setenv("TUNE_MNIST_RESULTS", str(tmp_path / "ray_results"))
     monkeypatch.setenv("TUNE_MNIST_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TUNE_MNIST_OFFLINE", "1")
-    monkeypatch.setenv("TUNE_MNIST_CONFIG_DIR", str(tmp_path / "config"))  # the signing key
+    monkeypatch.setenv("TUNE_MNIST_CONFIG_DIR", str(signing_config))  # the signing key
     monkeypatch.delenv("TUNE_MNIST_DATA", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     # the CLI sets this for a local Ray; monkeypatch puts the original back after each test

@@ -59,11 +59,12 @@ def test_a_signed_folder_is_trusted_and_any_change_or_addition_is_not(tmp_path):
 def test_another_users_key_or_a_forged_signature_file_is_not_trusted(tmp_path, monkeypatch):
     folder, _ = tune_like_folder(tmp_path)
     sign(folder)
+    mine = os.environ["TUNE_MNIST_CONFIG_DIR"]
     monkeypatch.setenv("TUNE_MNIST_CONFIG_DIR", str(tmp_path / "someone-else"))
     assert "tuner.pkl" in untrusted_files(folder)  # no key here: nothing is trusted
     (folder / "tuner.pkl").write_bytes(pickle.dumps("changed"))
     sign(folder)  # the other user signs a change with their own key...
-    monkeypatch.setenv("TUNE_MNIST_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("TUNE_MNIST_CONFIG_DIR", mine)
     assert "tuner.pkl" in untrusted_files(folder)  # ...which this user's key does not accept
     (folder / SIGNATURES).write_text("not json")
     assert "tuner.pkl" in untrusted_files(folder)
