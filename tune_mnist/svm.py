@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -160,7 +160,14 @@ def request_memory(
         return choice
     base = estimate_memory("libsvm", *sizes, cache_mb=0).bytes
     room = base + max(DEFAULT_CACHE_MB * MiB, (node_budget - base) // 2)
-    return choose_backend("auto", *sizes, min(room, node_budget))
+    asked = choose_backend("auto", *sizes, min(room, node_budget))
+    precomputed = estimate_memory("precomputed", *sizes).bytes
+    reason = (
+        f"auto: precomputed needs {_gib(precomputed)}, beyond the node's "
+        f"{_gib(node_budget)}; libsvm with a {asked.cache_mb:,} MB cache needs "
+        f"{_gib(asked.estimate.bytes)}"
+    )
+    return replace(asked, reason=reason)
 
 
 def _gib(n: float) -> str:
