@@ -25,6 +25,7 @@ def test_spaces_lists_builtins_with_trial_counts():
     assert (
         "32" in lines["q1a"]
         and "4" in lines["q1b"]
+        and "5" in lines["q1b-full"]
         and "10" in lines["q2"]
         and "96" in lines["q2-full"]
     )
@@ -48,9 +49,18 @@ def test_sweep_help_shows_every_option_and_its_default(monkeypatch):
     assert "reduce-overhead" in lines["--compile"]
 
 
-def test_show_svm_space_says_cpu_only():
+def test_show_svm_space_says_cpus_and_memory():
     result = invoke("show", "q1b")
-    assert result.exit_code == 0 and "CPUs only" in result.output and "never a GPU" in result.output
+    assert result.exit_code == 0 and "CPUs" in result.output and "never a GPU" in result.output
+    assert "memory (GiB)" in result.output and "available memory" in result.output
+    rows = [line for line in result.output.splitlines() if "│ mnist" in line]
+    assert rows and all("1.81" in row for row in rows)  # 10,000 images, precomputed
+
+
+def test_show_svm_memory_of_an_explicit_backend():
+    result = invoke("show", "q1b-full", "--svm-backend", "libsvm")
+    rows = [line for line in result.output.splitlines() if "60000" in line]
+    assert len(rows) == 5 and all("libsvm" in row and "1.7" in row for row in rows)
 
 
 @pytest.mark.parametrize(

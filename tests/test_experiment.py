@@ -90,7 +90,9 @@ def test_unreadable_metadata_is_one_line(tmp_path, content, message):
 
 
 def test_settings_are_validated_when_made():
-    with pytest.raises(TuneMnistError, match="--svm-backend gpu: expected one of precomputed"):
+    with pytest.raises(
+        TuneMnistError, match="--svm-backend gpu: expected one of auto, precomputed"
+    ):
         SweepSettings(svm_backend="gpu")
     with pytest.raises(TuneMnistError, match="--gpus-per-trial 0: expected more than 0"):
         SweepSettings(gpus_per_trial=0)

@@ -53,7 +53,13 @@ def test_a_wheel_in_a_fresh_venv_finds_the_builtin_spaces(tmp_path):
     where = run(python, "-c", "import tune_mnist; print(tune_mnist.__file__)", cwd=elsewhere)
     assert where.startswith(str(site))  # the wheel's copy, not this checkout
     listing = run(python, "-m", "tune_mnist", "spaces", cwd=elsewhere)
-    for name, trials in (("q1a", "32"), ("q1b", "4"), ("q2 ", "10"), ("q2-full", "96")):
+    for name, trials in (
+        ("q1a", "32"),
+        ("q1b ", "4"),
+        ("q1b-full", "5"),
+        ("q2 ", "10"),
+        ("q2-full", "96"),
+    ):
         assert any(name.strip() in line and trials in line for line in listing.splitlines())
     with zipfile.ZipFile(wheel) as contents:
         assert "tune_mnist/search_spaces/q2.yaml" in contents.namelist()

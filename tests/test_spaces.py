@@ -7,15 +7,17 @@ from tune_mnist.spaces import builtin_names, load_space, parse_space
 from .conftest import write_space
 
 
-@pytest.mark.parametrize(("name", "trials"), [("q1a", 32), ("q1b", 4), ("q2", 10), ("q2-full", 96)])
+@pytest.mark.parametrize(
+    ("name", "trials"), [("q1a", 32), ("q1b", 4), ("q1b-full", 5), ("q2", 10), ("q2-full", 96)]
+)
 def test_builtin_spaces_expand_to_the_study_trial_counts(name, trials):
     spec = load_space(name)
     assert len(spec.trials) == trials
-    assert len({t.label for t in spec.trials}) == trials  # no duplicate configs
+    assert len(set(spec.trials)) == trials  # no duplicate configs (labels leave out C)
 
 
 def test_builtin_names():
-    assert builtin_names() == ["q1a", "q1b", "q2", "q2-full"]
+    assert builtin_names() == ["q1a", "q1b", "q1b-full", "q2", "q2-full"]
 
 
 def test_q1a_keeps_the_eight_row_design_per_model_and_dataset():
@@ -34,6 +36,16 @@ def test_q1a_keeps_the_eight_row_design_per_model_and_dataset():
     ]
     assert {t.seed for t in spec.trials} == {0}
     assert spec.report == "ablation"
+
+
+def test_q1b_full_is_q1b_on_all_images_and_the_benchmark_row():
+    trials = load_space("q1b-full").trials
+    full = {(t.dataset, t.kernel) for t in load_space("q1b").trials}
+    assert {(t.dataset, t.kernel) for t in trials if t.C == 1.0} == full
+    assert [(t.dataset, t.kernel, t.C) for t in trials if t.C != 1.0] == [
+        ("fashion-mnist", "rbf", 10.0)
+    ]
+    assert all(t.train_samples == 60_000 and t.gamma == "scale" for t in trials)
 
 
 def test_q1b_uses_svc_defaults_on_10000_images():
@@ -182,7 +194,8 @@ def test_malformed_yaml_names_the_line(tmp_path):
 
 def test_unknown_space_name_lists_the_builtins():
     with pytest.raises(
-        TuneMnistError, match="unknown space 'q9': built-in spaces are q1a, q1b, q2, q2-full"
+        TuneMnistError,
+        match="unknown space 'q9': built-in spaces are q1a, q1b, q1b-full, q2, q2-full",
     ):
         load_space("q9")
 

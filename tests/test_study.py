@@ -52,6 +52,11 @@ def test_builtin_references_are_package_data(checkout_spaces):
     for space in ("q1a", "q1b", "q2"):
         assert study.reference_path(space) == package / "reference" / f"{space}.csv"
     assert study.reference_path("q2-full") == study.reference_path("q2")
+    benchmark = study.builtin_reference("q1b-full")
+    assert benchmark[["dataset", "kernel", "train_samples", "C"]].values.tolist() == [
+        ["fashion-mnist", "rbf", 60000, 10.0]
+    ]
+    assert benchmark["study_accuracy"].tolist() == [89.7]
     assert study.reference_path("my-space") is None
     assert (package / "reference" / "README.md").is_file()
 
@@ -62,7 +67,8 @@ def test_pyproject_installs_every_reference_file():
     patterns = config["tool"]["setuptools"]["package-data"]["tune_mnist.search_spaces"]
     files = [p.relative_to(SPACES).as_posix() for p in (SPACES / "reference").iterdir()]
     assert sorted(files) == [
-        f"reference/{n}" for n in ("README.md", "q1a.csv", "q1b.csv", "q2.csv")
+        f"reference/{n}"
+        for n in ("README.md", "fashion-benchmark.csv", "q1a.csv", "q1b.csv", "q2.csv")
     ]
     for name in files:
         assert any(fnmatch(name, pattern) for pattern in patterns), name

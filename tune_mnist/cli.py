@@ -50,7 +50,15 @@ class Format(str, Enum):
 
 
 SpaceArg = Annotated[
-    str, typer.Argument(help="A built-in space (q1a, q1b, q2, q2-full) or a YAML file.")
+    str,
+    typer.Argument(help="A built-in space (q1a, q1b, q1b-full, q2, q2-full) or a YAML file."),
+]
+SVMBackendOpt = Annotated[
+    SVMBackend,
+    typer.Option(
+        help="auto: precomputed when its kernel fits the trial's memory, else libsvm; "
+        "precomputed: plain SVC's predictions, faster; intelex: another solver."
+    ),
 ]
 AddressOpt = Annotated[
     str | None,
@@ -171,6 +179,7 @@ def show(
     where: WhereOpt = None,
     trial: TrialOpt = None,
     trial_limit: LimitOpt = TRIAL_LIMIT,
+    svm_backend: SVMBackendOpt = DEFAULT_SVM_BACKEND,
 ) -> None:
     """Print a space's expanded trials and the resources each will ask for; runs nothing."""
     from .checks import check_space
@@ -181,6 +190,8 @@ def show(
     frame = pd.DataFrame(spec.trials)  # one column per config field
     if "model" in frame:  # a file reference by its file's name, not its whole path
         frame["model"] = frame["model"].map(short_model)
+    if spec.space.trainable == "svm":
+        frame, budget = _svm_memory(frame, SVMBackend(svm_backend).value)
     numbers = spec.selection.chosen if spec.selection else range(1, len(frame) + 1)
     frame.insert(0, "#", list(numbers))
     title = f"{spec.name}: {len(spec.trials)} trials ({spec.source})"
@@ -194,7 +205,26 @@ def show(
             f"else {asked.cpu:g} CPU (override with --gpus-per-trial)."
         )
     else:
-        out.print("Each trial asks for CPUs only (--svm-cpus, default 1), never a GPU.")
+        out.print(
+            "Each trial asks for CPUs (--svm-cpus, default 1), never a GPU, and for the memory "
+            f"shown: estimated for the full datasets against {budget}; "
+            "`tune-mnist cluster SPACE` plans for a cluster's nodes."
+        )
+
+
+def _svm_memory(frame: pd.DataFrame, backend: str) -> tuple[pd.DataFrame, str]:
+    """Each SVM trial's backend and Ray memory request on this machine; the budget, said."""
+    from .svm import FULL_SIZES, SAFETY, GiB, available_budget, request_memory
+
+    budget = available_budget()
+    train, test, pixels = FULL_SIZES
+    choices = [
+        request_memory(backend, min(n, train), test, pixels, budget) for n in frame["train_samples"]
+    ]
+    return frame.assign(
+        backend=[c.backend + ("" if c.fits else " (does not fit)") for c in choices],
+        **{"memory (GiB)": [round(c.estimate.bytes / GiB, 2) for c in choices]},
+    ), f"{budget / GiB:.1f} GiB ({SAFETY:.0%} of this machine's available memory)"
 
 
 @app.command()
@@ -228,10 +258,7 @@ def sweep(
         float | None, typer.Option(help="GPU fraction per ResNet trial (default: the space's).")
     ] = None,
     svm_cpus: Annotated[float, typer.Option(min=0.01, help="CPUs per SVM trial.")] = 1.0,
-    svm_backend: Annotated[
-        SVMBackend,
-        typer.Option(help="precomputed: plain SVC's predictions, faster; intelex: another solver."),
-    ] = DEFAULT_SVM_BACKEND,
+    svm_backend: SVMBackendOpt = DEFAULT_SVM_BACKEND,
     max_failures: Annotated[
         int, typer.Option(min=0, help="Retries of a failed trial, from its last checkpoint.")
     ] = 2,
@@ -331,26 +358,40 @@ def cluster(
         float | None, typer.Option(help="GPU fraction per ResNet trial.")
     ] = None,
     svm_cpus: Annotated[float, typer.Option(min=0.01, help="CPUs per SVM trial.")] = 1.0,
+    svm_backend: SVMBackendOpt = DEFAULT_SVM_BACKEND,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Print the cluster's nodes and resources, and where a space's trials would run."""
+    """Print the cluster's nodes and resources, and where a space's trials would run.
+
+    SVM trials are planned for the full datasets (60,000 / 10,000 images).
+    """
     loopback_if_local(address, insecure)
     from .cluster import inspect_cluster
 
     with user_errors(verbose):
         spec = load_space(space) if space else None
         settings = SweepSettings(
-            address=address, gpus_per_trial=gpus_per_trial, svm_cpus=svm_cpus, verbose=verbose
+            address=address,
+            gpus_per_trial=gpus_per_trial,
+            svm_cpus=svm_cpus,
+            svm_backend=SVMBackend(svm_backend).value,
+            verbose=verbose,
         )
         view = inspect_cluster(spec, settings)
     nodes, placement = view.nodes, view.placement
     shown = nodes.assign(
         node_id=nodes["node_id"].str[:12],
+        memory=(nodes["memory"] / 2**30).round(1),
         custom=nodes["custom"].map(lambda c: ", ".join(f"{k}={v:g}" for k, v in c.items())),
     )
-    print_frame(shown, title=f"{len(nodes)} node(s)")
+    print_frame(shown.rename(columns={"memory": "memory (GiB)"}), title=f"{len(nodes)} node(s)")
     if placement:
         _say(placement.describe() + ": " + ", ".join(n[:12] for n in placement.nodes))
+        for (dataset, samples), choice in placement.svm.items():
+            _say(
+                f"  {dataset}, {samples:,} images: {choice.estimate.bytes / 2**30:.2f} GiB "
+                f"({choice.reason})"
+            )
 
 
 @app.command()

@@ -2,8 +2,10 @@
 
 ResNet trials ask for a GPU fraction on clusters with GPUs and for CPUs on clusters
 without. SVM trials ask for CPUs, plus a sliver of a custom resource (`svm_worker` by
-default) when some node declares it, which keeps them on the CPU workers that do. A space
-whose trials fit on no node is refused here, before Ray would leave it PENDING forever.
+default) when some node declares it, which keeps them on the CPU workers that do, plus
+their estimated peak memory (Ray's `memory` resource, bytes; svm.estimate_memory), so a
+node never runs more SVM trials than its memory holds. A space whose trials fit on no
+node is refused here, before Ray would leave it PENDING forever.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import signal
 import socket
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +26,7 @@ import ray
 from .errors import TuneMnistError, first_line
 from .settings import SweepSettings
 from .spaces import Spec
+from .svm import FULL_SIZES, BackendChoice, GiB, request_memory
 
 # Ray's built-in resources; anything else a node declares is a custom resource.
 _BUILTIN = {"CPU", "GPU", "memory", "object_store_memory"}
@@ -49,6 +52,7 @@ def cluster_nodes() -> pd.DataFrame:
                 "hostname": node["NodeManagerHostname"],
                 "cpus": resources.get("CPU", 0.0),
                 "gpus": resources.get("GPU", 0.0),
+                "memory": resources.get("memory", 0.0),  # bytes Ray may hand to tasks
                 "custom": custom,
             }
         )
@@ -60,14 +64,25 @@ class Placement:
     """What one kind of trial asks for, and the nodes that can hold it."""
 
     kind: str  # "resnet" or "svm"
-    asks: dict[str, float]  # as given to tune.with_resources
+    asks: dict[str, float]  # as given to tune.with_resources, memory aside
     nodes: list[str]  # node ids where one such trial fits
+    # SVM trials: the backend and memory of each (dataset, train_samples) of the space
+    svm: dict[tuple[str, int], BackendChoice] = field(default_factory=dict)
 
     def describe(self) -> str:
         asked = ", ".join(
             f"{v:g} {k.upper() if k in ('cpu', 'gpu') else k}" for k, v in self.asks.items()
         )
+        if self.svm:
+            least, most = (f(c.estimate.bytes for c in self.svm.values()) for f in (min, max))
+            span = f"{least / GiB:.1f}" + (f"-{most / GiB:.1f}" if most > least else "")
+            asked += f" and {span} GiB of memory"
         return f"{self.kind} trials ask for {asked} ({len(self.nodes)} node(s) can run them)"
+
+    def asks_for(self, trial: dict) -> dict[str, float]:
+        """What one trial (a trial_to_dict) asks Ray for: SVM trials add their memory."""
+        choice = self.svm.get((trial.get("dataset"), trial.get("train_samples")))
+        return {**self.asks, "memory": float(choice.estimate.bytes)} if choice else self.asks
 
 
 def plan(
@@ -79,8 +94,14 @@ def plan(
     gpu_explicit: bool,
     svm_cpus: float,
     svm_resource: str,
+    svm_backend: str = "auto",
+    svm_trials: dict[tuple[str, int], tuple[int, int, int]] | None = None,
 ) -> Placement:
-    """The resources a kind of trial asks for on this cluster, refusing what fits nowhere."""
+    """The resources a kind of trial asks for on this cluster, refusing what fits nowhere.
+
+    `svm_trials`: (dataset, train_samples) -> (images trained, test images, pixels) of
+    each SVM configuration; their backend and memory are chosen against the largest node.
+    """
     if kind == "resnet":
         if nodes["gpus"].max() > 0:
             asks = {"gpu": gpu}
@@ -102,7 +123,49 @@ def plan(
         raise TuneMnistError(
             f"{kind} trials ask for {asks}, which fits on no node of the cluster ({largest})"
         )
-    return Placement(kind, asks, fits["node_id"].tolist())
+    svm = plan_svm_memory(svm_backend, svm_trials or {}, fits) if kind == "svm" else {}
+    if svm:
+        most = max(c.estimate.bytes for c in svm.values())
+        fits = fits[fits["memory"] >= most]
+    return Placement(kind, asks, fits["node_id"].tolist(), svm)
+
+
+def plan_svm_memory(
+    backend: str, trials: dict[tuple[str, int], tuple[int, int, int]], nodes: pd.DataFrame
+) -> dict[tuple[str, int], BackendChoice]:
+    """Each SVM configuration's backend and memory (svm.request_memory) on the largest of
+    `nodes`; a configuration that fits on none is refused with the numbers."""
+    budget = int(nodes["memory"].max())
+    where = "this machine" if len(nodes) == 1 else "the largest node"
+    plans = {}
+    for (dataset, samples), (n, n_test, pixels) in trials.items():
+        choice = request_memory(backend, n, n_test, pixels, budget)
+        if not choice.fits:
+            using = f"--svm-backend {backend}" if backend != "auto" else "even libsvm"
+            hint = ": use --svm-backend auto or libsvm" if backend == "precomputed" else ""
+            raise TuneMnistError(
+                f"{using} needs {choice.estimate.bytes / GiB:.1f} GiB for {n:,} images of "
+                f"{dataset}; {where} has {budget / GiB:.1f} GiB available{hint}"
+            )
+        plans[(dataset, samples)] = choice
+    return plans
+
+
+def svm_sizes(spec: Spec, sizes: dict[str, tuple[int, int, int]] | None = None) -> dict:
+    """(dataset, train_samples) -> (images trained, test images, pixels) of a space's SVMs.
+
+    `sizes`: each dataset's (train, test, pixels) as loaded; default the full datasets.
+    """
+    found = {}
+    for trial in spec.trials:
+        if trial.trainable == "svm":
+            train, test, pixels = (sizes or {}).get(trial.dataset, FULL_SIZES)
+            found[(trial.dataset, trial.train_samples)] = (
+                min(trial.train_samples, train),
+                test,
+                pixels,
+            )
+    return found
 
 
 def _fits(node, asks: dict[str, float]) -> bool:
@@ -148,8 +211,14 @@ def _sees(path: str) -> bool:
     return Path(path).exists()
 
 
-def trial_resources(spec: Spec, settings: SweepSettings) -> Placement:
-    """What this space's trials ask for on the connected cluster, and where they fit."""
+def trial_resources(
+    spec: Spec, settings: SweepSettings, sizes: dict[str, tuple[int, int, int]] | None = None
+) -> Placement:
+    """What this space's trials ask for on the connected cluster, and where they fit.
+
+    `sizes`: each dataset's (train, test, pixels) as the sweep loaded it; default the full
+    datasets (what `tune-mnist cluster SPACE` assumes).
+    """
     gpu = settings.gpus_per_trial
     return plan(
         spec.space.trainable,
@@ -159,6 +228,8 @@ def trial_resources(spec: Spec, settings: SweepSettings) -> Placement:
         gpu_explicit=gpu is not None,
         svm_cpus=settings.svm_cpus,
         svm_resource=settings.svm_resource,
+        svm_backend=settings.svm_backend,
+        svm_trials=svm_sizes(spec, sizes),
     )
 
 

@@ -28,9 +28,10 @@ BUILTIN_SHAPE, BUILTIN_CLASSES = (1, 28, 28), 10  # every built-in dataset's ima
 DATA_KINDS = ("npz", "idx")  # the kinds of dataset a space may declare (see data.py)
 OPTIMIZERS = ("sgd", "adam")
 KERNELS = ("rbf", "poly", "linear", "sigmoid")
-# see svm.py: precomputed gives plain SVC's predictions, faster; intelex is another solver
-SVM_BACKENDS = ("precomputed", "libsvm", "intelex")
-DEFAULT_SVM_BACKEND = "precomputed"
+# see svm.py: auto runs precomputed when it fits the memory budget, else libsvm; precomputed
+# gives plain SVC's predictions, faster; intelex is another solver
+SVM_BACKENDS = ("auto", "precomputed", "libsvm", "intelex")
+DEFAULT_SVM_BACKEND = "auto"
 SMOKE_EPOCHS = 1  # a --smoke run trains every ResNet for this many epochs
 
 

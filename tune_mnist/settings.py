@@ -82,7 +82,10 @@ class SweepSettings:
     def from_saved(cls, saved: Mapping[str, Any], **overrides: Any) -> SweepSettings:
         """Settings read back from an experiment; keys missing from older files get defaults."""
         options = TrainOptions.from_dict(saved.get("options") or {})
-        return replace(cls(**{**known_fields(cls, saved), "options": options}), **overrides)
+        kept = {**known_fields(cls, saved), "options": options}
+        # files without the key were run before `auto` existed, with precomputed
+        kept.setdefault("svm_backend", "precomputed")
+        return replace(cls(**kept), **overrides)
 
 
 def check_name(name: str, what: str = "--name") -> None:

@@ -27,7 +27,13 @@ from .configs import DATASETS, KERNELS, MODELS, OPTIMIZERS
 from .errors import TuneMnistError, first_line
 
 # Built-in space -> its reference table; q2-full reuses the rows of q2 that it contains.
-BUILTIN = {"q1a": "q1a.csv", "q1b": "q1b.csv", "q2": "q2.csv", "q2-full": "q2.csv"}
+BUILTIN = {
+    "q1a": "q1a.csv",
+    "q1b": "q1b.csv",
+    "q1b-full": "fashion-benchmark.csv",
+    "q2": "q2.csv",
+    "q2-full": "q2.csv",
+}
 # The dataset of a built-in table that has no dataset column.
 BUILTIN_DATASET = {"q2": "fashion-mnist", "q2-full": "fashion-mnist"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
@@ -88,7 +89,8 @@ def _run_sweep(
     check_space(spec, datasets)  # every model imports, builds and fits its data
     costs = model_costs(spec, datasets)
     with ray_session(address, settings.verbose):
-        placement = trial_resources(spec, settings)
+        sizes = {n: (*d.sizes, math.prod(d.train_images.shape[1:])) for n, d in datasets.items()}
+        placement = trial_resources(spec, settings, sizes)  # refuses what fits no node
         say(placement.describe())
         check_shared_storage(experiment, cluster_nodes())
         resources = {placement.kind: placement.asks}
@@ -96,7 +98,8 @@ def _run_sweep(
             tune.with_parameters(
                 run_trial, datasets=datasets, costs=costs, experiment=str(experiment)
             ),
-            lambda config: resources[config["trial"]["trainable"]],
+            # per trial: SVM trials of one space may train on different numbers of images
+            lambda config: placement.asks_for(config["trial"]),
         )
         done = _finished_count(experiment) if settings.resume else 0
         param_space = _param_space(spec, settings, version)

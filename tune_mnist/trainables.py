@@ -51,7 +51,9 @@ def run_trial(
         trial_id = tune.get_context().get_trial_id()
         folder = Path(experiment) / trial_folder_name(trial_id, trial)
     if isinstance(trial, SVMConfig):
-        result, predicted = fit_predict(trial, data, config["svm_backend"])
+        # the memory Ray reserved for this trial is its budget (auto chooses against it)
+        asked = tune.get_context().get_trial_resources().required_resources.get("memory")
+        result, predicted = fit_predict(trial, data, config["svm_backend"], asked or None)
         if folder:
             save_predictions(folder, predicted, data.test_labels)
         finished = {"trial_finished": True, **_clock("finished_at", "load_1m_at_finish")}
