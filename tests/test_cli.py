@@ -110,12 +110,16 @@ def test_sweep_runs_prints_and_writes_tables(cli_sweep):
     assert "tiny: 4 trials" in result.output
     assert "svm trials ask for 1 CPU" in result.output
     assert "tiny: SVM baselines" in result.output
-    assert f"wrote 11 files to {experiment / 'report'}" in result.output
-    assert (experiment / "report" / "tiny-accuracy-vs-time.png").is_file()
+    report = experiment / "report"
+    written = len([p for p in report.iterdir() if p.suffix != ".png"])  # figures aside
+    assert f"wrote {written} files to {report}" in result.output
+    for name in ("tables.md", "index.html", "provenance.json", "tiny.csv", "results.parquet"):
+        assert (report / name).is_file(), name
+    assert (report / "tiny-accuracy-vs-time.png").is_file()
     assert (
-        (experiment / "report" / "tiny.csv")
+        (report / "tiny.csv")
         .read_text()
-        .startswith("dataset,kernel,train samples,test accuracy (%),training time (ms)")
+        .startswith("#,dataset,kernel,train samples,test accuracy (%),training time (ms),95% CI")
     )
     assert not ray.is_initialized()  # the local Ray it started is gone
 

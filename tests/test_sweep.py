@@ -107,9 +107,12 @@ def test_svm_sweep_on_cpu(local_ray, tmp_path, tiny_data):
     assert (frame["assigned_gpus"] == 0).all() and (frame["assigned_cpus"] == 1).all()
     table = result.summary.tables[0].frame
     assert table.columns.tolist() == [
+        "#",
         "dataset",
         "kernel",
         "train samples",
         "test accuracy (%)",
         "training time (ms)",
+        "95% CI",
+        "vs best",
     ]
