@@ -2,6 +2,7 @@
 started with `ray start` inside a private network namespace: loopback only, token auth."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -65,7 +66,12 @@ def test_cluster_command_shows_both_nodes_and_where_svms_go(scenario):
     assert codes["cluster"] == 0, (out / "cluster.log").read_text()
     text = (out / "cluster.log").read_text()
     assert "2 node(s)" in text and "svm_worker=1" in text
-    assert "svm trials ask for 1 CPU, 0.01 svm_worker (1 node(s) can run them)" in text
+    # and the memory each SVM trial is estimated to need (svm.estimate_memory)
+    assert re.search(
+        r"svm trials ask for 1 CPU, 0\.01 svm_worker and [\d.-]+ GiB of memory "
+        r"\(1 node\(s\) can run them\)",
+        text,
+    ), text
     assert worker[:12] in text.splitlines()[-1] and head[:12] not in text.splitlines()[-1]
 
 
