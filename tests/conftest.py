@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,10 @@ from tune_mnist.data import FILES, write_idx
 # reads it once at import, so it is set before anything imports Ray. Test clusters then
 # listen, and send, on loopback only.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+# One signing key (trust.py) for the whole session, never the user's own: set here, before
+# any fixture, because module-scoped sweeps run before the per-test environment is made.
+os.environ["TUNE_MNIST_CONFIG_DIR"] = tempfile.mkdtemp(prefix="tune-mnist-config-")
 
 TINY_TRAIN, TINY_TEST = 96, 40
 
@@ -49,20 +54,12 @@ def tiny_data(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def signing_config(tmp_path_factory) -> Path:
-    """One config folder (and signing key) for the session: module-scoped sweeps sign with
-    the key that later tests resume with, as one user's sweeps would."""
-    return tmp_path_factory.mktemp("config")
-
-
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path, monkeypatch, signing_config):
+def isolated_env(tmp_path, monkeypatch):
     """Results, cache and data lookups inside tmp dirs; never a download; no cluster address."""
     monkeypatch.setenv("TUNE_MNIST_RESULTS", str(tmp_path / "ray_results"))
     monkeypatch.setenv("TUNE_MNIST_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TUNE_MNIST_OFFLINE", "1")
-    monkeypatch.setenv("TUNE_MNIST_CONFIG_DIR", str(signing_config))  # the signing key
     monkeypatch.delenv("TUNE_MNIST_DATA", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     # the CLI sets this for a local Ray; monkeypatch puts the original back after each test

@@ -72,7 +72,8 @@ def test_cluster_command_shows_both_nodes_and_where_svms_go(scenario):
         r"\(1 node\(s\) can run them\)",
         text,
     ), text
-    assert worker[:12] in text.splitlines()[-1] and head[:12] not in text.splitlines()[-1]
+    placed = next(line for line in text.splitlines() if line.startswith("svm trials ask"))
+    assert worker[:12] in placed and head[:12] not in placed
 
 
 def test_svm_trials_run_on_the_cpu_worker(scenario):
