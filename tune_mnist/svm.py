@@ -135,7 +135,7 @@ def choose_backend(
         return BackendChoice("precomputed", DEFAULT_CACHE_MB, precomputed, budget, reason)
     left = budget - estimate_memory("libsvm", *sizes, cache_mb=0).bytes
     # the whole Q matrix in float32 is all the cache libsvm can ever use
-    cache_mb = max(1, min(math.ceil(n_train * n_train * 4 / MiB), round(left / MiB)))
+    cache_mb = max(1, min(math.ceil(n_train * n_train * 4 / MiB), int(left // MiB)))
     estimate = estimate_memory("libsvm", *sizes, cache_mb=cache_mb)
     reason = (
         f"auto: precomputed needs {_gib(precomputed.bytes)}, beyond {room}; libsvm with "
