@@ -10,13 +10,11 @@
 
 Nothing is claimed from what cannot carry a claim: below two values, or with no spread at
 all (identical repeats, identical differences), intervals and p-values are NaN, never a
-zero-width interval or p = 0. Factor effects of a design live in `effects.py`
-(`aliased_factors` and `main_effects` here are the older, pooled version).
+zero-width interval or p = 0. Factor effects of a design live in `effects.py`.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -185,70 +183,6 @@ def paired_difference(a, b) -> dict[str, float]:
         "p": p,
         "pairs": len(diff),
     }
-
-
-def aliased_factors(design: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """What a design cannot separate: (factors to drop, one line per finding).
-
-    Two factors whose levels always come together are one factor (the second is dropped).
-    Three two-level factors each equal to the interaction of the other two (a half
-    fraction) have main effects confounded with those interactions.
-    """
-    design = design.drop_duplicates()
-    factors = [c for c in design if design[c].nunique() > 1]
-    dropped, found = [], []
-    for a, b in itertools.combinations(factors, 2):
-        if a in dropped or b in dropped:
-            continue
-        pairs = design[[a, b]].drop_duplicates()
-        if len(pairs) == design[a].nunique() == design[b].nunique():
-            dropped.append(b)
-            found.append(f"{a} and {b} always change together: one effect, reported as {a}")
-    two_level = [f for f in factors if f not in dropped and design[f].nunique() == 2]
-    coded = {
-        f: np.where(design[f] == sorted(design[f].unique(), key=str)[0], -1, 1) for f in two_level
-    }
-    for f, g, h in itertools.combinations(two_level, 3):
-        product = coded[g] * coded[h]
-        if np.array_equal(coded[f], product) or np.array_equal(coded[f], -product):
-            found.append(
-                f"{f}, {g} and {h}: each main effect is confounded with the "
-                "interaction of the other two"
-            )
-    return dropped, found
-
-
-def main_effects(frame: pd.DataFrame, factors: list[str], values: list[str]) -> pd.DataFrame:
-    """Per factor and level: mean of each value; per factor: the difference between its
-    two levels (last - first, in sorted order) with a Welch 95% interval over trials."""
-    rows = []
-    for factor in factors:
-        levels = sorted(frame[factor].dropna().unique(), key=str)
-        if len(levels) < 2:
-            continue
-        for level in levels:
-            part = frame[frame[factor] == level]
-            rows.append(
-                {
-                    "factor": factor,
-                    "level": str(level),
-                    "trials": len(part),
-                    **{f"mean {v}": part[v].mean() for v in values},
-                }
-            )
-        if len(levels) == 2:
-            low, high = (frame.loc[frame[factor] == lv, values[0]].dropna() for lv in levels)
-            diff, ci = high.mean() - low.mean(), welch_interval(low, high)
-            rows.append(
-                {
-                    "factor": factor,
-                    "level": f"{levels[1]} - {levels[0]}",
-                    "trials": len(low) + len(high),
-                    f"mean {values[0]}": diff,
-                    "95% CI": f"[{ci[0]:.2f}, {ci[1]:.2f}]",
-                }
-            )
-    return pd.DataFrame(rows)
 
 
 def welch_interval(a: pd.Series, b: pd.Series) -> tuple[float, float]:
