@@ -299,7 +299,7 @@ BAD = {
     "npz and idx": (
         {"datasets": {"shapes": {"npz": "shapes.npz", "idx": "."}}},
         "own.yaml: datasets.shapes: ",
-        "expected exactly one of npz: FILE or idx: FOLDER",
+        "expected exactly one of npz: FILE, idx: FOLDER or torchvision: CLASS",
     ),
     "a built-in's name": (
         {"datasets": {"mnist": {"npz": "shapes.npz"}}},

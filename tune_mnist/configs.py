@@ -25,7 +25,7 @@ MODELS = ("resnet18", "resnet34", "resnet50")
 # `build(channels, height, width, classes) -> nn.Module` (see models.py).
 MODEL_ENTRY_POINTS = "tune_mnist.models"
 BUILTIN_SHAPE, BUILTIN_CLASSES = (1, 28, 28), 10  # every built-in dataset's images, classes
-DATA_KINDS = ("npz", "idx")  # the kinds of dataset a space may declare (see data.py)
+DATA_KINDS = ("npz", "idx", "torchvision")  # the kinds a space may declare (see data.py)
 OPTIMIZERS = ("sgd", "adam")
 KERNELS = ("rbf", "poly", "linear", "sigmoid")
 # see svm.py: auto runs precomputed when it fits the memory budget, else libsvm; precomputed
@@ -222,5 +222,6 @@ class DataSource:
     """A dataset a space declares (`datasets: {NAME: {npz: FILE}}` or `{idx: FOLDER}`)."""
 
     kind: str  # one of DATA_KINDS
-    path: str  # absolute once the space is loaded
+    path: str  # absolute once the space is loaded; torchvision: the class name, e.g. KMNIST
     origin: str = ""  # where the space declared it, e.g. `own.yaml: datasets.shapes.npz`
+    split: str = ""  # torchvision's split argument where the class needs one (EMNIST)

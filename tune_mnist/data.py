@@ -1,5 +1,6 @@
 """Datasets as uint8 arrays: MNIST and Fashion-MNIST (IDX parsing, where to find the files,
-downloads), and the ones a space declares: a `.npz` file or a folder of IDX files.
+downloads), and the ones a space declares: a `.npz` file, a folder of IDX files, or one of
+torchvision's datasets by name (tvdatasets.py).
 
 Lookup order for a dataset: `data_dir` (or $TUNE_MNIST_DATA), in either a flat
 `<dir>/<name>/` folder or torchvision's `<dir>/<Class>/raw/` layout; then the cache
@@ -21,6 +22,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from . import tvdatasets
 from .configs import DataSource
 from .errors import TuneMnistError, first_line
 
@@ -240,6 +242,8 @@ def read_source(name: str, source: DataSource) -> Dataset:
     """A dataset a space declares, its problems said with where it was declared."""
     path = Path(source.path)
     try:
+        if source.kind == "torchvision":
+            return own_dataset(name, f"torchvision {source.path}", tvdatasets.read(source))
         if source.kind == "npz":
             if not path.is_file():
                 raise TuneMnistError(f"{path}: no such file")
@@ -253,6 +257,8 @@ def read_source(name: str, source: DataSource) -> Dataset:
 
 def source_files(source: DataSource) -> list[Path]:
     """The files a declared dataset is read from, for checksums."""
+    if source.kind == "torchvision":
+        return tvdatasets.files(source)
     if source.kind == "npz":
         return [Path(source.path)]
     folder = Path(source.path)

@@ -34,8 +34,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from . import tvdatasets
 from .configs import (
     CONFIGS,
+    DATA_KINDS,
     DATASETS,
     KERNELS,
     OPTIMIZERS,
@@ -142,27 +144,31 @@ class Resources(BaseModel):
 
 class DatasetFiles(BaseModel):
     """Where a space's own dataset lies: exactly one of `npz` (a file holding x_train,
-    y_train, x_test, y_test) or `idx` (a folder of the four IDX files, any image size)."""
+    y_train, x_test, y_test), `idx` (a folder of the four IDX files, any image size) or
+    `torchvision` (a class name such as KMNIST, with `split` where it needs one)."""
 
     model_config = _STRICT
     npz: str | None = None
     idx: str | None = None
+    torchvision: str | None = None
+    split: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> DatasetFiles:
-        if (self.npz is None) == (self.idx is None):
+        if sum(v is not None for v in (self.npz, self.idx, self.torchvision)) != 1:
             raise PydanticCustomError(
-                "one_source", "expected exactly one of npz: FILE or idx: FOLDER"
+                "one_source",
+                "expected exactly one of npz: FILE, idx: FOLDER or torchvision: CLASS",
             )
         return self
 
     @property
     def kind(self) -> str:
-        return "npz" if self.npz is not None else "idx"
+        return next(k for k in DATA_KINDS if getattr(self, k) is not None)
 
     @property
     def path(self) -> str:
-        return self.npz if self.npz is not None else self.idx
+        return getattr(self, self.kind)
 
 
 class Space(BaseModel):
@@ -210,7 +216,12 @@ class Spec:
     def data_sources(self) -> dict[str, DataSource]:
         """The space's own datasets, each with where it was declared (for its errors)."""
         return {
-            name: DataSource(files.kind, files.path, f"{self.source}: datasets.{name}.{files.kind}")
+            name: DataSource(
+                files.kind,
+                files.path,
+                f"{self.source}: datasets.{name}.{files.kind}",
+                files.split or "",
+            )
             for name, files in self.space.datasets.items()
         }
 
@@ -332,6 +343,15 @@ def _resolved(space: Space, source: str, base: Path) -> Space:
         if not DATASET_NAME.fullmatch(name) or name in DATASETS:
             problem = "a built-in's name" if name in DATASETS else "letters, digits, _ . - only"
             raise TuneMnistError(f"{where}: not a name for a dataset ({problem})")
+        if files.kind == "torchvision":
+            try:
+                tvdatasets.check_name(files.torchvision, files.split)
+            except TuneMnistError as e:
+                raise TuneMnistError(f"{where}.{e}") from None
+            datasets[name] = files
+            continue
+        if files.split is not None:
+            raise TuneMnistError(f"{where}.split: only a torchvision dataset takes a split")
         path = (base / Path(files.path).expanduser()).absolute()
         exists = path.is_file() if files.kind == "npz" else path.is_dir()
         if not exists:
