@@ -352,3 +352,23 @@ def test_builtin_spaces_are_shown_as_before():
         assert cells[:4] == [str(number), trial.dataset, trial.model, str(trial.batch_size)]
         assert cells[4:7] == [trial.optimizer, str(trial.lr), str(trial.epochs)]
     assert result.output.splitlines()[0] == f"q1a: {len(spec.trials)} trials (q1a.yaml)"
+
+
+def test_a_model_registered_by_an_installed_packages_entry_point(tmp_path, monkeypatch):
+    """A distribution on sys.path (as pip would leave it) adds `tinynet` to the registry
+    through the entry-point group; its try at taking over `resnet18` is ignored."""
+    (tmp_path / "tinynets_pkg").mkdir()
+    (tmp_path / "tinynets_pkg" / "__init__.py").write_text(NETS)
+    info = tmp_path / "tinynets_pkg-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tinynets-pkg\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[tune_mnist.models]\ntinynet = tinynets_pkg:build\nresnet18 = tinynets_pkg:build\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert registry()["tinynet"].__module__ == "tinynets_pkg"
+    assert registry()["resnet18"] is not registry()["tinynet"]
+    spec = load_space(own_space(tmp_path, model="tinynet"))
+    assert spec.trials[0].model == "tinynet"
+    check_space(spec)
+    assert build_model("tinynet", (3, 32, 32), 5)(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
