@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from tune_mnist import load_space
 from tune_mnist.checks import check_space, space_datasets
 from tune_mnist.cli import app
-from tune_mnist.configs import MODELS, ResNetConfig, SVMConfig
+from tune_mnist.configs import MODELS, ResNetConfig, SVMConfig, model_names
 from tune_mnist.data import FILES, channel_stats, write_idx
 from tune_mnist.models import build_model, model_cost, model_cost_at, registry
 from tune_mnist.svm import fit_svm
@@ -354,9 +354,11 @@ def test_builtin_spaces_are_shown_as_before():
     assert result.output.splitlines()[0] == f"q1a: {len(spec.trials)} trials (q1a.yaml)"
 
 
-def test_a_model_registered_by_an_installed_packages_entry_point(tmp_path, monkeypatch):
+def test_a_model_registered_by_an_installed_packages_entry_point(tmp_path, monkeypatch, request):
     """A distribution on sys.path (as pip would leave it) adds `tinynet` to the registry
     through the entry-point group; its try at taking over `resnet18` is ignored."""
+    model_names.cache_clear()  # names are read once per process; this one installs mid-way
+    request.addfinalizer(model_names.cache_clear)
     (tmp_path / "tinynets_pkg").mkdir()
     (tmp_path / "tinynets_pkg" / "__init__.py").write_text(NETS)
     info = tmp_path / "tinynets_pkg-0.1.dist-info"
@@ -372,3 +374,11 @@ def test_a_model_registered_by_an_installed_packages_entry_point(tmp_path, monke
     assert spec.trials[0].model == "tinynet"
     check_space(spec)
     assert build_model("tinynet", (3, 32, 32), 5)(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+
+
+def test_where_picks_a_file_model_by_the_name_show_prints(tmp_path):
+    path = own_space(tmp_path, model=["./nets.py:build", "resnet18"])
+    for written in ("nets.py:build", "./nets.py:build"):
+        result = CliRunner().invoke(app, ["show", str(path), "--where", f"model={written}"])
+        assert result.exit_code == 0, result.output
+        assert "1 of 2 trials" in result.output and "resnet18" not in result.output

@@ -48,6 +48,7 @@ from .configs import (
     is_reference,
     model_names,
     resolve_model,
+    short_model,
     trial_to_dict,
     with_seed,
 )
@@ -465,7 +466,7 @@ def select(spec: Spec, where: list[str] = (), numbers: list[int] = ()) -> Spec:
         i
         for i, row in enumerate(rows, start=1)
         if (not numbers or i in numbers)
-        and all(any(_same(row[k], v) for v in values) for k, values in wanted.items())
+        and all(any(_same(row[k], v, k) for v in values) for k, values in wanted.items())
     ]
     selection = Selection(wanted, sorted(set(numbers)), chosen, total)
     if not chosen:
@@ -498,8 +499,11 @@ def _parse_value(text: str) -> Any:
     return value
 
 
-def _same(have: Any, want: Any) -> bool:
+def _same(have: Any, want: Any, key: str = "") -> bool:
     numeric = (int, float)
+    if key == "model" and isinstance(have, str) and isinstance(want, str):
+        # a file model as `show` prints it (nets.py:build) or as the space wrote it
+        return have == want or short_model(have) == short_model(want)
     if isinstance(have, bool) or isinstance(want, bool):
         return have is want or (type(have) is type(want) and have == want)
     if isinstance(have, numeric) and isinstance(want, numeric):
