@@ -163,7 +163,7 @@ def _grid(key, value):
         ),
         (
             _with(grid={"lr": [0.1]}, trainable="xgboost"),
-            "b.yaml: trainable: Input should be 'resnet' or 'svm'",
+            "b.yaml: trainable: expected resnet, svm, or a reference package.module:function",
         ),
         (_with(grid={"lr": [0.1]}, trainable="svm"), "b.yaml: fixed.model: unknown key"),
         (

@@ -27,7 +27,8 @@ def space_datasets(spec: Spec) -> dict[str, Dataset]:
 
 def check_space(spec: Spec, datasets: Mapping[str, Dataset] | None = None) -> None:
     """Import, build and run one image through each model of a ResNet space at the shape
-    of each dataset it trains on; TuneMnistError naming the file and key on a failure.
+    of each dataset it trains on (a custom space: import its function and check its
+    signature); TuneMnistError naming the file and key on a failure.
 
     `datasets` are the loaded data (a sweep); without them (show) the built-ins' shape is
     known and the space's own datasets are read, which checks their arrays too.
@@ -35,6 +36,13 @@ def check_space(spec: Spec, datasets: Mapping[str, Dataset] | None = None) -> No
     if datasets is None:
         datasets = space_datasets(spec)
     shapes = {name: (d.shape, d.classes) for name, d in datasets.items()}
+    if spec.trainable == "custom":
+        from .custom import load_trainable
+
+        try:
+            load_trainable(spec.space.trainable)
+        except TuneMnistError as e:
+            raise TuneMnistError(f"{spec.source}: trainable: {e}") from None
     if spec.trainable != "resnet":
         return
     pairs = dict.fromkeys((t.model, t.dataset) for t in spec.trials)

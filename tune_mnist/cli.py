@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from .configs import DEFAULT_SVM_BACKEND, SVM_BACKENDS, TrainOptions, short_model
+from .configs import DEFAULT_SVM_BACKEND, SVM_BACKENDS, TrainOptions, short_model, trial_to_dict
 from .errors import TuneMnistError
 from .settings import SweepSettings
 from .spaces import TRIAL_LIMIT, builtin_names, load_space, select, with_repeats
@@ -187,10 +187,12 @@ def show(
     with user_errors():
         spec = select(load_space(space, trial_limit), where or [], trial or [])
         check_space(spec)  # own models import and fit their data; own datasets read
-    frame = pd.DataFrame(spec.trials)  # one column per config field
-    if "model" in frame:  # a file reference by its file's name, not its whole path
-        frame["model"] = frame["model"].map(short_model)
-    if spec.space.trainable == "svm":
+    # one column per config field (a custom trainable's keys too)
+    frame = pd.DataFrame([trial_to_dict(t) for t in spec.trials]).drop(columns="trainable")
+    for key in ("model", "function"):  # a file reference by its file's name, not its path
+        if key in frame:
+            frame[key] = frame[key].map(short_model)
+    if spec.trainable == "svm":
         frame, budget = _svm_memory(frame, SVMBackend(svm_backend).value)
     numbers = spec.selection.chosen if spec.selection else range(1, len(frame) + 1)
     frame.insert(0, "#", list(numbers))
@@ -199,7 +201,7 @@ def show(
         title = f"{spec.name}: {len(spec.trials)} of {spec.selection.of} trials ({spec.source})"
     print_frame(frame, title=title)
     asked = spec.space.resources
-    if spec.space.trainable == "resnet":
+    if spec.trainable != "svm":
         out.print(
             f"Each trial asks for {asked.gpu:g} GPU on a cluster with GPUs, "
             f"else {asked.cpu:g} CPU (override with --gpus-per-trial)."

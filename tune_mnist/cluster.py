@@ -63,7 +63,7 @@ def cluster_nodes() -> pd.DataFrame:
 class Placement:
     """What one kind of trial asks for, and the nodes that can hold it."""
 
-    kind: str  # "resnet" or "svm"
+    kind: str  # "resnet", "svm" or "custom"
     asks: dict[str, float]  # as given to tune.with_resources, memory aside
     nodes: list[str]  # node ids where one such trial fits
     # SVM trials: the backend and memory of each (dataset, train_samples) of the space
@@ -102,7 +102,7 @@ def plan(
     `svm_trials`: (dataset, train_samples) -> (images trained, test images, pixels) of
     each SVM configuration; their backend and memory are chosen against the largest node.
     """
-    if kind == "resnet":
+    if kind in ("resnet", "custom"):  # a custom trainable may use a GPU as a ResNet does
         if nodes["gpus"].max() > 0:
             asks = {"gpu": gpu}
         elif gpu_explicit:
@@ -221,7 +221,7 @@ def trial_resources(
     """
     gpu = settings.gpus_per_trial
     return plan(
-        spec.space.trainable,
+        spec.trainable,
         cluster_nodes(),
         gpu=gpu if gpu is not None else spec.space.resources.gpu,
         cpu=spec.space.resources.cpu,

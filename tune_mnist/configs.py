@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -84,22 +84,64 @@ class SVMConfig:
         return f"{self.dataset}/svm-{self.kernel}/n{self.train_samples}"
 
 
-TrialConfig = ResNetConfig | SVMConfig
-CONFIGS: dict[str, type[ResNetConfig] | type[SVMConfig]] = {
+@dataclass(frozen=True)
+class CustomConfig:
+    """One run of a space's own trainable (`trainable: pkg.mod:train` or `FILE.py:train`):
+    the dataset, the function, and whatever else the space sets, passed to it as is."""
+
+    trainable: ClassVar[str] = "custom"
+    dataset: str
+    function: str  # the trainable's reference; a file's absolute path once loaded
+    params: dict[str, Any] = field(default_factory=dict)  # every other key of the space
+    seed: int = 0
+
+    @property
+    def label(self) -> str:
+        """A short human name, e.g. `shapes/loop.py:train/lr0.1/s0`."""
+        parts = [self.dataset, short_model(self.function)]
+        # a path by its last part: labels name folders and table rows
+        parts += [f"{k}{_show(v).rpartition('/')[2]}" for k, v in self.params.items()]
+        return "/".join([*parts, f"s{self.seed}"])
+
+    def config(self) -> dict[str, Any]:
+        """What the trainable gets: the space's keys for this trial, dataset and seed too."""
+        return {"dataset": self.dataset, **self.params, "seed": self.seed}
+
+
+TrialConfig = ResNetConfig | SVMConfig | CustomConfig
+CONFIGS: dict[str, type[ResNetConfig] | type[SVMConfig] | type[CustomConfig]] = {
     "resnet": ResNetConfig,
     "svm": SVMConfig,
+    "custom": CustomConfig,
 }
 
 
+def trainable_kind(trainable: str) -> str:
+    """resnet, svm, or custom for a space's `trainable` given by reference."""
+    return trainable if trainable in ("resnet", "svm") else "custom"
+
+
 def trial_to_dict(trial: TrialConfig) -> dict[str, Any]:
-    """A trial as the plain dict Ray and the experiment files hold (with `trainable`)."""
+    """A trial as the plain dict Ray and the experiment files hold (with `trainable`).
+
+    A custom trial's params are flat keys beside its fields, so filters, tables and
+    searches see them as they see a ResNet's lr."""
+    if isinstance(trial, CustomConfig):
+        fixed = {"dataset": trial.dataset, "function": trial.function, "seed": trial.seed}
+        return {"trainable": trial.trainable, **fixed, **trial.params}
     return {"trainable": trial.trainable, **asdict(trial)}
 
 
 def trial_from_dict(data: Mapping[str, Any]) -> TrialConfig:
     """The typed trial of a dict written by trial_to_dict."""
     kind = CONFIGS[data["trainable"]]
+    if kind is CustomConfig:
+        params = {k: v for k, v in data.items() if k not in CUSTOM_KEYS}
+        return CustomConfig(data["dataset"], data["function"], params, data.get("seed", 0))
     return kind(**known_fields(kind, data))
+
+
+CUSTOM_KEYS = {"trainable", "dataset", "function", "seed"}
 
 
 def known_fields(kind: type, data: Mapping[str, Any]) -> dict[str, Any]:

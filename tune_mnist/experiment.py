@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from .configs import Selection, TrialConfig, trial_from_dict, trial_to_dict
+from .configs import Selection, TrialConfig, trainable_kind, trial_from_dict, trial_to_dict
 from .errors import TuneMnistError
 from .provenance import SWEEP_KEYS
 from .settings import SweepSettings
@@ -209,8 +209,8 @@ class ExperimentMeta:
 
     @property
     def trainable(self) -> str:
-        """Which trainable the space runs: resnet or svm."""
-        return self.space.trainable
+        """Which trainable the space runs: resnet, svm or custom (the space's own)."""
+        return trainable_kind(self.space.trainable)
 
     def to_json(self) -> str:
         """The file's content; provenance keys sit at the top level, as in version 1."""

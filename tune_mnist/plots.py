@@ -356,6 +356,8 @@ def plot_experiment(
     """
     loaded = loaded or load_experiment(experiment)
     meta = loaded.meta
+    if meta.trainable == "custom":  # no test accuracy to draw: its metric is in the tables
+        return []
     results = with_rows(loaded.results)
     folder, name = report_dir(experiment), meta.name
     scale = scale_of(meta, results)

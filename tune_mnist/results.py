@@ -213,18 +213,22 @@ def load_experiment(experiment: str | Path) -> Experiment:
             # The declared config wins over a report's keys of the same name.
             kept = {k: v for k, v in report.items() if k not in _RAY_KEYS | {"label", *config}}
             epoch_rows.append({"label": trial.label, **config, **kept, "_trial": number})
-    results = with_rows(with_compute(pd.DataFrame(rows), meta))
+    keys = {k for trial in meta.trials for k in trial_to_dict(trial)} - {"trainable"}
+    results = with_rows(with_compute(pd.DataFrame(rows), meta), keys)
     epochs = pd.DataFrame(epoch_rows)
     if not epochs.empty:
         epochs["row"] = epochs.pop("_trial").map(results["row"])
     return Experiment(meta, results, epochs, predictions)
 
 
-def with_rows(frame: pd.DataFrame) -> pd.DataFrame:
+def with_rows(frame: pd.DataFrame, keys: set[str] | None = None) -> pd.DataFrame:
     """Add `row`: the configuration's number in the report's tables (1, 2, ... in the
-    order the space declares them; the repeats of one configuration share it)."""
-    config = [c for c in frame.columns if c in _CONFIG_COLUMNS and c != "seed"]
-    keys = frame[config].astype(str).agg("|".join, axis=1)
+    order the space declares them; the repeats of one configuration share it).
+
+    `keys`: the config's columns (default: the ResNet and SVM fields)."""
+    config = [c for c in frame.columns if c in (keys or _CONFIG_COLUMNS) and c != "seed"]
+    # a key only some trials set (a custom trainable's) is missing, not "nan", in the others
+    keys = frame[config].map(repr).agg("|".join, axis=1)
     frame["row"] = keys.map({k: i + 1 for i, k in enumerate(dict.fromkeys(keys))})
     return frame
 
@@ -250,8 +254,10 @@ def with_compute(frame: pd.DataFrame, meta: ExperimentMeta) -> pd.DataFrame:
     train_sizes = frame["dataset"].map({n: d.train for n, d in meta.data.items()})
     if meta.trainable == "resnet":  # every epoch sees the whole training set
         images = train_sizes * numbers(frame, "epoch")
-    else:  # an SVM: one fit on the first train_samples images
+    elif meta.trainable == "svm":  # one fit on the first train_samples images
         images = numbers(frame, "train_samples").clip(upper=train_sizes)
+    else:  # a custom trainable: what it trained on is its own business
+        images = pd.Series(float("nan"), index=frame.index)
     frame["images_seen"] = images
     frame["gpu_seconds"] = seconds * numbers(frame, "assigned_gpus")
     frame["cpu_seconds"] = seconds * numbers(frame, "assigned_cpus")

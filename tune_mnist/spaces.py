@@ -37,6 +37,7 @@ from pydantic_core import PydanticCustomError
 from . import tvdatasets
 from .configs import (
     CONFIGS,
+    CUSTOM_KEYS,
     DATA_KINDS,
     DATASETS,
     KERNELS,
@@ -49,6 +50,7 @@ from .configs import (
     model_names,
     resolve_model,
     short_model,
+    trainable_kind,
     trial_to_dict,
     with_seed,
 )
@@ -131,8 +133,34 @@ class SVMFields(BaseModel):
     check_dataset = field_validator("dataset")(_known_dataset)
 
 
-FIELDS: dict[str, type[BaseModel]] = {"resnet": ResNetFields, "svm": SVMFields}
-DEFAULT_REPORT = {"resnet": "comparison", "svm": "svm"}
+class CustomFields(BaseModel):
+    """The keys of a trial of the space's own trainable: a dataset, a seed, and any other
+    keys with plain values (numbers, strings, booleans), passed to it as is."""
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+    dataset: str
+    seed: int = Field(0, ge=0)
+
+    check_dataset = field_validator("dataset")(_known_dataset)
+
+    @model_validator(mode="after")
+    def _plain_values(self) -> CustomFields:
+        for key, value in (self.model_extra or {}).items():
+            if not isinstance(value, str | int | float | bool):
+                raise PydanticCustomError(
+                    "plain", "{key}: expected a number, string or boolean", {"key": key}
+                )
+            if key in CUSTOM_KEYS:
+                raise PydanticCustomError("reserved", "{key}: a reserved key", {"key": key})
+        return self
+
+
+FIELDS: dict[str, type[BaseModel]] = {
+    "resnet": ResNetFields,
+    "svm": SVMFields,
+    "custom": CustomFields,
+}
+DEFAULT_REPORT = {"resnet": "comparison", "svm": "svm", "custom": "custom"}
 
 
 class Resources(BaseModel):
@@ -178,8 +206,12 @@ class Space(BaseModel):
     model_config = _STRICT
     name: str = Field(min_length=1)
     description: str = ""
-    trainable: Literal["resnet", "svm"]
-    report: Literal["ablation", "svm", "comparison"] | None = None
+    # resnet, svm, or your own function: package.module:train or FILE.py:train (custom.py)
+    trainable: str
+    report: Literal["ablation", "svm", "comparison", "custom"] | None = None
+    # custom trainables: the reported key the tables show, and whether higher is better
+    metric: str | None = None
+    mode: Literal["max", "min"] = "max"
     resources: Resources = Resources()
     repeats: int = Field(1, ge=1, le=MAX_REPEATS)  # seeds per configuration: seed, seed + 1, ...
     fixed: dict[str, Any] = {}
@@ -207,11 +239,12 @@ class Spec:
 
     @property
     def trainable(self) -> str:
-        return self.space.trainable
+        """resnet, svm, or custom (a function the space names)."""
+        return trainable_kind(self.space.trainable)
 
     @property
     def report(self) -> str:
-        return self.space.report or DEFAULT_REPORT[self.space.trainable]
+        return self.space.report or DEFAULT_REPORT[self.trainable]
 
     @property
     def data_sources(self) -> dict[str, DataSource]:
@@ -338,6 +371,7 @@ def parse_space(
 def _resolved(space: Space, source: str, base: Path) -> Space:
     """The space with absolute paths for its datasets and models' file references; an
     already resolved space comes back the same."""
+    space = _resolved_trainable(space, source, base)
     datasets = {}
     for name, files in space.datasets.items():
         where = f"{source}: datasets.{name}"
@@ -375,6 +409,36 @@ def _resolved(space: Space, source: str, base: Path) -> Space:
     )
 
 
+def _resolved_trainable(space: Space, source: str, base: Path) -> Space:
+    """A custom trainable's reference checked (a file one made absolute), and the `metric`
+    its tables show required; the built-in trainables take no metric."""
+    if trainable_kind(space.trainable) != "custom":
+        if space.metric is not None:
+            raise TuneMnistError(
+                f"{source}: metric: only a space's own trainable takes one "
+                f"({space.trainable} reports test_accuracy)"
+            )
+        return space
+    value = space.trainable
+    where, _, name = value.rpartition(":")
+    well_formed = (
+        where.endswith(".py") and name.isidentifier()
+        if is_reference(value) and is_file_reference(value)
+        else MODULE_REFERENCE.fullmatch(value)
+    )
+    if not well_formed:
+        raise TuneMnistError(
+            f"{source}: trainable: expected resnet, svm, or a reference "
+            f"package.module:function or FILE.py:function (got {value!r})"
+        )
+    if space.metric is None:
+        raise TuneMnistError(
+            f"{source}: metric: name the key your trainable reports that the tables show, "
+            "e.g. metric: accuracy"
+        )
+    return space.model_copy(update={"trainable": resolve_model(value, base)})
+
+
 def trial_count(space: Space) -> int:
     """How many trials a space expands to, counted without expanding it."""
     return math.prod(len(v) for v in space.grid.values()) * max(len(space.rows), 1) * space.repeats
@@ -405,7 +469,8 @@ def _check_layout(space: Space, source: str) -> None:
 
 
 def _expand(space: Space, source: str) -> list[TrialConfig]:
-    model, config_type = FIELDS[space.trainable], CONFIGS[space.trainable]
+    kind = trainable_kind(space.trainable)
+    model, config_type = FIELDS[kind], CONFIGS[kind]
     keys = list(space.grid)
     trials = []
     for values in itertools.product(*space.grid.values()):
@@ -418,7 +483,11 @@ def _expand(space: Space, source: str) -> list[TrialConfig]:
                 trial = model.model_validate(config, context={"datasets": list(space.datasets)})
             except ValidationError as e:
                 raise TuneMnistError(_describe(e, source, where)) from None
-            trials.append(config_type(**trial.model_dump()))
+            if kind == "custom":
+                params = {k: config[k] for k in config if k not in ("dataset", "seed")}
+                trials.append(config_type(trial.dataset, space.trainable, params, trial.seed))
+            else:
+                trials.append(config_type(**trial.model_dump()))
     return repeat(trials, space.repeats)
 
 

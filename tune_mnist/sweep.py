@@ -181,6 +181,8 @@ def _check_trusted(experiment: Path) -> None:
 def _param_space(spec: Spec, settings: SweepSettings, version: int) -> dict:
     options = {**asdict(settings.options), "max_epochs": settings.max_epochs}
     space = {"trial": tune.grid_search([trial_to_dict(t) for t in spec.trials])}
+    if spec.trainable == "custom":  # the key its tables show, which it must report
+        space["metric"] = spec.space.metric
     if version < 2:  # experiments of 0.1.0 carried the SVM backend inside the options
         return {**space, "options": {**options, "svm_backend": settings.svm_backend}}
     return {**space, "options": options, "svm_backend": settings.svm_backend}
@@ -189,7 +191,7 @@ def _param_space(spec: Spec, settings: SweepSettings, version: int) -> dict:
 def _check_batches_fit(spec: Spec, datasets) -> None:
     """A batch larger than the training set would train on no full batch: refuse it here."""
     for trial in spec.trials:
-        if trial.trainable == "resnet":
+        if trial.trainable == "resnet":  # (a custom trainable batches as it likes)
             images = datasets[trial.dataset].sizes[0]
             if trial.batch_size > images:
                 raise TuneMnistError(
@@ -290,11 +292,12 @@ class ProgressReport:
                 f"(loss {loss} in epoch {epoch}; left out of the tables)"
             )
             return
-        accuracy = result.get("test_accuracy", float("nan"))
         seconds = result.get("train_time_ms", float("nan")) / 1000
-        self.say(
-            f"[{self.finished}/{self.total}] {_label(trial)}: {accuracy:.2f}% in {seconds:.1f}s"
-        )
+        if metric := trial.config.get("metric"):  # a custom trainable's own
+            shown = f"{metric} {result.get(metric, float('nan')):.4g}"
+        else:
+            shown = f"{result.get('test_accuracy', float('nan')):.2f}%"
+        self.say(f"[{self.finished}/{self.total}] {_label(trial)}: {shown} in {seconds:.1f}s")
 
     def failed(self, trial) -> None:
         self.finished += 1

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats, study
-from .configs import is_reference, short_model
+from .configs import is_reference, short_model, trial_to_dict
 from .effects import design_effects
 from .errors import TuneMnistError
 from .experiment import ExperimentMeta, Predictions
@@ -64,6 +64,7 @@ LEVEL_NAMES = {
     "model": MODEL_NAMES,
     "optimizer": {"sgd": "SGD", "adam": "Adam"},
     "kernel": {"rbf": "RBF", "poly": "Poly", "linear": "linear", "sigmoid": "sigmoid"},
+    "function": MODEL_NAMES,  # a custom trainable: its file's name, not its whole path
 }
 LABELS = {
     "dataset": "dataset",
@@ -75,6 +76,7 @@ LABELS = {
     "pin_memory": "pin_memory",
     "kernel": "kernel",
     "train_samples": "train samples",
+    "function": "trainable",
 }
 FACTORS = ["model", "batch_size", "optimizer", "lr", "epochs", "pin_memory"]
 CONFIG_KEYS = {
@@ -493,7 +495,7 @@ def reference_of(meta: ExperimentMeta) -> pd.DataFrame | None:
 def compute_table(run: Run) -> Table:
     """GPU- and CPU-seconds, images and training FLOPs, per dataset and model (or kernel)."""
     results = run.results
-    by = ["dataset", "model" if "model" in results else "kernel"]
+    by = ["dataset", next(k for k in ("model", "kernel", "function") if k in results)]
     done = results[results["status"] == "finished"]
     columns = {
         "gpu_seconds": "GPU-seconds",
@@ -501,7 +503,7 @@ def compute_table(run: Run) -> Table:
         "images_seen": "train images",
         "train_pflops_est": "train PFLOPs (est.)",
     }
-    present = [c for c in columns if c in done]
+    present = [c for c in columns if c in done and done[c].notna().any()]
     frame = (
         done.groupby(by, sort=False)[present].sum().reset_index()
         if len(done)
@@ -527,7 +529,56 @@ def compute_table(run: Run) -> Table:
     return Table(f"{name}-compute", f"{name}: compute used", frame, [note])
 
 
-STUDY_TABLES = {"ablation": ablation_tables, "svm": svm_tables, "comparison": comparison_tables}
+def custom_tables(run: Run) -> list[Table]:
+    """A space's own trainable: one row per configuration with the last value of the
+    space's metric (mean and std over seeds), the epochs it reported and its train time."""
+    metric, results = run.space.metric, run.results
+    keys = [
+        k
+        for k in dict.fromkeys(k for t in run.meta.trials for k in trial_to_dict(t))
+        if k not in ("trainable", "seed")
+        and (k == "dataset" or results[k].nunique(dropna=False) > 1)
+    ]
+    done = results[results["status"] == "finished"].assign(
+        value=lambda f: numbers(f, metric),
+        contended=lambda f: f["shared_node_fraction"] > CONTENDED,
+    )
+    groups = done.groupby("row", sort=True)
+    frame = groups.first()[keys].reset_index().rename(columns={"row": "#"})
+    frame = pd.concat([frame[["#"]], _display(frame, keys)], axis=1)
+    frame[metric] = groups["value"].mean().round(4).to_numpy()
+    repeated = len(done) and groups.size().max() > 1
+    if repeated:
+        frame["± std"] = groups["value"].std().round(4).to_numpy()
+        frame["n"] = groups.size().to_numpy()
+    frame["epochs"] = groups["epoch"].max().to_numpy()
+    times = zip(groups["train_time_ms"].mean(), groups["contended"].any(), strict=True)
+    frame["train time (ms)"] = [_ms(t, c) for t, c in times]
+    better, best_word = ("higher", "highest") if run.space.mode == "max" else ("lower", "lowest")
+    notes = [
+        f"{metric}: the last value each trial reported ({better} is better)"
+        + ("; mean ± std over n seeds." if repeated else "; one run per configuration.")
+        + " No interval: what the metric's sampling error is, only its trainable knows."
+    ]
+    if frame[metric].notna().any():
+        extreme = frame[metric].max() if run.space.mode == "max" else frame[metric].min()
+        rows = ", ".join(f"#{n}" for n in frame.loc[frame[metric] == extreme, "#"])
+        tie = " (a tie)" if "," in rows else ""
+        notes.append(f"The {best_word} mean {metric}, {extreme:g}: row {rows}{tie}.")
+    if done["contended"].any():
+        notes.append(
+            f"* train time taken while other trials ran on the same node for more than "
+            f"{CONTENDED:.0%} of it: not a speed figure."
+        )
+    return [Table(run.space.name, f"{run.space.name}: {metric} by configuration", frame, notes)]
+
+
+STUDY_TABLES = {
+    "ablation": ablation_tables,
+    "svm": svm_tables,
+    "comparison": comparison_tables,
+    "custom": custom_tables,
+}
 
 
 def build_tables(
@@ -575,5 +626,7 @@ def scale_note(meta: ExperimentMeta) -> str:
     )
     if meta.report == "svm":
         return f"Data: {data}; SVC fit on the first train_samples images, whole test set."
+    if meta.trainable == "custom":
+        return f"Data: {data}; what each trial trains and scores on is its trainable's own."
     epochs = "1 epoch per trial (--smoke)" if meta.smoke else "epochs as listed"
     return f"Data: {data}; {epochs}. Accuracy on the whole test set after the last epoch."

@@ -15,6 +15,7 @@ import socket
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ import ray
 import torch
 from ray import tune
 
-from .configs import ResNetConfig, SVMConfig, TrainOptions, trial_from_dict
+from .configs import CustomConfig, ResNetConfig, SVMConfig, TrainOptions, trial_from_dict
+from .custom import run_custom
 from .data import Dataset
 from .experiment import save_predictions, trial_folder_name
 from .models import ModelCost
@@ -50,6 +52,10 @@ def run_trial(
     if experiment:  # on storage every node shares (cluster.check_shared_storage)
         trial_id = tune.get_context().get_trial_id()
         folder = Path(experiment) / trial_folder_name(trial_id, trial)
+    if isinstance(trial, CustomConfig):
+        finish = partial(_clock, "finished_at", "load_1m_at_finish")
+        run_custom(trial, data, config["metric"], base, finish)
+        return
     if isinstance(trial, SVMConfig):
         # the memory Ray reserved for this trial is its budget (auto chooses against it)
         asked = tune.get_context().get_trial_resources().required_resources.get("memory")
