@@ -82,8 +82,9 @@ def _read_signatures(experiment: Path) -> dict[str, list[str]]:
 class Signer:
     """Signs an experiment's pickled files as a sweep writes them (see the module's note)."""
 
-    def __init__(self, experiment: Path):
+    def __init__(self, experiment: Path, upload_to: str | None = None):
         self.experiment = Path(experiment)
+        self.upload_to = upload_to  # the experiment's URI, when it lives in object storage
         self.key = _key(create=True)
         self.signed = _read_signatures(self.experiment)
         self._seen: dict[Path, tuple[int, int, int]] = {}  # path -> what stat said last
@@ -113,8 +114,12 @@ class Signer:
                 del versions[:-KEPT]
                 changed = True
         if changed:
-            record = {"version": 1, "files": self.signed}
-            write_atomic(self.experiment / SIGNATURES, json.dumps(record, indent=1))
+            record = json.dumps({"version": 1, "files": self.signed}, indent=1)
+            write_atomic(self.experiment / SIGNATURES, record)
+            if self.upload_to:
+                from .storage import join, write_bytes
+
+                write_bytes(join(self.upload_to, SIGNATURES), record.encode())
 
 
 def sign(experiment: str | Path) -> None:
