@@ -12,6 +12,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from .configs import DEFAULT_SVM_BACKEND, SVM_BACKENDS, TrainOptions, short_model
@@ -106,7 +107,7 @@ def user_errors(verbose: bool = False):
     except TuneMnistError as e:
         if verbose:
             raise
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)  # [extra]: text
         raise typer.Exit(EXIT_ERROR) from None
 
 
@@ -281,12 +282,21 @@ def sweep(
     trial: TrialOpt = None,
     trial_limit: LimitOpt = TRIAL_LIMIT,
     trust: TrustOpt = False,
+    mlflow: Annotated[
+        bool,
+        typer.Option(help="Log to MLflow: the server at --mlflow-uri, else $MLFLOW_TRACKING_URI."),
+    ] = False,
+    mlflow_uri: Annotated[
+        str | None,
+        typer.Option(help="Log the sweep to this MLflow tracking server (implies --mlflow)."),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run a search space (or the part of it chosen by --where / --trial) on Ray Tune and
     print and write its tables."""
     loopback_if_local(address, insecure)
     from .sweep import run_sweep  # Ray and torch load only for the commands that need them
+    from .tracking import resolve_uri
 
     with user_errors(verbose):
         spec = load_space(space, trial_limit)
@@ -306,6 +316,7 @@ def sweep(
             resume=resume,
             trust=trust,
             verbose=verbose,
+            mlflow=resolve_uri(mlflow, mlflow_uri),
             options=TrainOptions(preload=preload, compile=compile.value if compile else None),
         )
         part = f" of {spec.selection.of} ({spec.selection.describe()})" if spec.selection else ""

@@ -40,6 +40,7 @@ class SweepSettings:
     resume: bool = False  # continue the experiment at <storage_path>/<name>
     verbose: bool = False  # Ray's own logs and progress tables
     trust: bool = False  # resume an experiment this user's key did not sign (trust.py)
+    mlflow: str | None = None  # an MLflow tracking URI: log the sweep there (tracking.py)
     options: TrainOptions = field(default_factory=TrainOptions)
 
     def __post_init__(self) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from ray import tune
 
-from . import storage
+from . import storage, tracking
 from .checks import check_space, model_costs
 from .cluster import (
     check_shared_storage,
@@ -30,6 +30,7 @@ from .experiment import (
     holds_experiment,
     new_meta,
     read_meta,
+    report_dir,
     trial_folder_name,
     write_meta,
     writing,
@@ -76,6 +77,8 @@ def run_sweep(
     uri = settings.experiment_uri(spec.name)  # object storage: `experiment` is its copy
     if uri:
         storage.check_storage(uri)  # the bucket and credentials, before anything is written
+    if settings.mlflow:
+        tracking.check_server(settings.mlflow)  # never train without the tracking asked for
     with writing(experiment):  # one writer at a time; a refused sweep leaves no folder
         if uri:
             storage.fetch(uri, experiment, must_exist=False)
@@ -116,7 +119,10 @@ def _run_sweep(
         param_space = _param_space(spec, settings, version)
         restoring = settings.resume and tune.Tuner.can_restore(where)
         progress = ProgressReport(len(spec.trials), say, done, Signer(experiment, uri))
+        tracked = None
         if restoring:
+            if settings.mlflow:  # the restored RunConfig holds the trials' MLflow callback
+                tracked = tracking.start_sweep_run(settings.mlflow, read_meta(experiment), where)
             # The restored RunConfig holds the Progress callback pickled at the start; it
             # prints through the ProgressReport of this process (see Progress).
             tuner = tune.Tuner.restore(
@@ -124,25 +130,37 @@ def _run_sweep(
             )
         else:  # a new sweep, or one killed before Tune wrote its first state
             data = {n: _data_info(n, d, settings, sources.get(n)) for n, d in datasets.items()}
-            written = write_meta(experiment, new_meta(spec, settings, data, resources))
+            meta = new_meta(spec, settings, data, resources)
+            written = write_meta(experiment, meta)
             if uri:
                 storage.put(written, storage.join(uri, written.name))
+            if settings.mlflow:
+                tracked = tracking.start_sweep_run(settings.mlflow, meta, where)
             tuner = tune.Tuner(
                 trainable,
                 param_space=param_space,
                 tune_config=tune.TuneConfig(trial_dirname_creator=_dirname),
-                run_config=_run_config(where, settings),
+                run_config=_run_config(where, settings, tracked),
             )
+        if uri:  # Tune wrote tuner.pkl straight to the URI: sign it as it is there now
+            storage.fetch(uri, experiment, must_exist=False)
+            progress.signer.sign()
         # Tune saves the experiment's state every 10 s or more by default; a driver killed
         # in between would, on resume, rerun trials that had finished. The state is small.
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
         try:
             with progress.active():
                 tuner.fit()
+        except BaseException:
+            if tracked:
+                tracked.stopped()
+            raise
         finally:  # whatever state Tune left, this run wrote it
             progress.sign_last()
             sign(experiment)
     summary = summarize(where, plots=True)
+    if tracked:
+        tracked.finish(report_dir(experiment), summary.complete)
     return SweepResult(experiment, summary, progress.peak_running, resources, uri)
 
 
@@ -222,7 +240,9 @@ def _finished_count(experiment: Path) -> int:
     return int((load_results(experiment)["status"] == "finished").sum())
 
 
-def _run_config(where: str, settings: SweepSettings) -> tune.RunConfig:
+def _run_config(
+    where: str, settings: SweepSettings, tracked: tracking.SweepRun | None = None
+) -> tune.RunConfig:
     parent, _, name = where.rstrip("/").rpartition("/")  # a folder's path, or a URI
     return tune.RunConfig(
         name=name,
@@ -230,7 +250,7 @@ def _run_config(where: str, settings: SweepSettings) -> tune.RunConfig:
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         verbose=1 if settings.verbose else 0,
-        callbacks=[Progress()],
+        callbacks=[Progress()] + ([tracked.callback()] if tracked else []),
     )
 
 
