@@ -82,6 +82,17 @@ def test_summarize_reads_the_uri_and_writes_the_report_back(s3, svm_sweep, tmp_p
     assert "runs/tiny/report/tiny.csv" in s3.keys("runs/tiny/report/")
 
 
+def test_plot_draws_from_the_uri_and_uploads_the_figures(s3, svm_sweep):
+    client = s3.client()
+    figures = [k for k in s3.keys("runs/tiny/report/") if k.endswith(".png")]
+    assert figures  # the sweep drew them
+    for key in figures:
+        client.delete_object(Bucket="bucket", Key=key)
+    result = CliRunner().invoke(app, ["plot", URI])
+    assert result.exit_code == 0, result.output
+    assert [k for k in s3.keys("runs/tiny/report/") if k.endswith(".png")] == figures
+
+
 def test_load_results_and_epochs_read_the_uri(s3, svm_sweep):
     frame = load_results(URI)
     assert len(frame) == 4 and set(frame["status"]) == {"finished"}
@@ -130,6 +141,11 @@ def one_error_line(output: str) -> str:
             "nosuch://bucket/runs",
             {},
             "storage path nosuch://bucket/runs/tiny: Unrecognized filesystem type in URI",
+        ),
+        (
+            "s3://bucket/runs?endpoint_override=x",
+            {},
+            "storage path s3://bucket/runs: no query or credentials in the URI",
         ),
     ],
 )

@@ -73,7 +73,9 @@ class SweepSettings:
     def experiment_uri(self, space_name: str) -> str | None:
         """The experiment's URI when the storage path is object storage (s3://...), else None."""
         root = self._root()
-        return storage.join(root, self._name(space_name)) if storage.is_uri(root) else None
+        if not storage.is_uri(root):
+            return None
+        return storage.join(storage.check_uri(root), self._name(space_name))
 
     def _root(self) -> str:
         return self.storage_path or os.environ.get(RESULTS_ENV, DEFAULT_RESULTS)

@@ -48,6 +48,18 @@ def is_uri(path: str | Path | None) -> bool:
     return path is not None and "://" in str(path) and not str(path).startswith("file://")
 
 
+def check_uri(uri: str) -> str:
+    """A storage URI without a query or user part: the endpoint and keys come from the
+    environment, so none is saved in the experiment's metadata or Tune's pickles."""
+    authority = uri.split("://", 1)[1].split("/", 1)[0]
+    if "?" in uri or "@" in authority:
+        raise TuneMnistError(
+            f"storage path {uri.split('?')[0]}: no query or credentials in the URI; set "
+            "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead"
+        )
+    return uri
+
+
 def join(uri: str, *parts: str) -> str:
     """A URI with path parts added: join("s3://b/runs", "q1a") -> "s3://b/runs/q1a"."""
     return "/".join([uri.rstrip("/"), *(p.strip("/") for p in parts)])
