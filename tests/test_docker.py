@@ -19,11 +19,35 @@ def test_compose_publishes_ports_on_loopback_only():
     assert ports and all(p.startswith("127.0.0.1:") for p in ports)
 
 
+RAY_NODES = ("head", "gpu-worker", "cpu-worker")
+
+
 def test_compose_nodes_share_storage_and_a_large_shm():
-    for name, service in compose()["services"].items():
+    services = compose()["services"]
+    for name in RAY_NODES:
+        service = services[name]
         assert service["shm_size"] == "16gb", name
         assert "results:/results" in service["volumes"], name
-        assert service["env_file"] == "ray.env", name
+        assert service["env_file"] == ["ray.env", "storage.env"], name
+
+
+def test_compose_runs_object_storage_and_mlflow_next_to_the_cluster():
+    services = compose()["services"]
+    assert services["minio"]["image"].startswith("minio/minio:RELEASE.")
+    assert "mc mb --ignore-existing store/tune-mnist" in services["make-bucket"]["entrypoint"]
+    assert services["mlflow"]["command"].split()[:2] == ["mlflow", "server"]
+    assert "--backend-store-uri sqlite:////mlflow/mlflow.db" in services["mlflow"]["command"]
+    for name in RAY_NODES:  # every node reaches the bucket and the tracking server
+        env = services[name]["environment"]
+        assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+        assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert '".[tracking]"' in (DOCKER / "Dockerfile").read_text()  # mlflow in the image
+
+
+def test_storage_keys_are_an_uncommitted_env_file():
+    example = (DOCKER / "storage.env.example").read_text()
+    assert "AWS_ACCESS_KEY_ID=" in example and "MINIO_ROOT_PASSWORD=" in example
+    assert "docker/storage.env" in (DOCKER.parent / ".gitignore").read_text().splitlines()
 
 
 def test_compose_gpu_workers_reserve_gpus_and_the_cpu_worker_is_marked():
@@ -61,10 +85,11 @@ def test_dockerfile_runs_as_a_non_root_user():
 def test_docker_compose_config_validates(tmp_path):
     folder = Path(shutil.copytree(DOCKER, tmp_path / "docker"))
     shutil.copy(folder / "ray.env.example", folder / "ray.env")
+    shutil.copy(folder / "storage.env.example", folder / "storage.env")
     run = subprocess.run(
         ["docker-compose", "-f", str(folder / "docker-compose.yml"), "config"],
         capture_output=True,
         text=True,
     )
     assert run.returncode == 0, run.stderr
-    assert "svm_worker" in run.stdout
+    assert "svm_worker" in run.stdout and "minio" in run.stdout and "mlflow" in run.stdout

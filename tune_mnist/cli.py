@@ -12,12 +12,14 @@ from typing import Annotated
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from .configs import DEFAULT_SVM_BACKEND, SVM_BACKENDS, TrainOptions, short_model, trial_to_dict
 from .errors import TuneMnistError
 from .settings import SweepSettings
 from .spaces import TRIAL_LIMIT, builtin_names, load_space, select, with_repeats
+from .storage import is_uri
 
 app = typer.Typer(
     help="Ray Tune ablation studies of ResNets and SVMs on MNIST and Fashion-MNIST.",
@@ -105,7 +107,7 @@ def user_errors(verbose: bool = False):
     except TuneMnistError as e:
         if verbose:
             raise
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False)  # [extra]: text
         raise typer.Exit(EXIT_ERROR) from None
 
 
@@ -134,7 +136,7 @@ def loopback_if_local(address: str | None, insecure: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def interruptible(experiment: Path):
+def interruptible(experiment: Path | str):
     """Ctrl-C or SIGTERM: say how to continue and exit 130 or 143 (128 + the signal)."""
     from .cluster import terminated
 
@@ -248,9 +250,10 @@ def sweep(
     address: AddressOpt = None,
     insecure: InsecureOpt = False,
     storage_path: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            envvar="TUNE_MNIST_RESULTS", help="Where experiments live (default: ./ray_results)."
+            envvar="TUNE_MNIST_RESULTS",
+            help="Where experiments live: a folder (default: ./ray_results) or s3://BUCKET/PREFIX.",
         ),
     ] = None,
     name: Annotated[
@@ -281,12 +284,21 @@ def sweep(
     trial: TrialOpt = None,
     trial_limit: LimitOpt = TRIAL_LIMIT,
     trust: TrustOpt = False,
+    mlflow: Annotated[
+        bool,
+        typer.Option(help="Log to MLflow: the server at --mlflow-uri, else $MLFLOW_TRACKING_URI."),
+    ] = False,
+    mlflow_uri: Annotated[
+        str | None,
+        typer.Option(help="Log the sweep to this MLflow tracking server (implies --mlflow)."),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run a search space (or the part of it chosen by --where / --trial) on Ray Tune and
     print and write its tables."""
     loopback_if_local(address, insecure)
     from .sweep import run_sweep  # Ray and torch load only for the commands that need them
+    from .tracking import resolve_uri
 
     with user_errors(verbose):
         spec = load_space(space, trial_limit)
@@ -297,7 +309,7 @@ def sweep(
             data_dir=str(data_dir) if data_dir else None,
             smoke=smoke,
             address=address,
-            storage_path=str(storage_path) if storage_path else None,
+            storage_path=storage_path or None,
             name=name,
             gpus_per_trial=gpus_per_trial,
             svm_cpus=svm_cpus,
@@ -306,11 +318,13 @@ def sweep(
             resume=resume,
             trust=trust,
             verbose=verbose,
+            mlflow=resolve_uri(mlflow, mlflow_uri),
             options=TrainOptions(preload=preload, compile=compile.value if compile else None),
         )
         part = f" of {spec.selection.of} ({spec.selection.describe()})" if spec.selection else ""
         out.print(f"{spec.name}: {len(spec.trials)}{part} trials" + (" (smoke)" if smoke else ""))
-        with interruptible(settings.experiment_dir(spec.name)):
+        where = settings.experiment_uri(spec.name) or settings.experiment_dir(spec.name)
+        with interruptible(where):
             result = run_sweep(spec, settings, on_event=_say)
     out.print(f"peak concurrency: {result.peak_running} trials")
     _print_summary(result.summary, after_sweep=True)
@@ -318,7 +332,9 @@ def sweep(
 
 @app.command()
 def resume(
-    experiment_dir: Annotated[Path, typer.Argument(help="An interrupted experiment folder.")],
+    experiment_dir: Annotated[
+        str, typer.Argument(help="An interrupted experiment: its folder or s3:// URI.")
+    ],
     address: AddressOpt = None,
     insecure: InsecureOpt = False,
     trust: TrustOpt = False,
@@ -331,14 +347,17 @@ def resume(
     loopback_if_local(address, insecure)
     from .sweep import resume_sweep
 
-    with user_errors(verbose), interruptible(experiment_dir.absolute()):
+    where = experiment_dir if is_uri(experiment_dir) else Path(experiment_dir).absolute()
+    with user_errors(verbose), interruptible(where):
         result = resume_sweep(experiment_dir, address, verbose, on_event=_say, trust=trust)
     _print_summary(result.summary, after_sweep=True)
 
 
 @app.command()
 def plot(
-    experiment_dir: Annotated[Path, typer.Argument(help="An experiment folder written by sweep.")],
+    experiment_dir: Annotated[
+        str, typer.Argument(help="An experiment written by sweep: its folder or s3:// URI.")
+    ],
 ) -> None:
     """Draw an experiment's figures (PNG) into its report/ folder."""
     from .report import summarize as summarize_experiment
@@ -398,7 +417,9 @@ def cluster(
 
 @app.command()
 def summarize(
-    experiment_dir: Annotated[Path, typer.Argument(help="An experiment folder written by sweep.")],
+    experiment_dir: Annotated[
+        str, typer.Argument(help="An experiment written by sweep: its folder or s3:// URI.")
+    ],
     formats: Annotated[
         list[Format] | None,
         typer.Option("--format", "-f", help="File formats to write (default: all)."),
@@ -428,7 +449,10 @@ def _print_summary(summary, after_sweep: bool = False) -> None:
         for note in table.notes:
             out.print(note, style="dim", highlight=False)
     if summary.files:
-        _say(f"wrote {len(summary.files)} files to {summary.files[0].parent}")
+        where = summary.files[0].parent
+        if is_uri(summary.experiment):  # the local copy's report, uploaded
+            where = f"{summary.experiment}/report (local copy: {where})"
+        _say(f"wrote {len(summary.files)} files to {where}")
     if not summary.complete:
         print_frame(summary.incomplete, title=f"{len(summary.incomplete)} trials did not finish")
         if summary.resumable:

@@ -26,6 +26,7 @@ import ray
 from .errors import TuneMnistError, first_line
 from .settings import SweepSettings
 from .spaces import Spec
+from .storage import is_uri
 from .svm import FULL_SIZES, BackendChoice, GiB, request_memory
 
 # Ray's built-in resources; anything else a node declares is a custom resource.
@@ -173,12 +174,13 @@ def _fits(node, asks: dict[str, float]) -> bool:
     return all(have.get(key, 0) >= amount for key, amount in asks.items())
 
 
-def check_shared_storage(storage: Path, nodes: pd.DataFrame) -> None:
+def check_shared_storage(storage: Path | str, nodes: pd.DataFrame) -> None:
     """On a multi-node cluster, check that every node sees the storage folder.
 
     Ray's own failure ("Unable to set up cluster storage") comes late and says little.
+    Object storage (a URI, checked by storage.check_storage) is every node's by design.
     """
-    if len(nodes) < 2:
+    if len(nodes) < 2 or is_uri(storage):
         return
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

@@ -127,8 +127,9 @@ class Predictions:
         return self.predicted == self.labels
 
 
-def save_predictions(trial_folder: Path, predicted, labels) -> Path:
-    """Write a trial's test-set predictions, compressed (about 10 KB for 10,000 images)."""
+def save_predictions(trial_folder: Path | str, predicted, labels) -> Path | str:
+    """Write a trial's test-set predictions, compressed (about 10 KB for 10,000 images);
+    `trial_folder` may be a URI in object storage (storage.py)."""
     small = (
         np.uint8
         if max(int(np.max(labels, initial=0)), int(np.max(predicted, initial=0))) < 256
@@ -138,6 +139,12 @@ def save_predictions(trial_folder: Path, predicted, labels) -> Path:
     np.savez_compressed(
         buffer, predicted=np.asarray(predicted, dtype=small), labels=np.asarray(labels, dtype=small)
     )
+    from . import storage
+
+    if storage.is_uri(trial_folder):
+        uri = storage.join(str(trial_folder), PREDICTIONS_FILE)
+        storage.write_bytes(uri, buffer.getvalue())
+        return uri
     path = Path(trial_folder) / PREDICTIONS_FILE
     write_atomic(path, buffer.getvalue())
     return path

@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .experiment import Predictions, report_dir, write_atomic
+from .experiment import REPORT_DIR, Predictions, report_dir, write_atomic
 from .html import write_html
 from .provenance import report_provenance
 from .results import Experiment, load_experiment
+from .storage import is_uri, join, local_experiment, put
 from .tables import CLASS_NAMES, DATASET_NAMES, Table, build_tables
 from .trust import untrusted_files
 
@@ -31,7 +32,7 @@ MAX_CONFUSION = 16  # configurations per dataset drawn as confusion matrices
 class Summary:
     """The tables of one experiment, and what is missing from it."""
 
-    experiment: Path
+    experiment: Path | str  # a folder, or the URI of one in object storage
     tables: list[Table]
     results: pd.DataFrame
     incomplete: pd.DataFrame  # trials not finished: label, status, error
@@ -50,9 +51,11 @@ def summarize(
     """Load an experiment, build its tables, and (by default) write them to `report/`.
 
     With `plots`, or when writing the one-page `index.html` (format "html"), the figures too
-    (plots.plot_experiment), from the same reading.
+    (plots.plot_experiment), from the same reading. An experiment at a URI is read through
+    its local copy (storage.py), and what is written goes back to the URI's report/.
     """
-    experiment = Path(experiment)
+    uri = str(experiment) if is_uri(experiment) else None
+    experiment = local_experiment(experiment)
     loaded = load_experiment(experiment)
     meta, results = loaded.meta, loaded.results
     incomplete = results.loc[results["status"] != "finished", ["label", "status", "error"]]
@@ -60,7 +63,7 @@ def summarize(
     for table in per_class_tables(results, loaded.predictions, meta.name):
         table.title += " (SMOKE RUN)" if meta.smoke else ""
         tables.append(table)
-    summary = Summary(experiment, tables, results, incomplete.reset_index(drop=True))
+    summary = Summary(uri or experiment, tables, results, incomplete.reset_index(drop=True))
     if not summary.complete:
         summary.resumable = not untrusted_files(experiment)
     if plots or (write and "html" in formats):
@@ -70,6 +73,8 @@ def summarize(
         summary.figures = plot_experiment(experiment, loaded, effects=levels, confusion=confusion)
     if write:
         summary.files = write_report(report_dir(experiment), summary, loaded, formats)
+    if uri and (summary.files or summary.figures):
+        put(report_dir(experiment), join(uri, REPORT_DIR))
     return summary
 
 

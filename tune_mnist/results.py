@@ -25,6 +25,7 @@ import pandas as pd
 
 from .configs import ResNetConfig, SVMConfig, TrialConfig, trial_to_dict
 from .experiment import ExperimentMeta, Predictions, read_meta, read_predictions
+from .storage import local_experiment
 
 # Ray adds these to every report; they say nothing about the trial we did not keep.
 _RAY_KEYS = {
@@ -196,8 +197,11 @@ class Experiment:
 
 
 def load_experiment(experiment: str | Path) -> Experiment:
-    """Read tune_mnist.json and every trial's reports once, into both DataFrames."""
-    experiment = Path(experiment)
+    """Read tune_mnist.json and every trial's reports once, into both DataFrames.
+
+    `experiment` is a folder, or a URI in object storage (read through a local copy that is
+    brought up to date first: storage.fetch)."""
+    experiment = local_experiment(experiment)
     meta = read_meta(experiment)
     folders = _trial_folders(experiment)
     rows, epoch_rows, predictions = [], [], {}

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from . import storage
 from .configs import DEFAULT_SVM_BACKEND, SMOKE_EPOCHS, SVM_BACKENDS, TrainOptions, known_fields
 from .errors import TuneMnistError
 
@@ -39,6 +40,7 @@ class SweepSettings:
     resume: bool = False  # continue the experiment at <storage_path>/<name>
     verbose: bool = False  # Ray's own logs and progress tables
     trust: bool = False  # resume an experiment this user's key did not sign (trust.py)
+    mlflow: str | None = None  # an MLflow tracking URI: log the sweep there (tracking.py)
     options: TrainOptions = field(default_factory=TrainOptions)
 
     def __post_init__(self) -> None:
@@ -61,16 +63,27 @@ class SweepSettings:
         return SMOKE_EPOCHS if self.smoke else self.options.max_epochs
 
     def experiment_dir(self, space_name: str) -> Path:
-        """Absolute path of this sweep's experiment (Ray rejects relative storage paths)."""
-        root = self.storage_path or os.environ.get(RESULTS_ENV, DEFAULT_RESULTS)
-        if "://" in str(root):
-            raise TuneMnistError(
-                f"storage path {root}: cloud URIs are not supported yet; use a folder that "
-                "every node mounts (NFS, a shared volume)"
-            )
+        """Absolute path of this sweep's experiment (Ray rejects relative storage paths);
+        for a storage URI (storage.py), the folder of its local copy."""
+        if uri := self.experiment_uri(space_name):
+            return storage.cache_dir(uri)
+        root = str(self._root()).removeprefix("file://")
+        return Path(root).expanduser().absolute() / self._name(space_name)
+
+    def experiment_uri(self, space_name: str) -> str | None:
+        """The experiment's URI when the storage path is object storage (s3://...), else None."""
+        root = self._root()
+        if not storage.is_uri(root):
+            return None
+        return storage.join(storage.check_uri(root), self._name(space_name))
+
+    def _root(self) -> str:
+        return self.storage_path or os.environ.get(RESULTS_ENV, DEFAULT_RESULTS)
+
+    def _name(self, space_name: str) -> str:
         name = self.name or (f"{space_name}-smoke" if self.smoke else space_name)
         check_name(name, "--name" if self.name else "the space's name")
-        return Path(root).expanduser().absolute() / name
+        return name
 
     def saved(self) -> dict[str, Any]:
         """The settings an experiment keeps (absolute data folder; no per-run switches)."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from ray import tune
 
+from . import storage, tracking
 from .checks import check_space, model_costs
 from .cluster import (
     check_shared_storage,
@@ -29,6 +30,7 @@ from .experiment import (
     holds_experiment,
     new_meta,
     read_meta,
+    report_dir,
     trial_folder_name,
     write_meta,
     writing,
@@ -48,10 +50,11 @@ __all__ = ["SweepResult", "SweepSettings", "resume_sweep", "run_sweep"]
 class SweepResult:
     """What a finished (or partly failed) sweep left behind."""
 
-    experiment_dir: Path
+    experiment_dir: Path  # the folder; for object storage, its local copy (storage.py)
     summary: Summary  # the study's tables, written to <experiment>/report/
     peak_running: int  # most trials Ray ran at the same time
     resources: dict[str, dict[str, float]]  # what each kind of trial asked for
+    uri: str | None = None  # the experiment's URI when it lives in object storage
 
     @property
     def results(self) -> pd.DataFrame:
@@ -71,15 +74,28 @@ def run_sweep(
     say = on_event or (lambda message: None)
     address = resolve_address(settings.address)  # before any slow work
     experiment = settings.experiment_dir(spec.name)
+    uri = settings.experiment_uri(spec.name)  # object storage: `experiment` is its copy
+    if uri:
+        storage.check_storage(uri)  # the bucket and credentials, before anything is written
+    if settings.mlflow:
+        tracking.check_server(settings.mlflow)  # never train without the tracking asked for
     with writing(experiment):  # one writer at a time; a refused sweep leaves no folder
-        return _run_sweep(spec, settings, say, address, experiment)
+        if uri:
+            storage.fetch(uri, experiment, must_exist=False)
+        return _run_sweep(spec, settings, say, address, experiment, uri)
 
 
 def _run_sweep(
-    spec: Spec, settings: SweepSettings, say: Callable[[str], None], address, experiment: Path
+    spec: Spec,
+    settings: SweepSettings,
+    say: Callable[[str], None],
+    address,
+    experiment: Path,
+    uri: str | None = None,
 ) -> SweepResult:
-    version = _check_experiment_dir(experiment, spec, settings.resume)
-    if settings.resume and not settings.trust and tune.Tuner.can_restore(str(experiment)):
+    where = uri or str(experiment)  # where Tune reads and writes the experiment
+    version = _check_experiment_dir(experiment, spec, settings.resume, where)
+    if settings.resume and not settings.trust and tune.Tuner.can_restore(where):
         _check_trusted(experiment)  # before anything is read or started
     names, sources = [t.dataset for t in spec.trials], spec.data_sources
     datasets = load_datasets(names, settings.data_dir, settings.smoke, sources)
@@ -92,44 +108,60 @@ def _run_sweep(
         sizes = {n: (*d.sizes, math.prod(d.train_images.shape[1:])) for n, d in datasets.items()}
         placement = trial_resources(spec, settings, sizes)  # refuses what fits no node
         say(placement.describe())
-        check_shared_storage(experiment, cluster_nodes())
+        check_shared_storage(where, cluster_nodes())
         resources = {placement.kind: placement.asks}
         trainable = tune.with_resources(
-            tune.with_parameters(
-                run_trial, datasets=datasets, costs=costs, experiment=str(experiment)
-            ),
+            tune.with_parameters(run_trial, datasets=datasets, costs=costs, experiment=where),
             # per trial: SVM trials of one space may train on different numbers of images
             lambda config: placement.asks_for(config["trial"]),
         )
         done = _finished_count(experiment) if settings.resume else 0
         param_space = _param_space(spec, settings, version)
-        restoring = settings.resume and tune.Tuner.can_restore(str(experiment))
-        progress = ProgressReport(len(spec.trials), say, done, Signer(experiment))
+        restoring = settings.resume and tune.Tuner.can_restore(where)
+        progress = ProgressReport(len(spec.trials), say, done, Signer(experiment, uri))
+        tracked = None
         if restoring:
+            if settings.mlflow:  # the restored RunConfig holds the trials' MLflow callback
+                tracked = tracking.start_sweep_run(settings.mlflow, read_meta(experiment), where)
             # The restored RunConfig holds the Progress callback pickled at the start; it
             # prints through the ProgressReport of this process (see Progress).
             tuner = tune.Tuner.restore(
-                str(experiment), trainable, resume_errored=True, param_space=param_space
+                where, trainable, resume_errored=True, param_space=param_space
             )
         else:  # a new sweep, or one killed before Tune wrote its first state
             data = {n: _data_info(n, d, settings, sources.get(n)) for n, d in datasets.items()}
-            write_meta(experiment, new_meta(spec, settings, data, resources))
+            meta = new_meta(spec, settings, data, resources)
+            written = write_meta(experiment, meta)
+            if uri:
+                storage.put(written, storage.join(uri, written.name))
+            if settings.mlflow:
+                tracked = tracking.start_sweep_run(settings.mlflow, meta, where)
             tuner = tune.Tuner(
                 trainable,
                 param_space=param_space,
                 tune_config=tune.TuneConfig(trial_dirname_creator=_dirname),
-                run_config=_run_config(experiment, settings),
+                run_config=_run_config(where, settings, tracked),
             )
+        if uri:  # Tune wrote tuner.pkl straight to the URI: sign it as it is there now
+            storage.fetch(uri, experiment, must_exist=False)
+            progress.signer.sign()
         # Tune saves the experiment's state every 10 s or more by default; a driver killed
         # in between would, on resume, rerun trials that had finished. The state is small.
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
         try:
             with progress.active():
                 tuner.fit()
+        except BaseException:
+            if tracked:
+                tracked.stopped()
+            raise
         finally:  # whatever state Tune left, this run wrote it
+            progress.sign_last()
             sign(experiment)
-    summary = summarize(experiment, plots=True)
-    return SweepResult(experiment, summary, progress.peak_running, resources)
+    summary = summarize(where, plots=True)
+    if tracked:
+        tracked.finish(report_dir(experiment), summary.complete)
+    return SweepResult(experiment, summary, progress.peak_running, resources, uri)
 
 
 def resume_sweep(
@@ -142,16 +174,22 @@ def resume_sweep(
     """Continue an interrupted sweep with the space and settings it was started with.
 
     Refused when this user's key did not sign the files Tune will unpickle, unless `trust`.
+    `experiment` may be a URI in object storage (storage.py).
     """
-    experiment = Path(experiment).absolute()
-    meta = read_meta(experiment)
+    if storage.is_uri(experiment):
+        parent, name = storage.split(str(experiment))
+        meta = read_meta(storage.fetch(str(experiment)))
+    else:
+        experiment = Path(experiment).absolute()
+        parent, name = str(experiment.parent), experiment.name
+        meta = read_meta(experiment)
     # the size was accepted when the sweep started, whatever --trial-limit it had
     whole = parse_space(meta.space.model_dump(), meta.space_source, trial_count(meta.space))
     spec = restrict(whole, meta.selection)
     settings = replace(
         meta.settings,
-        storage_path=str(experiment.parent),
-        name=experiment.name,
+        storage_path=parent,
+        name=name,
         address=address,
         verbose=verbose,
         resume=True,
@@ -204,14 +242,17 @@ def _finished_count(experiment: Path) -> int:
     return int((load_results(experiment)["status"] == "finished").sum())
 
 
-def _run_config(experiment: Path, settings: SweepSettings) -> tune.RunConfig:
+def _run_config(
+    where: str, settings: SweepSettings, tracked: tracking.SweepRun | None = None
+) -> tune.RunConfig:
+    parent, _, name = where.rstrip("/").rpartition("/")  # a folder's path, or a URI
     return tune.RunConfig(
-        name=experiment.name,
-        storage_path=str(experiment.parent),
+        name=name,
+        storage_path=parent,
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         verbose=1 if settings.verbose else 0,
-        callbacks=[Progress()],
+        callbacks=[Progress()] + ([tracked.callback()] if tracked else []),
     )
 
 
@@ -219,24 +260,28 @@ def _dirname(trial) -> str:
     return trial_folder_name(trial.trial_id, trial_from_dict(trial.config["trial"]))
 
 
-def _check_experiment_dir(experiment: Path, spec: Spec, resume: bool) -> int:
+def _check_experiment_dir(
+    experiment: Path, spec: Spec, resume: bool, shown: str | None = None
+) -> int:
     """Refuse to start over an experiment or to resume none; the metadata version to run.
 
-    Cheap checks only, before the data is read.
+    Cheap checks only, before the data is read. `shown`: the experiment as the user named
+    it (its URI, when `experiment` is the local copy of one).
     """
     exists = holds_experiment(experiment)
+    shown = shown or str(experiment)
     if resume and not exists:
-        raise TuneMnistError(f"--resume: no tune-mnist experiment at {experiment} to resume")
+        raise TuneMnistError(f"--resume: no tune-mnist experiment at {shown} to resume")
     if not resume and exists:
         raise TuneMnistError(
-            f"{experiment} already holds an experiment: add --resume to continue it, "
+            f"{shown} already holds an experiment: add --resume to continue it, "
             "or pick another --name or --storage-path"
         )
     meta = read_meta(experiment) if resume else None
     version = meta.version if meta else META_VERSION
     if meta and meta.trials != list(spec.trials):
         raise TuneMnistError(
-            f"--resume: {spec.source} no longer declares the trials that {experiment} "
+            f"--resume: {spec.source} no longer declares the trials that {shown} "
             "started with; resume with `tune-mnist resume EXPERIMENT_DIR`, or pick another --name"
         )
     return version
@@ -261,6 +306,7 @@ class ProgressReport:
     ):
         self.total, self.say, self.finished, self.peak_running = total, say, finished, 0
         self.signer = signer
+        self.staging: Path | None = None  # Tune's local staging copy of the experiment
 
     @contextlib.contextmanager
     def active(self) -> Iterator[ProgressReport]:
@@ -279,8 +325,14 @@ class ProgressReport:
         if self.signer is None:
             return
         if trials:
-            self.signer.sign(Path(trials[0].storage.experiment_driver_staging_path))
+            self.staging = Path(trials[0].storage.experiment_driver_staging_path)
+            self.signer.sign(self.staging)
         self.signer.sign()
+
+    def sign_last(self) -> None:
+        """Sign the state Tune saved after its last step (its final save, on the way out)."""
+        if self.signer is not None and self.staging is not None:
+            self.signer.sign(self.staging)
 
     def completed(self, trial) -> None:
         self.finished += 1

@@ -23,6 +23,7 @@ import ray
 import torch
 from ray import tune
 
+from . import storage
 from .configs import CustomConfig, ResNetConfig, SVMConfig, TrainOptions, trial_from_dict
 from .custom import run_custom
 from .data import Dataset
@@ -51,7 +52,7 @@ def run_trial(
     folder = None
     if experiment:  # on storage every node shares (cluster.check_shared_storage)
         trial_id = tune.get_context().get_trial_id()
-        folder = Path(experiment) / trial_folder_name(trial_id, trial)
+        folder = _trial_folder(experiment, trial_folder_name(trial_id, trial))
     if isinstance(trial, CustomConfig):
         finish = partial(_clock, "finished_at", "load_1m_at_finish")
         run_custom(trial, data, config["metric"], base, finish)
@@ -71,13 +72,18 @@ def run_trial(
     run_resnet(trial, data, options, costs[(trial.model, trial.dataset)], base, folder)
 
 
+def _trial_folder(experiment: str, name: str) -> Path | str:
+    """A trial's folder: a path, or a URI when the experiment is in object storage."""
+    return storage.join(experiment, name) if storage.is_uri(experiment) else Path(experiment) / name
+
+
 def run_resnet(
     trial: ResNetConfig,
     data: Dataset,
     options: TrainOptions,
     cost: ModelCost,
     base: dict,
-    folder: Path | None = None,
+    folder: Path | str | None = None,
 ) -> None:
     """Train with a checkpoint every epoch; continue from the latest one after a failure."""
     restored = newest_state(tune.get_checkpoint(), folder)
@@ -118,7 +124,7 @@ def run_resnet(
     train_resnet(trial, data, options, resume=resume, on_epoch=on_epoch)
 
 
-def newest_state(checkpoint: tune.Checkpoint | None, folder: Path | None) -> Restored:
+def newest_state(checkpoint: tune.Checkpoint | None, folder: Path | str | None) -> Restored:
     """The newest readable training state of a trial, from Tune's checkpoint or the folder.
 
     Tune records a trial's checkpoints in its experiment state at most once a second; a
@@ -133,16 +139,35 @@ def newest_state(checkpoint: tune.Checkpoint | None, folder: Path | None) -> Res
             state = loaded[Path(found)] = _readable(Path(found))
             skipped += state is None
             states.append(state)
-    if folder is not None and folder.is_dir():
-        for candidate in sorted(folder.glob("checkpoint_*"), reverse=True):
-            # on shared storage Tune's checkpoint is one of these: read it once
-            state = loaded.get(candidate) or _readable(candidate)
-            if state is not None:
-                states.append(state)
-                break
-            skipped += 1
+    for candidate in _checkpoint_folders(folder):
+        # on shared storage Tune's checkpoint is one of these: read it once
+        state = loaded.get(candidate) or _readable_at(candidate)
+        if state is not None:
+            states.append(state)
+            break
+        skipped += 1
     readable = [s for s in states if s is not None]
     return Restored(max(readable, key=lambda s: s["epoch"], default=None), skipped)
+
+
+def _checkpoint_folders(folder: Path | str | None) -> list[Path | str]:
+    """A trial folder's checkpoints, newest first: paths, or URIs in object storage."""
+    if isinstance(folder, str):
+        return [storage.join(folder, n) for n in storage.folders(folder, "checkpoint_")[::-1]]
+    if folder is not None and folder.is_dir():
+        return sorted(folder.glob("checkpoint_*"), reverse=True)
+    return []
+
+
+def _readable_at(candidate: Path | str) -> dict | None:
+    if isinstance(candidate, Path):
+        return _readable(candidate)
+    try:  # a URI: Tune downloads it to a temporary folder
+        fs, path = storage.filesystem(candidate)
+        with tune.Checkpoint(path, filesystem=fs).as_directory() as found:
+            return _readable(Path(found))
+    except Exception:  # unreachable or damaged: not this one
+        return None
 
 
 @dataclass(frozen=True)

@@ -82,8 +82,10 @@ def _read_signatures(experiment: Path) -> dict[str, list[str]]:
 class Signer:
     """Signs an experiment's pickled files as a sweep writes them (see the module's note)."""
 
-    def __init__(self, experiment: Path):
+    def __init__(self, experiment: Path, upload_to: str | None = None):
         self.experiment = Path(experiment)
+        self.upload_to = upload_to  # the experiment's URI, when it lives in object storage
+        self._unsent = False  # signatures saved here but not yet at upload_to
         self.key = _key(create=True)
         self.signed = _read_signatures(self.experiment)
         self._seen: dict[Path, tuple[int, int, int]] = {}  # path -> what stat said last
@@ -112,9 +114,25 @@ class Signer:
                 versions.append(digest)
                 del versions[:-KEPT]
                 changed = True
+        record = None
         if changed:
-            record = {"version": 1, "files": self.signed}
-            write_atomic(self.experiment / SIGNATURES, json.dumps(record, indent=1))
+            record = json.dumps({"version": 1, "files": self.signed}, indent=1)
+            write_atomic(self.experiment / SIGNATURES, record)
+            self._unsent = self.upload_to is not None
+        if self._unsent:
+            self._upload(record)
+
+    def _upload(self, record: str | None) -> None:
+        """Copy the signatures to the experiment's URI; after a failure, at the next sign."""
+        from .errors import TuneMnistError
+        from .storage import join, write_bytes
+
+        record = record or (self.experiment / SIGNATURES).read_text()
+        try:
+            write_bytes(join(self.upload_to, SIGNATURES), record.encode())
+            self._unsent = False
+        except TuneMnistError:  # a network blip must not stop the sweep
+            pass
 
 
 def sign(experiment: str | Path) -> None:
