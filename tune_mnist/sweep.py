@@ -33,6 +33,7 @@ from .experiment import (
     write_meta,
     writing,
 )
+from .gram import share_grams
 from .provenance import sha256_files
 from .report import Summary, summarize
 from .results import load_results
@@ -94,9 +95,16 @@ def _run_sweep(
         say(placement.describe())
         check_shared_storage(experiment, cluster_nodes())
         resources = {placement.kind: placement.asks}
+        grams = share_grams(spec, datasets, placement)  # SVM kernels of one dataset: one Gram
+        if grams.refs:
+            say(grams.describe())
         trainable = tune.with_resources(
             tune.with_parameters(
-                run_trial, datasets=datasets, costs=costs, experiment=str(experiment)
+                run_trial,
+                datasets=datasets,
+                costs=costs,
+                experiment=str(experiment),
+                grams=grams.refs,
             ),
             # per trial: SVM trials of one space may train on different numbers of images
             lambda config: placement.asks_for(config["trial"]),

@@ -37,11 +37,13 @@ def run_trial(
     datasets: dict[str, Dataset],
     costs: dict[tuple[str, str], ModelCost],
     experiment: str | None = None,
+    grams: dict | None = None,
 ) -> None:
     """Run one trial of either kind and report its metrics to Tune.
 
     `experiment` is the experiment folder: a restarted ResNet trial looks there for
-    checkpoints newer than the one Tune hands it (see newest_state).
+    checkpoints newer than the one Tune hands it (see newest_state). `grams`: (dataset,
+    train_samples) -> ObjectRef of the Gram matrix the sweep shares (gram.py).
     """
     trial = trial_from_dict(config["trial"])
     data = datasets[trial.dataset]
@@ -53,7 +55,9 @@ def run_trial(
     if isinstance(trial, SVMConfig):
         # the memory Ray reserved for this trial is its budget (auto chooses against it)
         asked = tune.get_context().get_trial_resources().required_resources.get("memory")
-        result, predicted = fit_predict(trial, data, config["svm_backend"], asked or None)
+        ref = (grams or {}).get((trial.dataset, trial.train_samples))
+        gram = ray.get(ref) if ref is not None else None  # read-only, mapped, not copied
+        result, predicted = fit_predict(trial, data, config["svm_backend"], asked or None, gram)
         if folder:
             save_predictions(folder, predicted, data.test_labels)
         finished = {"trial_finished": True, **_clock("finished_at", "load_1m_at_finish")}
