@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -31,6 +32,7 @@ from .experiment import (
     read_meta,
     trial_folder_name,
     write_meta,
+    write_timing,
     writing,
 )
 from .gram import share_grams
@@ -39,6 +41,7 @@ from .report import Summary, summarize
 from .results import load_results
 from .settings import SweepSettings
 from .spaces import Spec, parse_space, restrict, trial_count
+from .timing import SweepClock
 from .trainables import run_trial
 from .trust import Signer, sign, untrusted_files
 
@@ -69,15 +72,21 @@ def run_sweep(
     over an existing experiment is refused unless `settings.resume` is set; a resumed
     sweep runs only the trials that had not finished, each from its last checkpoint.
     """
+    clock = SweepClock()  # where the time goes: timing.json (timing.py)
     say = on_event or (lambda message: None)
     address = resolve_address(settings.address)  # before any slow work
     experiment = settings.experiment_dir(spec.name)
     with writing(experiment):  # one writer at a time; a refused sweep leaves no folder
-        return _run_sweep(spec, settings, say, address, experiment)
+        return _run_sweep(spec, settings, say, address, experiment, clock)
 
 
 def _run_sweep(
-    spec: Spec, settings: SweepSettings, say: Callable[[str], None], address, experiment: Path
+    spec: Spec,
+    settings: SweepSettings,
+    say: Callable[[str], None],
+    address,
+    experiment: Path,
+    clock: SweepClock,
 ) -> SweepResult:
     version = _check_experiment_dir(experiment, spec, settings.resume)
     if settings.resume and not settings.trust and tune.Tuner.can_restore(str(experiment)):
@@ -89,7 +98,9 @@ def _run_sweep(
     _check_batches_fit(spec, datasets)
     check_space(spec, datasets)  # every model imports, builds and fits its data
     costs = model_costs(spec, datasets)
+    clock.lap("data")
     with ray_session(address, settings.verbose):
+        clock.lap("ray")
         sizes = {n: (*d.sizes, math.prod(d.train_images.shape[1:])) for n, d in datasets.items()}
         placement = trial_resources(spec, settings, sizes)  # refuses what fits no node
         say(placement.describe())
@@ -125,18 +136,25 @@ def _run_sweep(
             tuner = tune.Tuner(
                 trainable,
                 param_space=param_space,
-                tune_config=tune.TuneConfig(trial_dirname_creator=_dirname),
+                # a trial that asks for what the last one had runs in its worker: no new
+                # process, no second import of torch, Ray Tune and tune_mnist per trial
+                tune_config=tune.TuneConfig(trial_dirname_creator=_dirname, reuse_actors=True),
                 run_config=_run_config(experiment, settings),
             )
         # Tune saves the experiment's state every 10 s or more by default; a driver killed
         # in between would, on resume, rerun trials that had finished. The state is small.
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+        clock.lap("shared")
         try:
             with progress.active():
                 tuner.fit()
         finally:  # whatever state Tune left, this run wrote it
+            clock.lap("trials")
             sign(experiment)
+    write_timing(experiment, clock.timing(progress.peak_running))  # the report shows it
+    started = time.perf_counter()
     summary = summarize(experiment, plots=True)
+    write_timing(experiment, clock.timing(progress.peak_running, time.perf_counter() - started))
     return SweepResult(experiment, summary, progress.peak_running, resources)
 
 
