@@ -30,6 +30,7 @@ from .experiment import (
     holds_experiment,
     new_meta,
     read_meta,
+    read_timings,
     trial_folder_name,
     write_meta,
     write_timing,
@@ -41,7 +42,7 @@ from .report import Summary, summarize
 from .results import load_results
 from .settings import SweepSettings
 from .spaces import Spec, parse_space, restrict, trial_count
-from .timing import SweepClock
+from .timing import SweepClock, split
 from .trainables import run_trial
 from .trust import Signer, sign, untrusted_files
 
@@ -155,6 +156,7 @@ def _run_sweep(
     started = time.perf_counter()
     summary = summarize(experiment, plots=True)
     write_timing(experiment, clock.timing(progress.peak_running, time.perf_counter() - started))
+    summary.timing = split(read_timings(experiment), summary.results)  # the report's time too
     return SweepResult(experiment, summary, progress.peak_running, resources)
 
 
