@@ -261,7 +261,7 @@ def fit_predict(
     x_train, y_train = svm_features(data.train_images[:n]), data.train_labels[:n]
     x_test = svm_features(data.test_images)
     # loaded here, so that the set-up time counts a worker's first import of scikit-learn
-    import sklearn.metrics.pairwise  # noqa: F401
+    import sklearn.metrics.pairwise
     import sklearn.svm  # noqa: F401
 
     use_gram = choice.backend == "precomputed" and gram is not None and gram.shape == (n, n)
