@@ -45,6 +45,14 @@ def test_every_run_records_where_its_wall_time_went(swept):
     assert sum(parts) + (run.called_at - run.process_started_at) <= run.wall_s + 1e-6
 
 
+def test_the_timing_file_never_stands_in_the_way_of_a_resume(swept):
+    from tune_mnist.trust import untrusted_files
+
+    experiment, _ = swept
+    assert (experiment / TIMING_FILE).is_file()
+    assert untrusted_files(experiment) == []  # JSON, never unpickled: nothing to sign
+
+
 def test_every_trial_reports_its_split(swept):
     experiment, _ = swept
     frame = load_results(experiment)
