@@ -448,6 +448,9 @@ def _print_summary(summary, after_sweep: bool = False) -> None:
         print_frame(table.frame, title=table.title)
         for note in table.notes:
             out.print(note, style="dim", highlight=False)
+    if summary.timing:  # where the time went (timing.py)
+        print_frame(summary.timing.wall, title="Where the time went")
+        out.print(summary.timing.note(), style="dim", highlight=False)
     if summary.files:
         where = summary.files[0].parent
         if is_uri(summary.experiment):  # the local copy's report, uploaded

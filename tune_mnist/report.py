@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .experiment import REPORT_DIR, Predictions, report_dir, write_atomic
+from .experiment import REPORT_DIR, Predictions, read_timings, report_dir, write_atomic
 from .html import write_html
 from .provenance import report_provenance
 from .results import Experiment, load_experiment
 from .storage import is_uri, join, local_experiment, put
 from .tables import CLASS_NAMES, DATASET_NAMES, Table, build_tables
+from .timing import TimingSplit, split, timing_markdown
 from .trust import untrusted_files
 
 FORMATS = ("md", "csv", "json", "parquet", "html")
@@ -39,6 +40,7 @@ class Summary:
     files: list[Path] = field(default_factory=list)  # tables, exports, provenance
     figures: list[Path] = field(default_factory=list)  # PNGs, when asked for
     resumable: bool = True  # unfinished trials can be resumed without --trust (trust.py)
+    timing: TimingSplit | None = None  # where the latest run's time went (timing.py)
 
     @property
     def complete(self) -> bool:
@@ -64,6 +66,7 @@ def summarize(
         table.title += " (SMOKE RUN)" if meta.smoke else ""
         tables.append(table)
     summary = Summary(uri or experiment, tables, results, incomplete.reset_index(drop=True))
+    summary.timing = split(read_timings(experiment), results)
     if not summary.complete:
         summary.resumable = not untrusted_files(experiment)
     if plots or (write and "html" in formats):
@@ -87,6 +90,8 @@ def write_report(folder: Path, summary: Summary, loaded: Experiment, formats=FOR
         if not summary.complete:
             listing = summary.incomplete.to_markdown(index=False, missingval="")
             markdown += f"\n## Incomplete trials ({len(summary.incomplete)})\n\n{listing}\n"
+        if summary.timing:
+            markdown += "\n" + timing_markdown(summary.timing)
         files.append(_write(folder / "tables.md", markdown))
     meta, epochs = loaded.meta, loaded.epochs
     frames = {t.name: t.frame for t in summary.tables} | {"results": summary.results}

@@ -56,6 +56,9 @@ class MemoryEstimate:
     support: int  # the support vectors' pixels, copied (n_sv <= n)
     test_kernel: int  # precomputed: PREDICT_ROWS x n, twice; 0 for libsvm
     process: int = PROCESS_BYTES
+    # the n x n Gram matrix read from Ray's object store (gram.py), 0 if none: counted once
+    # per node in the object store, which Ray reserves apart from `memory`, so not in `bytes`
+    shared: int = 0
 
     @property
     def fit(self) -> int:
@@ -79,9 +82,12 @@ def estimate_memory(
     n_test: int,
     n_features: int,
     cache_mb: int = DEFAULT_CACHE_MB,
+    shared_gram: bool = False,
 ) -> MemoryEstimate:
     """The peak memory of fitting `n_train` images and predicting `n_test` with `backend`.
 
+    `shared_gram`: a precomputed trial reads its Gram matrix from the object store (gram.py);
+    it still makes its own n x n kernel from it, so only `shared` changes.
     `intelex` is estimated as libsvm (an assumption: oneDAL's own buffers are not modelled).
     """
     if backend not in SVM_BACKENDS or backend == "auto":
@@ -96,6 +102,7 @@ def estimate_memory(
         cache=min(cache_mb * MiB, n * n * 4),
         support=n * pixels,
         test_kernel=2 * min(n_test, PREDICT_ROWS) * n * 8 if precomputed else 0,
+        shared=n * n * 8 if precomputed and shared_gram else 0,
     )
 
 
@@ -186,7 +193,9 @@ class SVMResult:
     """A fitted and tested SVC (plain types: Tune receives it through asdict)."""
 
     test_accuracy: float  # %, whole test set
-    train_time_ms: float  # fit only; for "precomputed", the training kernel matrix too
+    # fit only; for "precomputed", the training kernel matrix too (with shared_gram: the
+    # kernel made from the shared Gram matrix, whose one computation is the sweep's)
+    train_time_ms: float
     predict_time_ms: float  # predicting the whole test set (its kernel columns included)
     train_samples: int
     n_support: int  # support vectors
@@ -195,6 +204,8 @@ class SVMResult:
     cache_size_mb: int = DEFAULT_CACHE_MB  # libsvm's kernel cache
     memory_estimate_bytes: int = 0  # estimate_memory for what ran
     memory_budget_bytes: int = 0  # the trial's Ray memory request, else available x SAFETY
+    shared_gram: bool = False  # precomputed from the dataset's shared Gram matrix (gram.py)
+    setup_time_ms: float = 0.0  # features and backend choice, before fitting
 
 
 def svm_features(images: np.ndarray) -> np.ndarray:
@@ -227,13 +238,20 @@ def fit_svm(
 
 
 def fit_predict(
-    trial: SVMConfig, data: Dataset, backend: str, budget: int | None = None
+    trial: SVMConfig,
+    data: Dataset,
+    backend: str,
+    budget: int | None = None,
+    gram: np.ndarray | None = None,
 ) -> tuple[SVMResult, np.ndarray]:
     """fit_svm, and the predicted labels of the test set.
 
     `budget`: the bytes this trial may use (its Ray memory request); None: the available
     memory x SAFETY. `auto` chooses its backend against it (choose_backend).
+    `gram`: X·Xᵀ of the first `train_samples` training images (gram.py), used by the
+    precomputed backend instead of computing it; the other backends ignore it.
     """
+    start = time.perf_counter()
     if backend not in SVM_BACKENDS:
         raise TuneMnistError(f"unknown SVM backend {backend!r}: expected one of {SVM_BACKENDS}")
     n = min(trial.train_samples, len(data.train_labels))
@@ -242,8 +260,15 @@ def fit_predict(
     choice = choose_backend(backend, n, len(data.test_labels), pixels, budget)
     x_train, y_train = svm_features(data.train_images[:n]), data.train_labels[:n]
     x_test = svm_features(data.test_images)
+    # loaded here, so that the set-up time counts a worker's first import of scikit-learn
+    import sklearn.metrics.pairwise
+    import sklearn.svm  # noqa: F401
+
+    use_gram = choice.backend == "precomputed" and gram is not None and gram.shape == (n, n)
+    setup_s = time.perf_counter() - start
     if choice.backend == "precomputed":
-        predicted, svc, fit_s, predict_s = _fit_precomputed(trial, x_train, y_train, x_test)
+        fitted = _fit_precomputed(trial, x_train, y_train, x_test, gram if use_gram else None)
+        predicted, svc, fit_s, predict_s = fitted
     else:
         fitted = _fit_plain(trial, x_train, y_train, x_test, choice.backend, choice.cache_mb)
         predicted, svc, fit_s, predict_s = fitted
@@ -258,18 +283,27 @@ def fit_predict(
         cache_size_mb=choice.cache_mb,
         memory_estimate_bytes=choice.estimate.bytes,
         memory_budget_bytes=budget,
+        shared_gram=use_gram,
+        setup_time_ms=1000 * setup_s,
     )
     return result, predicted
 
 
-def _fit_precomputed(trial, x_train, y_train, x_test):
+def _fit_precomputed(trial, x_train, y_train, x_test, gram=None):
     from sklearn.metrics.pairwise import pairwise_kernels
     from sklearn.svm import SVC
+
+    from .gram import kernel_from_gram
 
     params = kernel_params(trial, x_train)
     svc = SVC(kernel="precomputed", C=trial.C, random_state=trial.seed)
     start = time.perf_counter()
-    svc.fit(pairwise_kernels(x_train, metric=trial.kernel, **params), y_train)
+    if gram is None:
+        kernel = pairwise_kernels(x_train, metric=trial.kernel, **params)
+    else:  # the same values from the Gram matrix the sweep shares (gram.py)
+        kernel = kernel_from_gram(trial.kernel, gram, x_train, params)
+    svc.fit(kernel, y_train)
+    del kernel  # libsvm keeps what it needs; the n x n matrix is not needed to predict
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     support, x_support = svc.support_, x_train[svc.support_]

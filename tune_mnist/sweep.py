@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,16 +31,20 @@ from .experiment import (
     holds_experiment,
     new_meta,
     read_meta,
+    read_timings,
     report_dir,
     trial_folder_name,
     write_meta,
+    write_timing,
     writing,
 )
+from .gram import share_grams
 from .provenance import sha256_files
 from .report import Summary, summarize
 from .results import load_results
 from .settings import SweepSettings
 from .spaces import Spec, parse_space, restrict, trial_count
+from .timing import SweepClock, split
 from .trainables import run_trial
 from .trust import Signer, sign, untrusted_files
 
@@ -71,6 +76,7 @@ def run_sweep(
     over an existing experiment is refused unless `settings.resume` is set; a resumed
     sweep runs only the trials that had not finished, each from its last checkpoint.
     """
+    clock = SweepClock()  # where the time goes: timing.json (timing.py)
     say = on_event or (lambda message: None)
     address = resolve_address(settings.address)  # before any slow work
     experiment = settings.experiment_dir(spec.name)
@@ -82,7 +88,7 @@ def run_sweep(
     with writing(experiment):  # one writer at a time; a refused sweep leaves no folder
         if uri:
             storage.fetch(uri, experiment, must_exist=False)
-        return _run_sweep(spec, settings, say, address, experiment, uri)
+        return _run_sweep(spec, settings, say, address, experiment, clock, uri)
 
 
 def _run_sweep(
@@ -91,6 +97,7 @@ def _run_sweep(
     say: Callable[[str], None],
     address,
     experiment: Path,
+    clock: SweepClock,
     uri: str | None = None,
 ) -> SweepResult:
     where = uri or str(experiment)  # where Tune reads and writes the experiment
@@ -104,14 +111,21 @@ def _run_sweep(
     _check_batches_fit(spec, datasets)
     check_space(spec, datasets)  # every model imports, builds and fits its data
     costs = model_costs(spec, datasets)
+    clock.lap("data")
     with ray_session(address, settings.verbose):
+        clock.lap("ray")
         sizes = {n: (*d.sizes, math.prod(d.train_images.shape[1:])) for n, d in datasets.items()}
         placement = trial_resources(spec, settings, sizes)  # refuses what fits no node
         say(placement.describe())
         check_shared_storage(where, cluster_nodes())
         resources = {placement.kind: placement.asks}
+        grams = share_grams(spec, datasets, placement)  # SVM kernels of one dataset: one Gram
+        if grams.refs:
+            say(grams.describe())
         trainable = tune.with_resources(
-            tune.with_parameters(run_trial, datasets=datasets, costs=costs, experiment=where),
+            tune.with_parameters(
+                run_trial, datasets=datasets, costs=costs, experiment=where, grams=grams.refs
+            ),
             # per trial: SVM trials of one space may train on different numbers of images
             lambda config: placement.asks_for(config["trial"]),
         )
@@ -139,7 +153,9 @@ def _run_sweep(
             tuner = tune.Tuner(
                 trainable,
                 param_space=param_space,
-                tune_config=tune.TuneConfig(trial_dirname_creator=_dirname),
+                # a trial that asks for what the last one had runs in its worker: no new
+                # process, no second import of torch, Ray Tune and tune_mnist per trial
+                tune_config=tune.TuneConfig(trial_dirname_creator=_dirname, reuse_actors=True),
                 run_config=_run_config(where, settings, tracked),
             )
         if uri:  # Tune wrote tuner.pkl straight to the URI: sign it as it is there now
@@ -148,6 +164,7 @@ def _run_sweep(
         # Tune saves the experiment's state every 10 s or more by default; a driver killed
         # in between would, on resume, rerun trials that had finished. The state is small.
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+        clock.lap("shared")
         try:
             with progress.active():
                 tuner.fit()
@@ -156,12 +173,26 @@ def _run_sweep(
                 tracked.stopped()
             raise
         finally:  # whatever state Tune left, this run wrote it
+            clock.lap("trials")
             progress.sign_last()
             sign(experiment)
+    _record_timing(experiment, uri, clock.timing(progress.peak_running))  # the report shows it
+    started = time.perf_counter()
     summary = summarize(where, plots=True)
+    timing = clock.timing(progress.peak_running, time.perf_counter() - started)
+    _record_timing(experiment, uri, timing)
+    summary.timing = split(read_timings(experiment), summary.results)  # the report's time too
     if tracked:
         tracked.finish(report_dir(experiment), summary.complete)
     return SweepResult(experiment, summary, progress.peak_running, resources, uri)
+
+
+def _record_timing(experiment: Path, uri: str | None, timing) -> None:
+    """Write timing.json (and put it beside the experiment in object storage, whose copy
+    a later fetch would otherwise drop)."""
+    written = write_timing(experiment, timing)
+    if uri:
+        storage.put(written, storage.join(uri, written.name))
 
 
 def resume_sweep(

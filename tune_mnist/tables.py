@@ -28,7 +28,6 @@ from .configs import is_reference, short_model, trial_to_dict
 from .effects import design_effects
 from .errors import TuneMnistError
 from .experiment import ExperimentMeta, Predictions
-from .models import FLOPS_CONVENTION
 from .results import numbers
 from .spaces import Space
 
@@ -306,6 +305,8 @@ def comparison_tables(run: Run) -> list[Table]:
         "params_m": "params (M)",
     }
     frame, notes = config_table(run, keys, extra)
+    from .models import FLOPS_CONVENTION  # here: an SVM report or sweep never loads torch
+
     convention = FLOPS_CONVENTION
     if run.space.datasets:  # a space's own data: each model counted at its images' shape
         convention = convention.replace("one 1x28x28 image", "one image of its dataset")

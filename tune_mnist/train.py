@@ -42,6 +42,7 @@ class EpochStats:
     epoch_seconds: float  # wall time of this epoch's training loop
     images_per_s: float  # training images per second in this epoch
     peak_gpu_mem_mb: float = 0.0  # torch.cuda.max_memory_allocated so far; 0 on CPU
+    eval_seconds: float = 0.0  # wall time of testing after this epoch (the whole test set)
 
 
 @dataclass
@@ -268,12 +269,14 @@ def _train_resnet(
 
     for epoch in range(done + 1, epochs + 1):
         seconds, loss, train_acc = _train_epoch(step, optimizer, batches, shuffle, device, options)
-        predicted = predict(step, test_batches, options.amp)
+        tested = time.perf_counter()
+        predicted = predict(step, test_batches, options.amp)  # ends in a host copy: synced
         test_acc = accuracy(predicted, test_batches.labels)
+        tested = time.perf_counter() - tested
         done, train_ms = epoch, train_ms + 1000 * seconds
         peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
         rate = len(batches) / seconds if seconds else 0.0
-        history.append(EpochStats(epoch, loss, train_acc, test_acc, seconds, rate, peak_mb))
+        history.append(EpochStats(epoch, loss, train_acc, test_acc, seconds, rate, peak_mb, tested))
         if on_epoch:
             on_epoch(history[-1], state)
         if not math.isfinite(loss):  # diverged: no later epoch can bring it back

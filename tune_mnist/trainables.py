@@ -5,6 +5,9 @@ dict>, "svm_backend": <name>}` (plain values, as Tune writes them to params.json
 they become the typed configs again. The datasets and model costs arrive through
 `tune.with_parameters` (Ray's object store), so trials on every node share the copy the
 driver loaded.
+
+torch loads only for ResNet trials: an SVM trial's worker never imports it (nor
+torchvision), which saves seconds of every SVM worker's start.
 """
 
 from __future__ import annotations
@@ -14,23 +17,22 @@ import os
 import socket
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
-import torch
 from ray import tune
 
 from . import storage
 from .configs import CustomConfig, ResNetConfig, SVMConfig, TrainOptions, trial_from_dict
-from .custom import run_custom
 from .data import Dataset
 from .experiment import save_predictions, trial_folder_name
-from .models import ModelCost
 from .svm import fit_predict
-from .train import EpochStats, train_resnet
+
+if TYPE_CHECKING:
+    from .models import ModelCost
 
 STATE_FILE = "state.pt"
 
@@ -40,36 +42,53 @@ def run_trial(
     datasets: dict[str, Dataset],
     costs: dict[tuple[str, str], ModelCost],
     experiment: str | None = None,
+    grams: dict | None = None,
 ) -> None:
     """Run one trial of either kind and report its metrics to Tune.
 
     `experiment` is the experiment folder: a restarted ResNet trial looks there for
-    checkpoints newer than the one Tune hands it (see newest_state).
+    checkpoints newer than the one Tune hands it (see newest_state). `grams`: (dataset,
+    train_samples) -> ObjectRef of the Gram matrix the sweep shares (gram.py).
     """
+    clock = TrialClock()
     trial = trial_from_dict(config["trial"])
     data = datasets[trial.dataset]
-    base = {"trial_finished": False, **placement(), **_clock("started_at", "load_1m_at_start")}
+    resnet = not isinstance(trial, SVMConfig)
+    base = {
+        "trial_finished": False,
+        **placement(torch_too=resnet),
+        **_clock("started_at", "load_1m_at_start"),
+    }
     folder = None
     if experiment:  # on storage every node shares (cluster.check_shared_storage)
         trial_id = tune.get_context().get_trial_id()
         folder = _trial_folder(experiment, trial_folder_name(trial_id, trial))
     if isinstance(trial, CustomConfig):
+        from .custom import run_custom  # torch with it, as for ResNets
+
         finish = partial(_clock, "finished_at", "load_1m_at_finish")
         run_custom(trial, data, config["metric"], base, finish)
         return
     if isinstance(trial, SVMConfig):
         # the memory Ray reserved for this trial is its budget (auto chooses against it)
         asked = tune.get_context().get_trial_resources().required_resources.get("memory")
-        result, predicted = fit_predict(trial, data, config["svm_backend"], asked or None)
+        ref = (grams or {}).get((trial.dataset, trial.train_samples))
+        gram = ray.get(ref) if ref is not None else None  # read-only, mapped, not copied
+        fetched = time.perf_counter()
+        result, predicted = fit_predict(trial, data, config["svm_backend"], asked or None, gram)
+        clock.setup = fetched - clock.start + result.setup_time_ms / 1000
+        clock.train, clock.eval = result.train_time_ms / 1000, result.predict_time_ms / 1000
+        saving = time.perf_counter()
         if folder:
             save_predictions(folder, predicted, data.test_labels)
+        clock.checkpoint = time.perf_counter() - saving
         finished = {"trial_finished": True, **_clock("finished_at", "load_1m_at_finish")}
-        tune.report({**base, **asdict(result), **finished})
+        tune.report({**base, **asdict(result), **finished, **clock.keys()})
         return
     options = TrainOptions.from_dict(config["options"])
     if 0 < base["assigned_gpus"] < 1:  # a packed trial: keep to its share of GPU memory
         options = replace(options, memory_fraction=base["assigned_gpus"])
-    run_resnet(trial, data, options, costs[(trial.model, trial.dataset)], base, folder)
+    run_resnet(trial, data, options, costs[(trial.model, trial.dataset)], base, folder, clock)
 
 
 def _trial_folder(experiment: str, name: str) -> Path | str:
@@ -84,8 +103,14 @@ def run_resnet(
     cost: ModelCost,
     base: dict,
     folder: Path | str | None = None,
+    clock: TrialClock | None = None,
 ) -> None:
     """Train with a checkpoint every epoch; continue from the latest one after a failure."""
+    clock = clock or TrialClock()
+    import torch
+
+    from .train import EpochStats, train_resnet
+
     restored = newest_state(tune.get_checkpoint(), folder)
     resume = restored.state
     epochs = trial.epochs_to_train(options.max_epochs)
@@ -106,18 +131,24 @@ def run_resnet(
             save_predictions(folder, predicted.numpy(), data.test_labels)
 
     def on_epoch(stats: EpochStats, state) -> None:
+        arrived = time.perf_counter()
+        clock.epoch_done(arrived, stats.epoch_seconds, stats.eval_seconds)
         with tempfile.TemporaryDirectory() as staging:
             saved = state()
             torch.save(saved, Path(staging) / STATE_FILE)
             metrics = metrics_for(stats, saved["train_time_ms"])
             keep_predictions(metrics, saved["predicted"])  # before Tune hears it finished
+            clock.checkpoint += time.perf_counter() - arrived
+            metrics |= clock.keys()
+            sending = time.perf_counter()
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(staging))
+        clock.checkpoint += time.perf_counter() - sending  # in the next epoch's report
 
     if resume and resumed_from >= epochs:
         # Restarted after its last checkpoint (a driver killed before Tune recorded the
         # trial as done): nothing to train, so report the saved final epoch again.
         last = EpochStats(**resume["history"][-1])
-        metrics = metrics_for(last, resume["train_time_ms"])
+        metrics = metrics_for(last, resume["train_time_ms"]) | clock.keys()
         keep_predictions(metrics, resume.get("predicted"))
         tune.report(metrics)
         return
@@ -170,6 +201,38 @@ def _readable_at(candidate: Path | str) -> dict | None:
         return None
 
 
+@dataclass
+class TrialClock:
+    """This run of one trial, split (seconds; timing.py reads the `split_*` keys): set-up
+    (features or model built, data and Gram fetched, a checkpoint restored), training,
+    evaluation on the test set, checkpoints and predictions written and reports sent (the
+    last report's own sending is not in it: it happens after its keys are made)."""
+
+    start: float = field(default_factory=time.perf_counter)
+    setup: float = 0.0
+    train: float = 0.0
+    eval: float = 0.0
+    checkpoint: float = 0.0
+    epochs: int = 0  # epochs trained in this run
+
+    def epoch_done(self, now: float, train_s: float, eval_s: float) -> None:
+        """An epoch's training and testing ended at `now`; before the first, set-up."""
+        if self.epochs == 0:
+            self.setup = now - self.start - train_s - eval_s
+        self.epochs += 1
+        self.train += train_s
+        self.eval += eval_s
+
+    def keys(self) -> dict[str, float]:
+        return {
+            "split_wall_s": time.perf_counter() - self.start,
+            "split_setup_s": self.setup,
+            "split_train_s": self.train,
+            "split_eval_s": self.eval,
+            "split_checkpoint_s": self.checkpoint,
+        }
+
+
 @dataclass(frozen=True)
 class Restored:
     """What a restarted trial continues from."""
@@ -180,6 +243,8 @@ class Restored:
 
 def load_state(folder: Path) -> dict:
     """The training state saved in one checkpoint folder (tensors and plain types only)."""
+    import torch
+
     return torch.load(folder / STATE_FILE, weights_only=True, map_location="cpu")
 
 
@@ -195,17 +260,23 @@ def _clock(time_key: str, load_key: str) -> dict[str, float]:
     return {time_key: time.time(), load_key: os.getloadavg()[0]}
 
 
-def placement() -> dict[str, Any]:
-    """Where this trial runs and with what: node, host, process, Ray's assigned resources."""
+def placement(torch_too: bool = True) -> dict[str, Any]:
+    """Where this trial runs and with what: node, host, process, Ray's assigned resources;
+    with `torch_too`, torch's device and threads (an SVM trial: the CPU, torch not loaded)."""
     context = ray.get_runtime_context()
     assigned = context.get_assigned_resources()
-    return {
+    where = {
         "node_id": context.get_node_id(),
         "hostname": socket.gethostname(),
         "pid": os.getpid(),
         "assigned_gpus": assigned.get("GPU", 0.0),
         "assigned_cpus": assigned.get("CPU", 0.0),
         "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "torch_threads": torch.get_num_threads(),
+        "device": "cpu",
     }
+    if torch_too:
+        import torch
+
+        where["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+        where["torch_threads"] = torch.get_num_threads()
+    return where

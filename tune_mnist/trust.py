@@ -23,12 +23,13 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from .experiment import LOCK_FILE, META_FILE, OWNER_FILE, write_atomic
+from .experiment import LOCK_FILE, META_FILE, OWNER_FILE, TIMING_FILE, write_atomic
 
 KEY_ENV = "TUNE_MNIST_CONFIG_DIR"  # where the key lives; else $XDG_CONFIG_HOME/tune-mnist
 SIGNATURES = ".tune-mnist.sig"
 KEPT = 4  # signed versions kept per file: the folder may lag Tune's newest state
-_OURS = {META_FILE, LOCK_FILE, OWNER_FILE, SIGNATURES, ".validate_storage_marker"}
+# JSON that tune-mnist writes and reads with json.loads only: never unpickled
+_OURS = {META_FILE, TIMING_FILE, LOCK_FILE, OWNER_FILE, SIGNATURES, ".validate_storage_marker"}
 
 
 def key_path() -> Path:
