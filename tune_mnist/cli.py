@@ -279,14 +279,35 @@ def sweep(
     trial: TrialOpt = None,
     trial_limit: LimitOpt = TRIAL_LIMIT,
     trust: TrustOpt = False,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(help="Stop after this much wall-clock time (90s, 30m, 2h), over resumes."),
+    ] = None,
+    max_trials: Annotated[
+        int | None, typer.Option(help="Start at most N trials: the first N `show` lists.")
+    ] = None,
+    max_gpu_hours: Annotated[
+        float | None,
+        typer.Option(help="Stop once trials used this many GPU-hours (train time x GPU share)."),
+    ] = None,
+    extend: Annotated[
+        Path | None,
+        typer.Option(
+            help="Add the space's new trials to this experiment, reusing its finished ones."
+        ),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run a search space (or the part of it chosen by --where / --trial) on Ray Tune and
     print and write its tables."""
     loopback_if_local(address, insecure)
+    from .budget import make_budget
     from .sweep import run_sweep  # Ray and torch load only for the commands that need them
 
     with user_errors(verbose):
+        budget = make_budget(time_budget, max_trials, max_gpu_hours)
+        if extend and resume:
+            raise TuneMnistError("--extend starts a new run: continue one with `tune-mnist resume`")
         spec = load_space(space, trial_limit)
         if repeats:
             spec = with_repeats(spec, repeats, trial_limit)
@@ -308,8 +329,9 @@ def sweep(
         )
         part = f" of {spec.selection.of} ({spec.selection.describe()})" if spec.selection else ""
         out.print(f"{spec.name}: {len(spec.trials)}{part} trials" + (" (smoke)" if smoke else ""))
-        with interruptible(settings.experiment_dir(spec.name)):
-            result = run_sweep(spec, settings, on_event=_say)
+        folder = extend.absolute() if extend else settings.experiment_dir(spec.name)
+        with interruptible(folder):
+            result = run_sweep(spec, settings, on_event=_say, budget=budget, extend=extend)
     out.print(f"peak concurrency: {result.peak_running} trials")
     _print_summary(result.summary, after_sweep=True)
 
@@ -427,6 +449,8 @@ def _print_summary(summary, after_sweep: bool = False) -> None:
             out.print(note, style="dim", highlight=False)
     if summary.files:
         _say(f"wrote {len(summary.files)} files to {summary.files[0].parent}")
+    if summary.stopped:
+        _say(f"stopped on its budget: {summary.stopped} (the budget table lists what did not run)")
     if not summary.complete:
         print_frame(summary.incomplete, title=f"{len(summary.incomplete)} trials did not finish")
         if summary.resumable:

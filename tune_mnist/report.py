@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .budget import budget_report
 from .experiment import Predictions, report_dir, write_atomic
 from .html import write_html
 from .provenance import report_provenance
@@ -38,6 +39,8 @@ class Summary:
     files: list[Path] = field(default_factory=list)  # tables, exports, provenance
     figures: list[Path] = field(default_factory=list)  # PNGs, when asked for
     resumable: bool = True  # unfinished trials can be resumed without --trust (trust.py)
+    stopped: str | None = None  # why a budget stopped the sweep (its trials left out are
+    # listed in the budget table, not in `incomplete`)
 
     @property
     def complete(self) -> bool:
@@ -55,12 +58,21 @@ def summarize(
     experiment = Path(experiment)
     loaded = load_experiment(experiment)
     meta, results = loaded.meta, loaded.results
-    incomplete = results.loc[results["status"] != "finished", ["label", "status", "error"]]
+    budget = budget_report(meta, results)
+    left_out = budget.left_out if budget else pd.Series(False, index=results.index)
+    incomplete = results.loc[
+        (results["status"] != "finished") & ~left_out, ["label", "status", "error"]
+    ]
     tables, levels = build_tables(results, meta, loaded.predictions)
+    if budget:
+        tables.append(
+            Table(f"{meta.name}-budget", f"{meta.name}: budget", budget.frame, budget.notes)
+        )
     for table in per_class_tables(results, loaded.predictions, meta.name):
         table.title += " (SMOKE RUN)" if meta.smoke else ""
         tables.append(table)
     summary = Summary(experiment, tables, results, incomplete.reset_index(drop=True))
+    summary.stopped = meta.run.stopped if budget else None
     if not summary.complete:
         summary.resumable = not untrusted_files(experiment)
     if plots or (write and "html" in formats):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 from ray import tune
 
+from . import budget as budgets
+from .budget import BudgetClock, admitted, trial_key
 from .checks import check_space, model_costs
 from .cluster import (
     check_shared_storage,
@@ -25,7 +28,10 @@ from .data import dataset_files, load_datasets
 from .errors import TuneMnistError
 from .experiment import (
     META_VERSION,
+    Budget,
     DataInfo,
+    ExperimentMeta,
+    TuneRun,
     holds_experiment,
     new_meta,
     read_meta,
@@ -37,7 +43,7 @@ from .provenance import sha256_files
 from .report import Summary, summarize
 from .results import load_results
 from .settings import SweepSettings
-from .spaces import Spec, parse_space, restrict, trial_count
+from .spaces import Spec, parse_space, trial_count
 from .trainables import run_trial
 from .trust import Signer, sign, untrusted_files
 
@@ -59,32 +65,88 @@ class SweepResult:
         return self.summary.results
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What this process hands Tune, and the experiment around it."""
+
+    spec: Spec  # every trial of the experiment, in its saved order
+    runs: list[TuneRun]  # the experiment's Tune runs, the one this process runs last
+    version: int  # of the metadata: how the param_space is laid out
+    old: ExperimentMeta | None = None  # the metadata read back (resume, --extend)
+
+    @property
+    def run(self) -> TuneRun:
+        return self.runs[-1]
+
+    @property
+    def tune_trials(self) -> list:
+        """The trials of this Tune run (--max-trials keeps the first; --extend the new)."""
+        return self.spec.trials if self.run.trials is None else self.run.trials
+
+
 def run_sweep(
-    spec: Spec, settings: SweepSettings, on_event: Callable[[str], None] | None = None
+    spec: Spec,
+    settings: SweepSettings,
+    on_event: Callable[[str], None] | None = None,
+    budget: Budget | None = None,
+    extend: str | Path | None = None,
 ) -> SweepResult:
     """Run every trial of a space on Ray Tune, then write and return its tables and figures.
 
     Data is loaded once here and shared with trials through Ray's object store. Starting
     over an existing experiment is refused unless `settings.resume` is set; a resumed
     sweep runs only the trials that had not finished, each from its last checkpoint.
+    `budget` limits the run (budget.py); `extend` names an existing experiment to which
+    the space's new trials are added as a new Tune run, its finished ones reused (extend.py).
     """
     say = on_event or (lambda message: None)
-    address = resolve_address(settings.address)  # before any slow work
-    experiment = settings.experiment_dir(spec.name)
+    address = resolve_address(settings.address)
+    experiment = Path(extend).absolute() if extend else settings.experiment_dir(spec.name)
     with writing(experiment):  # one writer at a time; a refused sweep leaves no folder
-        return _run_sweep(spec, settings, say, address, experiment)
+        if extend:
+            from .extend import plan_extension
+
+            plan = plan_extension(experiment, spec, settings, budget, say)
+        else:
+            plan = _plan(experiment, spec, settings, budget)
+        if plan is None:  # an extension with nothing new to run
+            return SweepResult(experiment, summarize(experiment, plots=True), 0, {})
+        return _run_sweep(plan, settings, say, address, experiment)
+
+
+def _plan(experiment: Path, spec: Spec, settings: SweepSettings, budget: Budget | None) -> Plan:
+    """A new sweep's Tune run, or the saved one a resume continues (in the saved order)."""
+    version = _check_experiment_dir(experiment, spec, settings.resume)
+    if not settings.resume:
+        return Plan(spec, [TuneRun(trials=admitted(spec.trials, budget), budget=budget)], version)
+    if budget:
+        raise TuneMnistError(
+            "--resume continues with the budget the sweep started with (and what is left of "
+            "it); to run more, use `tune-mnist sweep SPACE --extend EXPERIMENT` with a budget"
+        )
+    meta = read_meta(experiment)
+    return Plan(replace(spec, trials=list(meta.trials)), meta.runs, version, meta)
 
 
 def _run_sweep(
-    spec: Spec, settings: SweepSettings, say: Callable[[str], None], address, experiment: Path
+    plan: Plan, settings: SweepSettings, say: Callable[[str], None], address, experiment: Path
 ) -> SweepResult:
-    version = _check_experiment_dir(experiment, spec, settings.resume)
-    if settings.resume and not settings.trust and tune.Tuner.can_restore(str(experiment)):
-        _check_trusted(experiment)  # before anything is read or started
+    run_dir = experiment / plan.run.folder  # where this Tune run keeps its state and trials
+    if settings.resume and (spent := budgets.spent(experiment)):
+        say(f"nothing to resume: {spent}; `tune-mnist sweep SPACE --extend` runs the rest")
+        return SweepResult(experiment, summarize(experiment, plots=True), 0, {})
+    if settings.resume and not settings.trust and tune.Tuner.can_restore(str(run_dir)):
+        _check_trusted(run_dir)  # before anything is read or started
+    spec = replace(plan.spec, trials=plan.tune_trials)  # what this run trains
     names, sources = [t.dataset for t in spec.trials], spec.data_sources
     datasets = load_datasets(names, settings.data_dir, settings.smoke, sources)
     for name, data in datasets.items():
         say(f"{name}: {data.sizes[0]:,} train / {data.sizes[1]:,} test images from {data.source}")
+    data = {n: _data_info(n, d, settings, sources.get(n)) for n, d in datasets.items()}
+    if plan.old is not None and len(plan.runs) > len(plan.old.runs):  # --extend: before writing
+        from .extend import check_same_data
+
+        check_same_data(experiment, plan.old, data)
     _check_batches_fit(spec, datasets)
     check_space(spec, datasets)  # every model imports, builds and fits its data
     costs = model_costs(spec, datasets)
@@ -96,40 +158,55 @@ def _run_sweep(
         resources = {placement.kind: placement.asks}
         trainable = tune.with_resources(
             tune.with_parameters(
-                run_trial, datasets=datasets, costs=costs, experiment=str(experiment)
+                run_trial, datasets=datasets, costs=costs, experiment=str(run_dir)
             ),
             # per trial: SVM trials of one space may train on different numbers of images
             lambda config: placement.asks_for(config["trial"]),
         )
-        done = _finished_count(experiment) if settings.resume else 0
-        param_space = _param_space(spec, settings, version)
-        restoring = settings.resume and tune.Tuner.can_restore(str(experiment))
-        progress = ProgressReport(len(spec.trials), say, done, Signer(experiment))
+        done = _finished_count(experiment, spec.trials) if settings.resume else 0
+        param_space = _param_space(spec, settings, plan.version)
+        restoring = settings.resume and tune.Tuner.can_restore(str(run_dir))
+        progress = ProgressReport(len(spec.trials), say, done, Signer(run_dir))
         if restoring:
             # The restored RunConfig holds the Progress callback pickled at the start; it
             # prints through the ProgressReport of this process (see Progress).
             tuner = tune.Tuner.restore(
-                str(experiment), trainable, resume_errored=True, param_space=param_space
+                str(run_dir), trainable, resume_errored=True, param_space=param_space
             )
         else:  # a new sweep, or one killed before Tune wrote its first state
-            data = {n: _data_info(n, d, settings, sources.get(n)) for n, d in datasets.items()}
-            write_meta(experiment, new_meta(spec, settings, data, resources))
+            write_meta(experiment, _meta(plan, settings, data, resources))
             tuner = tune.Tuner(
                 trainable,
                 param_space=param_space,
                 tune_config=tune.TuneConfig(trial_dirname_creator=_dirname),
-                run_config=_run_config(experiment, settings),
+                run_config=_run_config(run_dir, settings, bool(plan.run.budget)),
             )
         # Tune saves the experiment's state every 10 s or more by default; a driver killed
         # in between would, on resume, rerun trials that had finished. The state is small.
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+        clock = budgets.clock(experiment)  # None without a budget
         try:
-            with progress.active():
+            with progress.active(), clock.active() if clock else contextlib.nullcontext():
                 tuner.fit()
         finally:  # whatever state Tune left, this run wrote it
-            sign(experiment)
+            sign(run_dir)
+            if run_dir != experiment:  # the experiment's signatures cover its runs' pickles
+                sign(experiment)
+            if clock:
+                budgets.close_run(experiment, clock)
     summary = summarize(experiment, plots=True)
     return SweepResult(experiment, summary, progress.peak_running, resources)
+
+
+def _meta(plan: Plan, settings: SweepSettings, data, resources) -> ExperimentMeta:
+    """The metadata this run writes before Tune starts: a new sweep's, or (resume, --extend)
+    the saved one's with this run's trials, data and resources added."""
+    if plan.old is None:
+        return new_meta(plan.spec, settings, data, resources, plan.runs, plan.version)
+    old = plan.old
+    data, resources = {**old.data, **data}, {**old.resources, **resources}
+    meta = new_meta(plan.spec, settings, data, resources, plan.runs, plan.version)
+    return replace(meta, started_at=old.started_at, provenance=old.provenance)
 
 
 def resume_sweep(
@@ -147,7 +224,9 @@ def resume_sweep(
     meta = read_meta(experiment)
     # the size was accepted when the sweep started, whatever --trial-limit it had
     whole = parse_space(meta.space.model_dump(), meta.space_source, trial_count(meta.space))
-    spec = restrict(whole, meta.selection)
+    # the saved trials, in the saved order: an --extend may have added trials another space
+    # declared, and experiments before balanced repeats listed their seeds side by side
+    spec = replace(whole, trials=list(meta.trials), selection=meta.selection)
     settings = replace(
         meta.settings,
         storage_path=str(experiment.parent),
@@ -198,18 +277,23 @@ def _check_batches_fit(spec: Spec, datasets) -> None:
                 )
 
 
-def _finished_count(experiment: Path) -> int:
-    return int((load_results(experiment)["status"] == "finished").sum())
+def _finished_count(experiment: Path, trials: list) -> int:
+    """How many of these trials the experiment's files hold as finished."""
+    status = load_results(experiment)["status"]
+    done = [t for t, s in zip(read_meta(experiment).trials, status, strict=True) if s == "finished"]
+    finished = set(map(trial_key, done))
+    return sum(trial_key(t) in finished for t in trials)
 
 
-def _run_config(experiment: Path, settings: SweepSettings) -> tune.RunConfig:
+def _run_config(run_dir: Path, settings: SweepSettings, budgeted: bool = False) -> tune.RunConfig:
     return tune.RunConfig(
-        name=experiment.name,
-        storage_path=str(experiment.parent),
+        name=run_dir.name,
+        storage_path=str(run_dir.parent),
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         verbose=1 if settings.verbose else 0,
         callbacks=[Progress()],
+        stop=BudgetStopper() if budgeted else None,
     )
 
 
@@ -232,7 +316,9 @@ def _check_experiment_dir(experiment: Path, spec: Spec, resume: bool) -> int:
         )
     meta = read_meta(experiment) if resume else None
     version = meta.version if meta else META_VERSION
-    if meta and meta.trials != list(spec.trials):
+    # as multisets: experiments started before repeats ran in balanced order list the same
+    # trials in another order, and resume keeps the saved one
+    if meta and Counter(map(trial_key, meta.trials)) != Counter(map(trial_key, spec.trials)):
         raise TuneMnistError(
             f"--resume: {spec.source} no longer declares the trials that {experiment} "
             "started with; resume with `tune-mnist resume EXPERIMENT_DIR`, or pick another --name"
@@ -339,3 +425,22 @@ class Progress(tune.Callback):
     def _forward(event: str, *args) -> None:
         if ProgressReport._active:  # None outside fit: nobody to tell
             getattr(ProgressReport._active, event)(*args)
+
+
+class BudgetStopper(tune.Stopper):
+    """Tune's stopper for a budget, forwarding to the active BudgetClock of this process
+    (pickled with the RunConfig like Progress, so it holds nothing itself)."""
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        pass
+
+    def __call__(self, trial_id, result) -> bool:
+        if BudgetClock._active:
+            BudgetClock._active.observe(result)
+        return False
+
+    def stop_all(self) -> bool:
+        return bool(BudgetClock._active and BudgetClock._active.stop_all())
