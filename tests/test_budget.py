@@ -1,6 +1,7 @@
 """Budgets on a real local Ray (2 CPUs), tiny data: --max-trials, --time-budget, resume;
 and repeats in balanced order."""
 
+import json
 import os
 import signal
 from dataclasses import replace
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 from tune_mnist import load_results, load_space
 from tune_mnist.budget import make_budget, parse_duration
 from tune_mnist.cli import app
-from tune_mnist.experiment import Budget, read_meta
+from tune_mnist.experiment import META_FILE, Budget, TuneRun, read_meta, write_meta
 from tune_mnist.spaces import parse_space
 from tune_mnist.sweep import SweepSettings, _check_experiment_dir, resume_sweep, run_sweep
 
@@ -93,6 +94,20 @@ def test_an_experiment_of_the_old_order_still_resumes(tmp_path):
     assert old_order != spec.trials  # seeds side by side, as before balanced order
     folder = make_experiment(tmp_path / "exp", replace(spec, trials=old_order), lambda t: 90.0)
     assert _check_experiment_dir(folder, spec, resume=True) == read_meta(folder).version
+
+
+def test_the_budget_and_what_it_spent_are_saved_and_older_files_have_none(tmp_path):
+    spec = load_space(write_space(tmp_path, **KERNELS))
+    folder = make_experiment(tmp_path / "exp", spec, lambda t: 90.0)
+    meta = read_meta(folder)
+    assert meta.runs == [TuneRun()] and meta.run.budget is None  # as a version 2 file reads
+    record = json.loads((folder / META_FILE).read_text())
+    del record["runs"]
+    (folder / META_FILE).write_text(json.dumps({**record, "version": 2}))
+    assert read_meta(folder).runs == [TuneRun()]
+    run = TuneRun("extend-1", spec.trials[:2], Budget(time_s=60, max_trials=2), 12.5, "why")
+    write_meta(folder, replace(meta, runs=[TuneRun(), run]))
+    assert read_meta(folder).runs == [TuneRun(), run]
 
 
 # ------------------------------------------------------------------ --max-trials

@@ -165,7 +165,7 @@ class BudgetClock:
         if budget.gpu_seconds is not None and self.spent_gpu_seconds >= budget.gpu_seconds:
             return (
                 f"GPU budget of {budget.gpu_seconds / 3600:g} GPU-hours spent "
-                f"({self.spent_gpu_seconds:,.0f} GPU-seconds)"
+                f"({self.spent_gpu_seconds:,.1f} GPU-seconds)"
             )
         return None
 
@@ -227,7 +227,7 @@ def close_run(experiment: Path, clock: BudgetClock) -> None:
     status = dict(zip(map(trial_key, meta.trials), results["status"], strict=True))
     ran = {trial_key(t) for t in meta.run_trials(meta.run)}
     unfinished = sum(status[k] in ("pending", "running") for k in ran)
-    not_admitted = sum(s != "finished" for k, s in status.items() if k not in ran)
+    not_admitted = sum(s == "pending" for k, s in status.items() if k not in ran)
     run = finished_run(meta.run, clock, unfinished, not_admitted)
     write_meta(experiment, replace(meta, runs=[*meta.runs[:-1], run]))
 
@@ -242,15 +242,17 @@ def finished_run(
 ) -> TuneRun:
     """The run as it ended: time spent, and why its budget stopped it (if it did).
 
-    `unfinished`: its trials neither finished nor failed (a run cut short by Ctrl-C has
-    some, and is not marked as stopped by --max-trials); `not_admitted`: trials of the
-    experiment --max-trials kept out of it.
+    `unfinished`: its trials neither finished nor failed; `not_admitted`: trials of the
+    experiment that --max-trials kept out of it. A run with unfinished trials and a budget
+    left was interrupted (Ctrl-C), not stopped; one where everything ran was not stopped.
     """
     spent = clock.before_s if clock else run.spent_s
-    stopped = clock.stopped if clock else None
-    if stopped is None and not_admitted and not unfinished and run.budget:
-        stopped = f"--max-trials {run.budget.max_trials} reached"
-    return replace(run, spent_s=spent, stopped=stopped or run.stopped)
+    stopped = None
+    if unfinished or not_admitted:
+        stopped = clock.stopped if clock else run.stopped
+        if stopped is None and not unfinished and run.budget and run.budget.max_trials:
+            stopped = f"--max-trials {run.budget.max_trials} reached"
+    return replace(run, spent_s=spent, stopped=stopped)
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ def run_sweep(
     the space's new trials are added as a new Tune run, its finished ones reused (extend.py).
     """
     say = on_event or (lambda message: None)
-    address = resolve_address(settings.address)
+    address = resolve_address(settings.address)  # before any slow work
     experiment = Path(extend).absolute() if extend else settings.experiment_dir(spec.name)
     with writing(experiment):  # one writer at a time; a refused sweep leaves no folder
         if extend:
