@@ -346,7 +346,8 @@ def resume(
 ) -> None:
     """Continue an interrupted sweep: unfinished and failed trials go on from their checkpoints.
 
-    Uses the space and settings saved in the experiment; finished trials are not rerun.
+    Uses the space and settings saved in the experiment; finished trials are not rerun, and
+    a budget (--time-budget, --max-trials, --max-gpu-hours) goes on with what is left of it.
     """
     loopback_if_local(address, insecure)
     from .sweep import resume_sweep
