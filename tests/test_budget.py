@@ -105,7 +105,8 @@ def test_the_budget_and_what_it_spent_are_saved_and_older_files_have_none(tmp_pa
     del record["runs"]
     (folder / META_FILE).write_text(json.dumps({**record, "version": 2}))
     assert read_meta(folder).runs == [TuneRun()]
-    run = TuneRun("extend-1", spec.trials[:2], Budget(time_s=60, max_trials=2), 12.5, "why")
+    budget = Budget(time_s=60, max_trials=2)
+    run = TuneRun("extend-1", spec.trials[:2], budget, spent_s=12.5, spent_gpu_s=3.0, stopped="x")
     write_meta(folder, replace(meta, runs=[TuneRun(), run]))
     assert read_meta(folder).runs == [TuneRun(), run]
 

@@ -19,6 +19,7 @@ def test_gpu_budget_stops_the_sweep_once_spent(ray_with_gpus, tiny_data, tmp_pat
 
     run = read_meta(result.experiment_dir).run
     assert run.stopped.startswith("GPU budget of 1e-05 GPU-hours spent")
+    assert run.spent_gpu_s >= 0.036
     results = load_results(result.experiment_dir)
     assert (results["status"] != "finished").all()  # stopped after at most an epoch each
     assert (results["assigned_gpus"].dropna() == 0.25).all()

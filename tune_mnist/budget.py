@@ -247,12 +247,13 @@ def finished_run(
     left was interrupted (Ctrl-C), not stopped; one where everything ran was not stopped.
     """
     spent = clock.before_s if clock else run.spent_s
+    gpu = clock.spent_gpu_seconds if clock else run.spent_gpu_s
     stopped = None
     if unfinished or not_admitted:
         stopped = clock.stopped if clock else run.stopped
         if stopped is None and not unfinished and run.budget and run.budget.max_trials:
             stopped = f"--max-trials {run.budget.max_trials} reached"
-    return replace(run, spent_s=spent, stopped=stopped)
+    return replace(run, spent_s=spent, spent_gpu_s=gpu, stopped=stopped)
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,7 @@ class TuneRun:
     trials: list[TrialConfig] | None = None  # what Tune holds, in order; None: all the trials
     budget: Budget | None = None
     spent_s: float = 0.0  # wall-clock seconds its Tune loop ran, summed over resumes
+    spent_gpu_s: float = 0.0  # GPU-seconds its trials used (as the compute table counts)
     stopped: str | None = None  # why its budget ended it, in words; None: it was not stopped
 
     def to_record(self) -> dict[str, Any]:
@@ -213,6 +214,7 @@ class TuneRun:
             "trials": None if self.trials is None else [trial_to_dict(t) for t in self.trials],
             "budget": asdict(self.budget) if self.budget else None,
             "spent_s": self.spent_s,
+            "spent_gpu_s": self.spent_gpu_s,
             "stopped": self.stopped,
         }
 
@@ -224,6 +226,7 @@ class TuneRun:
             trials=None if trials is None else [trial_from_dict(t) for t in trials],
             budget=Budget(**budget) if budget else None,
             spent_s=float(record.get("spent_s") or 0.0),
+            spent_gpu_s=float(record.get("spent_gpu_s") or 0.0),
             stopped=record.get("stopped"),
         )
 
