@@ -75,7 +75,7 @@ def test_version_1_files_still_load(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"version": 99}', "metadata version 99 is not one this tune-mnist reads (1 to 2)"),
+        ('{"version": 99}', "metadata version 99 is not one this tune-mnist reads (1 to 3)"),
         ("[1, 2]", "expected a JSON object, found list"),
         ("null", "expected a JSON object, found NoneType"),
         ("{}", "not a tune-mnist metadata file"),

@@ -292,15 +292,36 @@ def sweep(
         str | None,
         typer.Option(help="Log the sweep to this MLflow tracking server (implies --mlflow)."),
     ] = None,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(help="Stop after this much wall-clock time (90s, 30m, 2h), over resumes."),
+    ] = None,
+    max_trials: Annotated[
+        int | None, typer.Option(help="Start at most N trials: the first N `show` lists.")
+    ] = None,
+    max_gpu_hours: Annotated[
+        float | None,
+        typer.Option(help="Stop once trials used this many GPU-hours (train time x GPU share)."),
+    ] = None,
+    extend: Annotated[
+        Path | None,
+        typer.Option(
+            help="Add the space's new trials to this experiment, reusing its finished ones."
+        ),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run a search space (or the part of it chosen by --where / --trial) on Ray Tune and
     print and write its tables."""
     loopback_if_local(address, insecure)
+    from .budget import make_budget
     from .sweep import run_sweep  # Ray and torch load only for the commands that need them
     from .tracking import resolve_uri
 
     with user_errors(verbose):
+        budget = make_budget(time_budget, max_trials, max_gpu_hours)
+        if extend and resume:
+            raise TuneMnistError("--extend starts a new run: continue one with `tune-mnist resume`")
         spec = load_space(space, trial_limit)
         if repeats:
             spec = with_repeats(spec, repeats, trial_limit)
@@ -323,9 +344,12 @@ def sweep(
         )
         part = f" of {spec.selection.of} ({spec.selection.describe()})" if spec.selection else ""
         out.print(f"{spec.name}: {len(spec.trials)}{part} trials" + (" (smoke)" if smoke else ""))
-        where = settings.experiment_uri(spec.name) or settings.experiment_dir(spec.name)
+        if extend:
+            where = extend.absolute()
+        else:
+            where = settings.experiment_uri(spec.name) or settings.experiment_dir(spec.name)
         with interruptible(where):
-            result = run_sweep(spec, settings, on_event=_say)
+            result = run_sweep(spec, settings, on_event=_say, budget=budget, extend=extend)
     out.print(f"peak concurrency: {result.peak_running} trials")
     _print_summary(result.summary, after_sweep=True)
 
@@ -342,7 +366,8 @@ def resume(
 ) -> None:
     """Continue an interrupted sweep: unfinished and failed trials go on from their checkpoints.
 
-    Uses the space and settings saved in the experiment; finished trials are not rerun.
+    Uses the space and settings saved in the experiment; finished trials are not rerun, and
+    a budget (--time-budget, --max-trials, --max-gpu-hours) goes on with what is left of it.
     """
     loopback_if_local(address, insecure)
     from .sweep import resume_sweep
@@ -456,6 +481,8 @@ def _print_summary(summary, after_sweep: bool = False) -> None:
         if is_uri(summary.experiment):  # the local copy's report, uploaded
             where = f"{summary.experiment}/report (local copy: {where})"
         _say(f"wrote {len(summary.files)} files to {where}")
+    if summary.stopped:
+        _say(f"stopped on its budget: {summary.stopped} (the budget table lists what did not run)")
     if not summary.complete:
         print_frame(summary.incomplete, title=f"{len(summary.incomplete)} trials did not finish")
         if summary.resumable:

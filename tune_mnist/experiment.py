@@ -9,6 +9,8 @@
   <trial folders>/    Ray Tune's: params.json, result.json (one report per line), ...;
                       ours: predictions.npz (the finished trial's test-set predictions)
   report/             tables, exports, figures, provenance.json (report.py, plots.py)
+  extend-1/ ...       a later Ray Tune run of the same experiment (`sweep --extend`): its
+                      own Tune state and trial folders, one per trial it added
 ```
 
 Every other module reaches these files through here. The metadata is versioned: files
@@ -47,7 +49,9 @@ TIMING_VERSION = 1
 REPORT_DIR = "report"
 PREDICTIONS_FILE = "predictions.npz"
 LOCK_FILE, OWNER_FILE = ".tune-mnist.lock", ".tune-mnist.owner"
-META_VERSION = 2  # 2: adds `version` and `selection`; 1: the files of tune-mnist 0.1.0
+# 3: adds `runs` (each Tune run's folder, trials, budget and what it spent);
+# 2: adds `version` and `selection`; 1: the files of tune-mnist 0.1.0
+META_VERSION = 3
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:
@@ -193,6 +197,52 @@ class DataInfo:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """What one Tune run may spend (budget.py enforces it); None: no limit of that kind."""
+
+    time_s: float | None = None  # wall-clock seconds of the sweep, summed over resumes
+    max_trials: int | None = None  # trials started, the first ones in the space's order
+    gpu_seconds: float | None = None  # train time x GPU fraction, as the compute table counts
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.time_s, self.max_trials, self.gpu_seconds))
+
+
+@dataclass(frozen=True)
+class TuneRun:
+    """One Ray Tune run inside an experiment: the sweep's own ("."), or one `--extend` added."""
+
+    folder: str = "."  # relative to the experiment folder; Tune's state and trial folders
+    trials: list[TrialConfig] | None = None  # what Tune holds, in order; None: all the trials
+    budget: Budget | None = None
+    spent_s: float = 0.0  # wall-clock seconds its Tune loop ran, summed over resumes
+    spent_gpu_s: float = 0.0  # GPU-seconds its trials used (as the compute table counts)
+    stopped: str | None = None  # why its budget ended it, in words; None: it was not stopped
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "folder": self.folder,
+            "trials": None if self.trials is None else [trial_to_dict(t) for t in self.trials],
+            "budget": asdict(self.budget) if self.budget else None,
+            "spent_s": self.spent_s,
+            "spent_gpu_s": self.spent_gpu_s,
+            "stopped": self.stopped,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> TuneRun:
+        trials, budget = record.get("trials"), record.get("budget")
+        return cls(
+            folder=record["folder"],
+            trials=None if trials is None else [trial_from_dict(t) for t in trials],
+            budget=Budget(**budget) if budget else None,
+            spent_s=float(record.get("spent_s") or 0.0),
+            spent_gpu_s=float(record.get("spent_gpu_s") or 0.0),
+            stopped=record.get("stopped"),
+        )
+
+
+@dataclass(frozen=True)
 class ExperimentMeta:
     """What a sweep set out to run, saved before it ran: `tune_mnist.json`."""
 
@@ -207,6 +257,21 @@ class ExperimentMeta:
     provenance: dict[str, Any] = field(default_factory=dict)  # versions, commit, host, ...
     selection: Selection | None = None  # set when only part of the space ran
     version: int = META_VERSION
+    # its Tune runs, the one a resume continues last; files before version 3 had one, "."
+    runs: list[TuneRun] = field(default_factory=lambda: [TuneRun()])
+
+    @property
+    def run(self) -> TuneRun:
+        """The latest Tune run: the one `resume` continues."""
+        return self.runs[-1]
+
+    def run_trials(self, run: TuneRun) -> list[TrialConfig]:
+        """The trials one Tune run holds."""
+        return self.trials if run.trials is None else run.trials
+
+    def run_dirs(self, experiment: str | Path) -> list[Path]:
+        """Every Tune run's folder, the experiment's own first."""
+        return [Path(experiment) / run.folder for run in self.runs]
 
     @property
     def smoke(self) -> bool:
@@ -237,6 +302,7 @@ class ExperimentMeta:
             "data": {name: asdict(info) for name, info in self.data.items()},
             "resources": self.resources,
             "started_at": self.started_at,
+            "runs": [run.to_record() for run in self.runs],
             **self.provenance,
         }
         return json.dumps(record, indent=2, default=str)
@@ -268,12 +334,20 @@ class ExperimentMeta:
                 provenance={k: record.get(k) for k in SWEEP_KEYS if k in record},
                 selection=Selection(**selection) if selection else None,
                 version=version,
+                runs=[TuneRun.from_record(r) for r in record.get("runs") or [{"folder": "."}]],
             )
         except (KeyError, TypeError, AttributeError, ValidationError) as e:
             raise TuneMnistError(f"{where}: not a tune-mnist metadata file ({e!r})") from None
 
 
-def new_meta(spec, settings: SweepSettings, data: dict[str, DataInfo], resources) -> ExperimentMeta:
+def new_meta(
+    spec,
+    settings: SweepSettings,
+    data: dict[str, DataInfo],
+    resources,
+    runs: list[TuneRun] | None = None,
+    version: int = META_VERSION,
+) -> ExperimentMeta:
     """The metadata of a sweep about to start, with this process's provenance."""
     from .provenance import provenance
 
@@ -288,6 +362,8 @@ def new_meta(spec, settings: SweepSettings, data: dict[str, DataInfo], resources
         started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         provenance=provenance(),
         selection=spec.selection,
+        version=version,
+        runs=runs or [TuneRun()],
     )
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .budget import budget_report
 from .experiment import REPORT_DIR, Predictions, read_timings, report_dir, write_atomic
 from .html import write_html
 from .provenance import report_provenance
@@ -41,6 +42,8 @@ class Summary:
     figures: list[Path] = field(default_factory=list)  # PNGs, when asked for
     resumable: bool = True  # unfinished trials can be resumed without --trust (trust.py)
     timing: TimingSplit | None = None  # where the latest run's time went (timing.py)
+    stopped: str | None = None  # why a budget stopped the sweep (its trials left out are
+    # listed in the budget table, not in `incomplete`)
 
     @property
     def complete(self) -> bool:
@@ -60,13 +63,22 @@ def summarize(
     experiment = local_experiment(experiment)
     loaded = load_experiment(experiment)
     meta, results = loaded.meta, loaded.results
-    incomplete = results.loc[results["status"] != "finished", ["label", "status", "error"]]
+    budget = budget_report(meta, results)
+    left_out = budget.left_out if budget else pd.Series(False, index=results.index)
+    incomplete = results.loc[
+        (results["status"] != "finished") & ~left_out, ["label", "status", "error"]
+    ]
     tables, levels = build_tables(results, meta, loaded.predictions)
+    if budget:
+        tables.append(
+            Table(f"{meta.name}-budget", f"{meta.name}: budget", budget.frame, budget.notes)
+        )
     for table in per_class_tables(results, loaded.predictions, meta.name):
         table.title += " (SMOKE RUN)" if meta.smoke else ""
         tables.append(table)
     summary = Summary(uri or experiment, tables, results, incomplete.reset_index(drop=True))
     summary.timing = split(read_timings(experiment), results)
+    summary.stopped = meta.run.stopped if budget else None
     if not summary.complete:
         summary.resumable = not untrusted_files(experiment)
     if plots or (write and "html" in formats):

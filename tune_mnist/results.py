@@ -129,14 +129,15 @@ def _read_reports(folder: Path) -> list[dict]:
     return reports
 
 
-def _trial_folders(experiment: Path) -> dict[str, Path]:
-    """Trial config key -> its folder (the newest, if Ray made two for one config).
+def _trial_folders(runs: list[Path]) -> dict[str, Path]:
+    """Trial config key -> its folder in any of the experiment's Tune runs (the newest, if
+    Ray made two for one config: a trial `--extend` ran again after a budget stopped it).
 
     A folder whose params.json is unreadable or not {"trial": {...}} names no trial, so
     the trial it was meant for reads as pending, as if its folder were missing.
     """
     found = []
-    for params in experiment.glob("*/params.json"):
+    for params in (p for run in runs for p in run.glob("*/params.json")):
         try:
             raw, mtime = params.read_bytes(), params.stat().st_mtime
         except OSError:
@@ -203,7 +204,7 @@ def load_experiment(experiment: str | Path) -> Experiment:
     brought up to date first: storage.fetch)."""
     experiment = local_experiment(experiment)
     meta = read_meta(experiment)
-    folders = _trial_folders(experiment)
+    folders = _trial_folders(meta.run_dirs(experiment))
     rows, epoch_rows, predictions = [], [], {}
     for number, trial in enumerate(meta.trials):
         config = trial_to_dict(trial)

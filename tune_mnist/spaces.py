@@ -492,8 +492,10 @@ def _expand(space: Space, source: str) -> list[TrialConfig]:
 
 
 def repeat(trials: list[TrialConfig], repeats: int) -> list[TrialConfig]:
-    """Each trial `repeats` times with seeds seed, seed + 1, ..., next to each other."""
-    return [with_seed(trial, trial.seed + r) for trial in trials for r in range(repeats)]
+    """Each trial `repeats` times with seeds seed, seed + 1, ..., in balanced order: every
+    configuration at its first seed, then every one at the next, so that a sweep stopped
+    part way (by a budget) still holds a complete design at fewer seeds."""
+    return [with_seed(trial, trial.seed + r) for r in range(repeats) for trial in trials]
 
 
 def with_repeats(spec: Spec, repeats: int, limit: int = TRIAL_LIMIT) -> Spec:

@@ -6,6 +6,7 @@ import contextlib
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -13,7 +14,9 @@ from pathlib import Path
 import pandas as pd
 from ray import tune
 
+from . import budget as budgets
 from . import storage, tracking
+from .budget import BudgetClock, admitted, trial_key
 from .checks import check_space, model_costs
 from .cluster import (
     check_shared_storage,
@@ -26,8 +29,12 @@ from .configs import trial_from_dict, trial_to_dict
 from .data import dataset_files, load_datasets
 from .errors import TuneMnistError
 from .experiment import (
+    META_FILE,
     META_VERSION,
+    Budget,
     DataInfo,
+    ExperimentMeta,
+    TuneRun,
     holds_experiment,
     new_meta,
     read_meta,
@@ -43,7 +50,7 @@ from .provenance import sha256_files
 from .report import Summary, summarize
 from .results import load_results
 from .settings import SweepSettings
-from .spaces import Spec, parse_space, restrict, trial_count
+from .spaces import Spec, parse_space, trial_count
 from .timing import SweepClock, split
 from .trainables import run_trial
 from .trust import Signer, sign, untrusted_files
@@ -67,20 +74,48 @@ class SweepResult:
         return self.summary.results
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What this process hands Tune, and the experiment around it."""
+
+    spec: Spec  # every trial of the experiment, in its saved order
+    runs: list[TuneRun]  # the experiment's Tune runs, the one this process runs last
+    version: int  # of the metadata: how the param_space is laid out
+    old: ExperimentMeta | None = None  # the metadata read back (resume, --extend)
+
+    @property
+    def run(self) -> TuneRun:
+        return self.runs[-1]
+
+    @property
+    def tune_trials(self) -> list:
+        """The trials of this Tune run (--max-trials keeps the first; --extend the new)."""
+        return self.spec.trials if self.run.trials is None else self.run.trials
+
+
 def run_sweep(
-    spec: Spec, settings: SweepSettings, on_event: Callable[[str], None] | None = None
+    spec: Spec,
+    settings: SweepSettings,
+    on_event: Callable[[str], None] | None = None,
+    budget: Budget | None = None,
+    extend: str | Path | None = None,
 ) -> SweepResult:
     """Run every trial of a space on Ray Tune, then write and return its tables and figures.
 
     Data is loaded once here and shared with trials through Ray's object store. Starting
     over an existing experiment is refused unless `settings.resume` is set; a resumed
     sweep runs only the trials that had not finished, each from its last checkpoint.
+    `budget` limits the run (budget.py); `extend` names an existing experiment to which
+    the space's new trials are added as a new Tune run, its finished ones reused (extend.py).
     """
     clock = SweepClock()  # where the time goes: timing.json (timing.py)
     say = on_event or (lambda message: None)
     address = resolve_address(settings.address)  # before any slow work
-    experiment = settings.experiment_dir(spec.name)
-    uri = settings.experiment_uri(spec.name)  # object storage: `experiment` is its copy
+    if extend:
+        experiment, uri = Path(extend).absolute(), None  # --extend: a folder (extend.py)
+    else:
+        experiment = settings.experiment_dir(spec.name)
+        uri = settings.experiment_uri(spec.name)  # object storage: `experiment` is its copy
     if uri:
         storage.check_storage(uri)  # the bucket and credentials, before anything is written
     if settings.mlflow:
@@ -88,11 +123,35 @@ def run_sweep(
     with writing(experiment):  # one writer at a time; a refused sweep leaves no folder
         if uri:
             storage.fetch(uri, experiment, must_exist=False)
-        return _run_sweep(spec, settings, say, address, experiment, clock, uri)
+        if extend:
+            from .extend import plan_extension
+
+            plan = plan_extension(experiment, spec, settings, budget, say)
+        else:
+            plan = _plan(experiment, spec, settings, budget, uri)
+        if plan is None:  # an extension with nothing new to run
+            return SweepResult(experiment, summarize(experiment, plots=True), 0, {})
+        return _run_sweep(plan, settings, say, address, experiment, clock, uri)
+
+
+def _plan(
+    experiment: Path, spec: Spec, settings: SweepSettings, budget: Budget | None, uri=None
+) -> Plan:
+    """A new sweep's Tune run, or the saved one a resume continues (in the saved order)."""
+    version = _check_experiment_dir(experiment, spec, settings.resume, uri)
+    if not settings.resume:
+        return Plan(spec, [TuneRun(trials=admitted(spec.trials, budget), budget=budget)], version)
+    if budget:
+        raise TuneMnistError(
+            "--resume continues with the budget the sweep started with (and what is left of "
+            "it); to run more, use `tune-mnist sweep SPACE --extend EXPERIMENT` with a budget"
+        )
+    meta = read_meta(experiment)
+    return Plan(replace(spec, trials=list(meta.trials)), meta.runs, version, meta)
 
 
 def _run_sweep(
-    spec: Spec,
+    plan: Plan,
     settings: SweepSettings,
     say: Callable[[str], None],
     address,
@@ -100,14 +159,24 @@ def _run_sweep(
     clock: SweepClock,
     uri: str | None = None,
 ) -> SweepResult:
-    where = uri or str(experiment)  # where Tune reads and writes the experiment
-    version = _check_experiment_dir(experiment, spec, settings.resume, where)
+    run_dir = experiment / plan.run.folder  # where this Tune run keeps its state and trials
+    # where Tune reads and writes this run: the folder, or its place in object storage
+    where = (storage.join(uri, plan.run.folder) if plan.run.folder != "." else uri) or str(run_dir)
+    if settings.resume and (spent := budgets.spent(experiment)):
+        say(f"nothing to resume: {spent}; `tune-mnist sweep SPACE --extend` runs the rest")
+        return SweepResult(experiment, summarize(uri or experiment, plots=True), 0, {}, uri)
     if settings.resume and not settings.trust and tune.Tuner.can_restore(where):
-        _check_trusted(experiment)  # before anything is read or started
+        _check_trusted(run_dir)  # before anything is read or started
+    spec = replace(plan.spec, trials=plan.tune_trials)  # what this run trains
     names, sources = [t.dataset for t in spec.trials], spec.data_sources
     datasets = load_datasets(names, settings.data_dir, settings.smoke, sources)
     for name, data in datasets.items():
         say(f"{name}: {data.sizes[0]:,} train / {data.sizes[1]:,} test images from {data.source}")
+    data = {n: _data_info(n, d, settings, sources.get(n)) for n, d in datasets.items()}
+    if plan.old is not None and len(plan.runs) > len(plan.old.runs):  # --extend: before writing
+        from .extend import check_same_data
+
+        check_same_data(experiment, plan.old, data)
     _check_batches_fit(spec, datasets)
     check_space(spec, datasets)  # every model imports, builds and fits its data
     costs = model_costs(spec, datasets)
@@ -129,10 +198,10 @@ def _run_sweep(
             # per trial: SVM trials of one space may train on different numbers of images
             lambda config: placement.asks_for(config["trial"]),
         )
-        done = _finished_count(experiment) if settings.resume else 0
-        param_space = _param_space(spec, settings, version)
+        done = _finished_count(experiment, spec.trials) if settings.resume else 0
+        param_space = _param_space(spec, settings, plan.version)
         restoring = settings.resume and tune.Tuner.can_restore(where)
-        progress = ProgressReport(len(spec.trials), say, done, Signer(experiment, uri))
+        progress = ProgressReport(len(spec.trials), say, done, Signer(run_dir, uri and where))
         tracked = None
         if restoring:
             if settings.mlflow:  # the restored RunConfig holds the trials' MLflow callback
@@ -143,11 +212,8 @@ def _run_sweep(
                 where, trainable, resume_errored=True, param_space=param_space
             )
         else:  # a new sweep, or one killed before Tune wrote its first state
-            data = {n: _data_info(n, d, settings, sources.get(n)) for n, d in datasets.items()}
-            meta = new_meta(spec, settings, data, resources)
-            written = write_meta(experiment, meta)
-            if uri:
-                storage.put(written, storage.join(uri, written.name))
+            meta = _meta(plan, settings, data, resources)
+            _write_meta(experiment, uri, meta)
             if settings.mlflow:
                 tracked = tracking.start_sweep_run(settings.mlflow, meta, where)
             tuner = tune.Tuner(
@@ -156,7 +222,7 @@ def _run_sweep(
                 # a trial that asks for what the last one had runs in its worker: no new
                 # process, no second import of torch, Ray Tune and tune_mnist per trial
                 tune_config=tune.TuneConfig(trial_dirname_creator=_dirname, reuse_actors=True),
-                run_config=_run_config(where, settings, tracked),
+                run_config=_run_config(where, settings, tracked, bool(plan.run.budget)),
             )
         if uri:  # Tune wrote tuner.pkl straight to the URI: sign it as it is there now
             storage.fetch(uri, experiment, must_exist=False)
@@ -165,8 +231,9 @@ def _run_sweep(
         # in between would, on resume, rerun trials that had finished. The state is small.
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
         clock.lap("shared")
+        spending = budgets.clock(experiment)  # None without a budget
         try:
-            with progress.active():
+            with progress.active(), clock.active() if clock else contextlib.nullcontext():
                 tuner.fit()
         except BaseException:
             if tracked:
@@ -175,10 +242,16 @@ def _run_sweep(
         finally:  # whatever state Tune left, this run wrote it
             clock.lap("trials")
             progress.sign_last()
-            sign(experiment)
+            sign(run_dir)
+            if run_dir != experiment:  # the experiment's signatures cover its runs' pickles
+                sign(experiment)
+            if spending:
+                budgets.close_run(experiment, spending)
+                if uri:  # what the budget spent, beside the experiment in object storage
+                    storage.put(experiment / META_FILE, storage.join(uri, META_FILE))
     _record_timing(experiment, uri, clock.timing(progress.peak_running))  # the report shows it
     started = time.perf_counter()
-    summary = summarize(where, plots=True)
+    summary = summarize(uri or experiment, plots=True)
     timing = clock.timing(progress.peak_running, time.perf_counter() - started)
     _record_timing(experiment, uri, timing)
     summary.timing = split(read_timings(experiment), summary.results)  # the report's time too
@@ -187,12 +260,30 @@ def _run_sweep(
     return SweepResult(experiment, summary, progress.peak_running, resources, uri)
 
 
+def _write_meta(experiment: Path, uri: str | None, meta: ExperimentMeta) -> None:
+    """tune_mnist.json in the folder (and beside the experiment in object storage)."""
+    written = write_meta(experiment, meta)
+    if uri:
+        storage.put(written, storage.join(uri, written.name))
+
+
 def _record_timing(experiment: Path, uri: str | None, timing) -> None:
     """Write timing.json (and put it beside the experiment in object storage, whose copy
     a later fetch would otherwise drop)."""
     written = write_timing(experiment, timing)
     if uri:
         storage.put(written, storage.join(uri, written.name))
+
+
+def _meta(plan: Plan, settings: SweepSettings, data, resources) -> ExperimentMeta:
+    """The metadata this run writes before Tune starts: a new sweep's, or (resume, --extend)
+    the saved one's with this run's trials, data and resources added."""
+    if plan.old is None:
+        return new_meta(plan.spec, settings, data, resources, plan.runs, plan.version)
+    old = plan.old
+    data, resources = {**old.data, **data}, {**old.resources, **resources}
+    meta = new_meta(plan.spec, settings, data, resources, plan.runs, plan.version)
+    return replace(meta, started_at=old.started_at, provenance=old.provenance)
 
 
 def resume_sweep(
@@ -216,7 +307,9 @@ def resume_sweep(
         meta = read_meta(experiment)
     # the size was accepted when the sweep started, whatever --trial-limit it had
     whole = parse_space(meta.space.model_dump(), meta.space_source, trial_count(meta.space))
-    spec = restrict(whole, meta.selection)
+    # the saved trials, in the saved order: an --extend may have added trials another space
+    # declared, and experiments before balanced repeats listed their seeds side by side
+    spec = replace(whole, trials=list(meta.trials), selection=meta.selection)
     settings = replace(
         meta.settings,
         storage_path=parent,
@@ -269,12 +362,19 @@ def _check_batches_fit(spec: Spec, datasets) -> None:
                 )
 
 
-def _finished_count(experiment: Path) -> int:
-    return int((load_results(experiment)["status"] == "finished").sum())
+def _finished_count(experiment: Path, trials: list) -> int:
+    """How many of these trials the experiment's files hold as finished."""
+    status = load_results(experiment)["status"]
+    done = [t for t, s in zip(read_meta(experiment).trials, status, strict=True) if s == "finished"]
+    finished = set(map(trial_key, done))
+    return sum(trial_key(t) in finished for t in trials)
 
 
 def _run_config(
-    where: str, settings: SweepSettings, tracked: tracking.SweepRun | None = None
+    where: str,
+    settings: SweepSettings,
+    tracked: tracking.SweepRun | None = None,
+    budgeted: bool = False,
 ) -> tune.RunConfig:
     parent, _, name = where.rstrip("/").rpartition("/")  # a folder's path, or a URI
     return tune.RunConfig(
@@ -284,6 +384,7 @@ def _run_config(
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         verbose=1 if settings.verbose else 0,
         callbacks=[Progress()] + ([tracked.callback()] if tracked else []),
+        stop=BudgetStopper() if budgeted else None,
     )
 
 
@@ -310,7 +411,9 @@ def _check_experiment_dir(
         )
     meta = read_meta(experiment) if resume else None
     version = meta.version if meta else META_VERSION
-    if meta and meta.trials != list(spec.trials):
+    # as multisets: experiments started before repeats ran in balanced order list the same
+    # trials in another order, and resume keeps the saved one
+    if meta and Counter(map(trial_key, meta.trials)) != Counter(map(trial_key, spec.trials)):
         raise TuneMnistError(
             f"--resume: {spec.source} no longer declares the trials that {shown} "
             "started with; resume with `tune-mnist resume EXPERIMENT_DIR`, or pick another --name"
@@ -425,3 +528,22 @@ class Progress(tune.Callback):
     def _forward(event: str, *args) -> None:
         if ProgressReport._active:  # None outside fit: nobody to tell
             getattr(ProgressReport._active, event)(*args)
+
+
+class BudgetStopper(tune.Stopper):
+    """Tune's stopper for a budget, forwarding to the active BudgetClock of this process
+    (pickled with the RunConfig like Progress, so it holds nothing itself)."""
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        pass
+
+    def __call__(self, trial_id, result) -> bool:
+        if BudgetClock._active:
+            BudgetClock._active.observe(result)
+        return False
+
+    def stop_all(self) -> bool:
+        return bool(BudgetClock._active and BudgetClock._active.stop_all())
