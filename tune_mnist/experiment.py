@@ -5,7 +5,8 @@
   tune_mnist.json     ExperimentMeta: the space, its trials, settings, data, provenance;
                       written before the first trial starts
   <trial folders>/    Ray Tune's: params.json, result.json (one report per line), ...;
-                      ours: predictions.npz (the finished trial's test-set predictions)
+                      ours: predictions.npz (the finished trial's test-set predictions),
+                      stopped_early.json (a trial the scheduler stopped, and when)
   report/             tables, exports, figures, provenance.json (report.py, plots.py)
 ```
 
@@ -42,6 +43,7 @@ from .spaces import Space
 META_FILE = "tune_mnist.json"
 REPORT_DIR = "report"
 PREDICTIONS_FILE = "predictions.npz"
+STOPPED_FILE = "stopped_early.json"
 LOCK_FILE, OWNER_FILE = ".tune-mnist.lock", ".tune-mnist.owner"
 META_VERSION = 2  # 2: adds `version` and `selection`; 1: the files of tune-mnist 0.1.0
 
@@ -153,6 +155,22 @@ def read_predictions(trial_folder: Path) -> Predictions | None:
     if found.predicted.shape != found.labels.shape or found.labels.ndim != 1:
         return None
     return found
+
+
+def mark_stopped_early(trial_folder: Path, epoch: int | None, by: str = "asha") -> Path:
+    """Record that the scheduler stopped a trial after `epoch` (its last reported epoch)."""
+    path = Path(trial_folder) / STOPPED_FILE
+    write_atomic(path, json.dumps({"epoch": epoch, "by": by}))
+    return path
+
+
+def read_stopped_early(trial_folder: Path) -> dict | None:
+    """{"epoch": ..., "by": ...} of a trial the scheduler stopped; None for any other."""
+    try:
+        record = json.loads((Path(trial_folder) / STOPPED_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def report_dir(experiment: str | Path) -> Path:

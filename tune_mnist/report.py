@@ -55,7 +55,9 @@ def summarize(
     experiment = Path(experiment)
     loaded = load_experiment(experiment)
     meta, results = loaded.meta, loaded.results
-    incomplete = results.loc[results["status"] != "finished", ["label", "status", "error"]]
+    # a trial its scheduler stopped early is done: it is reported, not resumed
+    done = results["status"].isin(["finished", "stopped early"])
+    incomplete = results.loc[~done, ["label", "status", "error"]]
     tables, levels = build_tables(results, meta, loaded.predictions)
     for table in per_class_tables(results, loaded.predictions, meta.name):
         table.title += " (SMOKE RUN)" if meta.smoke else ""

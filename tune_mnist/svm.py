@@ -195,6 +195,9 @@ class SVMResult:
     cache_size_mb: int = DEFAULT_CACHE_MB  # libsvm's kernel cache
     memory_estimate_bytes: int = 0  # estimate_memory for what ran
     memory_budget_bytes: int = 0  # the trial's Ray memory request, else available x SAFETY
+    # %, held-out training images (split.py), predicted with the test set (predict time
+    # counts both); None without a validation split
+    validation_accuracy: float | None = None
 
 
 def svm_features(images: np.ndarray) -> np.ndarray:
@@ -227,9 +230,12 @@ def fit_svm(
 
 
 def fit_predict(
-    trial: SVMConfig, data: Dataset, backend: str, budget: int | None = None
+    trial: SVMConfig, data: Dataset, backend: str, budget: int | None = None, validation=None
 ) -> tuple[SVMResult, np.ndarray]:
     """fit_svm, and the predicted labels of the test set.
+
+    `validation`: held-out training images (split.Holdout), predicted beside the test set;
+    `data` is then the training images without them.
 
     `budget`: the bytes this trial may use (its Ray memory request); None: the available
     memory x SAFETY. `auto` chooses its backend against it (choose_backend).
@@ -239,14 +245,18 @@ def fit_predict(
     n = min(trial.train_samples, len(data.train_labels))
     pixels = int(np.prod(data.train_images.shape[1:]))
     budget = available_budget() if budget is None else int(budget)
-    choice = choose_backend(backend, n, len(data.test_labels), pixels, budget)
+    scored = data.test_images
+    if validation is not None:
+        scored = np.concatenate([data.test_images, validation.images])
+    choice = choose_backend(backend, n, len(scored), pixels, budget)
     x_train, y_train = svm_features(data.train_images[:n]), data.train_labels[:n]
-    x_test = svm_features(data.test_images)
+    x_test = svm_features(scored)
     if choice.backend == "precomputed":
         predicted, svc, fit_s, predict_s = _fit_precomputed(trial, x_train, y_train, x_test)
     else:
         fitted = _fit_plain(trial, x_train, y_train, x_test, choice.backend, choice.cache_mb)
         predicted, svc, fit_s, predict_s = fitted
+    predicted, held = predicted[: len(data.test_labels)], predicted[len(data.test_labels) :]
     result = SVMResult(
         test_accuracy=100.0 * float(np.mean(predicted == data.test_labels)),
         train_time_ms=1000 * fit_s,
@@ -258,6 +268,9 @@ def fit_predict(
         cache_size_mb=choice.cache_mb,
         memory_estimate_bytes=choice.estimate.bytes,
         memory_budget_bytes=budget,
+        validation_accuracy=(
+            100.0 * float(np.mean(held == validation.labels)) if validation is not None else None
+        ),
     )
     return result, predicted
 

@@ -27,6 +27,7 @@ from .experiment import (
     META_VERSION,
     DataInfo,
     holds_experiment,
+    mark_stopped_early,
     new_meta,
     read_meta,
     trial_folder_name,
@@ -36,8 +37,10 @@ from .experiment import (
 from .provenance import sha256_files
 from .report import Summary, summarize
 from .results import load_results
+from .search import trial_space as search_space
 from .settings import SweepSettings
-from .spaces import Spec, parse_space, restrict, trial_count
+from .spaces import Spec, grid_configurations, parse_space, restrict, trial_count
+from .split import check_validation, train_size
 from .trainables import run_trial
 from .trust import Signer, sign, untrusted_files
 
@@ -85,6 +88,7 @@ def _run_sweep(
     datasets = load_datasets(names, settings.data_dir, settings.smoke, sources)
     for name, data in datasets.items():
         say(f"{name}: {data.sizes[0]:,} train / {data.sizes[1]:,} test images from {data.source}")
+    check_validation(spec.space.validation, {n: d.sizes[0] for n, d in datasets.items()})
     _check_batches_fit(spec, datasets)
     check_space(spec, datasets)  # every model imports, builds and fits its data
     costs = model_costs(spec, datasets)
@@ -104,7 +108,8 @@ def _run_sweep(
         done = _finished_count(experiment) if settings.resume else 0
         param_space = _param_space(spec, settings, version)
         restoring = settings.resume and tune.Tuner.can_restore(str(experiment))
-        progress = ProgressReport(len(spec.trials), say, done, Signer(experiment))
+        progress = ProgressReport(_planned(spec), say, done, Signer(experiment))
+        progress.early_stopping = bool(spec.search and spec.search.asha)
         if restoring:
             # The restored RunConfig holds the Progress callback pickled at the start; it
             # prints through the ProgressReport of this process (see Progress).
@@ -117,7 +122,9 @@ def _run_sweep(
             tuner = tune.Tuner(
                 trainable,
                 param_space=param_space,
-                tune_config=tune.TuneConfig(trial_dirname_creator=_dirname),
+                tune_config=tune.TuneConfig(
+                    trial_dirname_creator=_dirname, **_search_config(spec, settings)
+                ),
                 run_config=_run_config(experiment, settings),
             )
         # Tune saves the experiment's state every 10 s or more by default; a driver killed
@@ -178,9 +185,31 @@ def _check_trusted(experiment: Path) -> None:
         )
 
 
+def _planned(spec: Spec) -> int:
+    """How many trials the sweep runs: a sampled search's draws, else its listed trials."""
+    if spec.search and spec.search.samples:
+        return spec.search.trial_count(grid_configurations(spec.space))
+    return len(spec.trials)
+
+
+def _search_config(spec: Spec, settings: SweepSettings) -> dict:
+    """TuneConfig's search arguments (search.Search.tune_config); none for a plain grid."""
+    if spec.search is None:
+        return {}
+    cap = settings.max_epochs
+    epochs = [t.epochs_to_train(cap) for t in spec.trials if t.trainable == "resnet"]
+    return spec.search.tune_config(max(epochs, default=1))
+
+
 def _param_space(spec: Spec, settings: SweepSettings, version: int) -> dict:
     options = {**asdict(settings.options), "max_epochs": settings.max_epochs}
-    space = {"trial": tune.grid_search([trial_to_dict(t) for t in spec.trials])}
+    if spec.search and spec.search.samples:
+        base = trial_to_dict(spec.trials[0])
+        space = {"trial": search_space(base, spec.space, spec.search)}
+    else:
+        space = {"trial": tune.grid_search([trial_to_dict(t) for t in spec.trials])}
+    if spec.space.validation is not None:
+        space["validation"] = spec.space.validation
     if version < 2:  # experiments of 0.1.0 carried the SVM backend inside the options
         return {**space, "options": {**options, "svm_backend": settings.svm_backend}}
     return {**space, "options": options, "svm_backend": settings.svm_backend}
@@ -190,7 +219,7 @@ def _check_batches_fit(spec: Spec, datasets) -> None:
     """A batch larger than the training set would train on no full batch: refuse it here."""
     for trial in spec.trials:
         if trial.trainable == "resnet":
-            images = datasets[trial.dataset].sizes[0]
+            images = train_size(spec.space.validation, datasets[trial.dataset].sizes[0])
             if trial.batch_size > images:
                 raise TuneMnistError(
                     f"{spec.source}: batch_size {trial.batch_size:,} is larger than the "
@@ -259,6 +288,7 @@ class ProgressReport:
     ):
         self.total, self.say, self.finished, self.peak_running = total, say, finished, 0
         self.signer = signer
+        self.early_stopping = False  # a scheduler may stop trials: mark those it stops
 
     @contextlib.contextmanager
     def active(self) -> Iterator[ProgressReport]:
@@ -292,6 +322,15 @@ class ProgressReport:
             return
         accuracy = result.get("test_accuracy", float("nan"))
         seconds = result.get("train_time_ms", float("nan")) / 1000
+        if self.early_stopping and not result.get("trial_finished"):
+            epoch = result.get("epoch")
+            if trial.path:
+                mark_stopped_early(Path(trial.path), epoch)
+            self.say(
+                f"[{self.finished}/{self.total}] {_label(trial)}: stopped early after epoch "
+                f"{epoch} (ASHA; {accuracy:.2f}% test, left out of the tables' numbers)"
+            )
+            return
         self.say(
             f"[{self.finished}/{self.total}] {_label(trial)}: {accuracy:.2f}% in {seconds:.1f}s"
         )

@@ -26,6 +26,7 @@ from .configs import ResNetConfig, SVMConfig, TrainOptions, trial_from_dict
 from .data import Dataset
 from .experiment import save_predictions, trial_folder_name
 from .models import ModelCost
+from .split import Holdout, hold_out
 from .svm import fit_predict
 from .train import EpochStats, train_resnet
 
@@ -44,8 +45,11 @@ def run_trial(
     checkpoints newer than the one Tune hands it (see newest_state).
     """
     trial = trial_from_dict(config["trial"])
-    data = datasets[trial.dataset]
+    data, holdout = datasets[trial.dataset], None
     base = {"trial_finished": False, **placement(), **_clock("started_at", "load_1m_at_start")}
+    if config.get("validation") is not None:  # held out by the trial's seed, never trained on
+        data, holdout = hold_out(data, config["validation"], trial.seed)
+        base["validation_images"] = len(holdout)
     folder = None
     if experiment:  # on storage every node shares (cluster.check_shared_storage)
         trial_id = tune.get_context().get_trial_id()
@@ -53,16 +57,23 @@ def run_trial(
     if isinstance(trial, SVMConfig):
         # the memory Ray reserved for this trial is its budget (auto chooses against it)
         asked = tune.get_context().get_trial_resources().required_resources.get("memory")
-        result, predicted = fit_predict(trial, data, config["svm_backend"], asked or None)
+        fitted = fit_predict(trial, data, config["svm_backend"], asked or None, holdout)
+        result, predicted = fitted
         if folder:
             save_predictions(folder, predicted, data.test_labels)
         finished = {"trial_finished": True, **_clock("finished_at", "load_1m_at_finish")}
-        tune.report({**base, **asdict(result), **finished})
+        tune.report({**base, **_known(asdict(result)), **finished})
         return
     options = TrainOptions.from_dict(config["options"])
     if 0 < base["assigned_gpus"] < 1:  # a packed trial: keep to its share of GPU memory
         options = replace(options, memory_fraction=base["assigned_gpus"])
-    run_resnet(trial, data, options, costs[(trial.model, trial.dataset)], base, folder)
+    cost = costs[(trial.model, trial.dataset)]
+    run_resnet(trial, data, options, cost, base, folder, holdout)
+
+
+def _known(metrics: dict) -> dict:
+    """Metrics without the ones this trial has no value for (no validation split)."""
+    return {k: v for k, v in metrics.items() if v is not None}
 
 
 def run_resnet(
@@ -72,6 +83,7 @@ def run_resnet(
     cost: ModelCost,
     base: dict,
     folder: Path | None = None,
+    validation: Holdout | None = None,
 ) -> None:
     """Train with a checkpoint every epoch; continue from the latest one after a failure."""
     restored = newest_state(tune.get_checkpoint(), folder)
@@ -80,7 +92,7 @@ def run_resnet(
     resumed_from = resume["epoch"] if resume else 0
 
     def metrics_for(stats: EpochStats, train_time_ms: float) -> dict:
-        metrics = {**base, **asdict(stats), "train_time_ms": train_time_ms}
+        metrics = {**base, **_known(asdict(stats)), "train_time_ms": train_time_ms}
         metrics["resumed_from_epoch"] = resumed_from
         metrics["unreadable_checkpoints"] = restored.unreadable
         metrics["diverged"] = not math.isfinite(stats.train_loss)  # train.py stops there
@@ -109,7 +121,7 @@ def run_resnet(
         keep_predictions(metrics, resume.get("predicted"))
         tune.report(metrics)
         return
-    train_resnet(trial, data, options, resume=resume, on_epoch=on_epoch)
+    train_resnet(trial, data, options, resume=resume, on_epoch=on_epoch, validation=validation)
 
 
 def newest_state(checkpoint: tune.Checkpoint | None, folder: Path | None) -> Restored:
