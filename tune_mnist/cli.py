@@ -17,7 +17,7 @@ from rich.table import Table as RichTable
 from .configs import DEFAULT_SVM_BACKEND, SVM_BACKENDS, TrainOptions, short_model
 from .errors import TuneMnistError
 from .settings import SweepSettings
-from .spaces import TRIAL_LIMIT, builtin_names, load_space, select, with_repeats
+from .spaces import TRIAL_LIMIT, builtin_names, load_space, select, trial_count, with_repeats
 
 app = typer.Typer(
     help="Ray Tune ablation studies of ResNets and SVMs on MNIST and Fashion-MNIST.",
@@ -166,7 +166,7 @@ def spaces() -> None:
             {
                 "space": name,
                 "trainable": spec.space.trainable,
-                "trials": len(spec.trials),
+                "trials": trial_count(spec.space),  # a search: the trials it samples
                 "description": spec.space.description,
             }
         )

@@ -206,7 +206,9 @@ class ExperimentMeta:
     space: Space  # the space file as validated
     space_source: str  # the file it came from
     report: str  # which study tables: "ablation", "svm" or "comparison"
-    trials: list[TrialConfig]  # the trials this sweep runs, in order
+    # the trials this sweep runs, in order; a sampled search (search.py) draws its trials
+    # as it runs: here, the ones at its distributions' edges that were checked before it ran
+    trials: list[TrialConfig]
     settings: SweepSettings
     data: dict[str, DataInfo]  # per dataset name
     resources: dict[str, dict[str, float]]  # what each kind of trial asked Ray for

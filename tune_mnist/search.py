@@ -208,7 +208,7 @@ def parse_distribution(value: dict, annotation: Any, where: str) -> Distribution
     if kind == "choice":
         return Distribution(kind, tuple(values))
     if len(values) != 2:
-        raise TuneMnistError(f"{where}: {kind} takes [low, high], got {len(values)} values")
+        raise TuneMnistError(f"{where}: {kind} takes two values, low and high (got {len(values)})")
     low, high = values
     if kind == "randint":
         if int not in types or not all(type(v) is int for v in values):
