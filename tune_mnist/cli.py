@@ -329,7 +329,8 @@ def sweep(
             options=TrainOptions(preload=preload, compile=compile.value if compile else None),
         )
         part = f" of {spec.selection.of} ({spec.selection.describe()})" if spec.selection else ""
-        out.print(f"{spec.name}: {len(spec.trials)}{part} trials" + (" (smoke)" if smoke else ""))
+        count = trial_count(spec.space) if spec.search and spec.search.samples else len(spec.trials)
+        out.print(f"{spec.name}: {count}{part} trials" + (" (smoke)" if smoke else ""))
         with interruptible(settings.experiment_dir(spec.name)):
             result = run_sweep(spec, settings, on_event=_say)
     out.print(f"peak concurrency: {result.peak_running} trials")

@@ -277,6 +277,8 @@ def with_compute(frame: pd.DataFrame, meta: ExperimentMeta) -> pd.DataFrame:
     """
     seconds = numbers(frame, "train_time_ms") / 1000
     train_sizes = frame["dataset"].map({n: d.train for n, d in meta.data.items()})
+    if "validation_images" in frame:  # held out of training (split.py)
+        train_sizes = train_sizes - numbers(frame, "validation_images").fillna(0)
     if meta.trainable == "resnet":  # every epoch sees the whole training set
         images = train_sizes * numbers(frame, "epoch")
     else:  # an SVM: one fit on the first train_samples images
