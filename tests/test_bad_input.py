@@ -137,7 +137,7 @@ CASES = {
     ),
     "no such space": (
         lambda t, d: ["sweep", "q3"],
-        "unknown space 'q3': built-in spaces are q1a, q1b, q1b-full, q2, q2-full",
+        "unknown space 'q3': built-in spaces are fashion-search, q1a, q1b, q1b-full, q2, q2-full",
     ),
     "missing data folder": (
         lambda t, d: ["sweep", space(t, GOOD), "--data-dir", str(t / "nope")],

@@ -17,7 +17,7 @@ def test_builtin_spaces_expand_to_the_study_trial_counts(name, trials):
 
 
 def test_builtin_names():
-    assert builtin_names() == ["q1a", "q1b", "q1b-full", "q2", "q2-full"]
+    assert builtin_names() == ["fashion-search", "q1a", "q1b", "q1b-full", "q2", "q2-full"]
 
 
 def test_q1a_keeps_the_eight_row_design_per_model_and_dataset():
@@ -195,7 +195,7 @@ def test_malformed_yaml_names_the_line(tmp_path):
 def test_unknown_space_name_lists_the_builtins():
     with pytest.raises(
         TuneMnistError,
-        match="unknown space 'q9': built-in spaces are q1a, q1b, q1b-full, q2, q2-full",
+        match="unknown space 'q9': built-in spaces are fashion-search, q1a, q1b, q1b-full, q2, q2-full",
     ):
         load_space("q9")
 

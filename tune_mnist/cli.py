@@ -18,7 +18,7 @@ from rich.table import Table as RichTable
 from .configs import DEFAULT_SVM_BACKEND, SVM_BACKENDS, TrainOptions, short_model, trial_to_dict
 from .errors import TuneMnistError
 from .settings import SweepSettings
-from .spaces import TRIAL_LIMIT, builtin_names, load_space, select, with_repeats
+from .spaces import TRIAL_LIMIT, builtin_names, load_space, select, trial_count, with_repeats
 from .storage import is_uri
 
 app = typer.Typer(
@@ -168,7 +168,7 @@ def spaces() -> None:
             {
                 "space": name,
                 "trainable": spec.space.trainable,
-                "trials": len(spec.trials),
+                "trials": trial_count(spec.space),  # a search: the trials it samples
                 "description": spec.space.description,
             }
         )
@@ -189,6 +189,10 @@ def show(
     with user_errors():
         spec = select(load_space(space, trial_limit), where or [], trial or [])
         check_space(spec)  # own models import and fit their data; own datasets read
+    search = spec.search
+    if search and search.samples:
+        _show_search(spec)
+        return
     # one column per config field (a custom trainable's keys too)
     frame = pd.DataFrame([trial_to_dict(t) for t in spec.trials]).drop(columns="trainable")
     for key in ("model", "function"):  # a file reference by its file's name, not its path
@@ -214,6 +218,24 @@ def show(
             f"shown: estimated for the full datasets against {budget}; "
             "`tune-mnist cluster SPACE` plans for a cluster's nodes."
         )
+
+
+def _show_search(spec) -> None:
+    """A sampled search: its grid with each distribution in words, and what it runs."""
+    from .search import overview
+    from .spaces import grid_configurations
+
+    search, grid = spec.search, grid_configurations(spec.space)
+    frame = pd.DataFrame(spec.trials)
+    for key, distribution in search.distributions.items():
+        frame[key] = distribution.describe()
+    frame = frame.drop_duplicates().reset_index(drop=True)
+    if "model" in frame:
+        frame["model"] = frame["model"].map(short_model)
+    count = search.trial_count(grid)
+    print_frame(frame, title=f"{spec.name}: {count} trials, sampled ({spec.source})")
+    for line in overview(search, grid):
+        out.print(line, highlight=False)
 
 
 def _svm_memory(frame: pd.DataFrame, backend: str) -> tuple[pd.DataFrame, str]:
@@ -343,7 +365,8 @@ def sweep(
             options=TrainOptions(preload=preload, compile=compile.value if compile else None),
         )
         part = f" of {spec.selection.of} ({spec.selection.describe()})" if spec.selection else ""
-        out.print(f"{spec.name}: {len(spec.trials)}{part} trials" + (" (smoke)" if smoke else ""))
+        count = trial_count(spec.space) if spec.search and spec.search.samples else len(spec.trials)
+        out.print(f"{spec.name}: {count}{part} trials" + (" (smoke)" if smoke else ""))
         if extend:
             where = extend.absolute()
         else:
@@ -461,6 +484,29 @@ def summarize(
     with user_errors():
         summary = summarize_experiment(experiment_dir, formats=chosen)
     _print_summary(summary)
+
+
+@app.command()
+def best(
+    experiment_dir: Annotated[Path, typer.Argument(help="An experiment folder written by sweep.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+) -> None:
+    """Print an experiment's best configuration with its test accuracy's interval.
+
+    Chosen on validation accuracy when the space held a validation split out, else on test
+    accuracy (said, since the test set then both chooses and scores).
+    """
+    import json
+
+    from .best import best_configuration
+
+    with user_errors():
+        found = best_configuration(experiment_dir)
+    if json_output:
+        print(json.dumps(found.to_dict(), indent=2, default=str))
+        return
+    for line in found.describe():
+        _say(line)
 
 
 def _say(message: str) -> None:

@@ -7,7 +7,8 @@
   timing.json         RunTiming of each run (the start, each resume): where its wall time
                       went; absent in experiments written before it existed
   <trial folders>/    Ray Tune's: params.json, result.json (one report per line), ...;
-                      ours: predictions.npz (the finished trial's test-set predictions)
+                      ours: predictions.npz (the finished trial's test-set predictions),
+                      stopped_early.json (a trial the scheduler stopped, and when)
   report/             tables, exports, figures, provenance.json (report.py, plots.py)
   extend-1/ ...       a later Ray Tune run of the same experiment (`sweep --extend`): its
                       own Tune state and trial folders, one per trial it added
@@ -48,6 +49,7 @@ TIMING_FILE = "timing.json"
 TIMING_VERSION = 1
 REPORT_DIR = "report"
 PREDICTIONS_FILE = "predictions.npz"
+STOPPED_FILE = "stopped_early.json"
 LOCK_FILE, OWNER_FILE = ".tune-mnist.lock", ".tune-mnist.owner"
 # 3: adds `runs` (each Tune run's folder, trials, budget and what it spent);
 # 2: adds `version` and `selection`; 1: the files of tune-mnist 0.1.0
@@ -170,6 +172,22 @@ def read_predictions(trial_folder: Path) -> Predictions | None:
     return found
 
 
+def mark_stopped_early(trial_folder: Path, epoch: int | None, by: str = "asha") -> Path:
+    """Record that the scheduler stopped a trial after `epoch` (its last reported epoch)."""
+    path = Path(trial_folder) / STOPPED_FILE
+    write_atomic(path, json.dumps({"epoch": epoch, "by": by}))
+    return path
+
+
+def read_stopped_early(trial_folder: Path) -> dict | None:
+    """{"epoch": ..., "by": ...} of a trial the scheduler stopped; None for any other."""
+    try:
+        record = json.loads((Path(trial_folder) / STOPPED_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def report_dir(experiment: str | Path) -> Path:
     """Where an experiment's tables, figures and provenance go."""
     return Path(experiment) / REPORT_DIR
@@ -249,7 +267,9 @@ class ExperimentMeta:
     space: Space  # the space file as validated
     space_source: str  # the file it came from
     report: str  # which study tables: "ablation", "svm" or "comparison"
-    trials: list[TrialConfig]  # the trials this sweep runs, in order
+    # the trials this sweep runs, in order; a sampled search (search.py) draws its trials
+    # as it runs: here, the ones at its distributions' edges that were checked before it ran
+    trials: list[TrialConfig]
     settings: SweepSettings
     data: dict[str, DataInfo]  # per dataset name
     resources: dict[str, dict[str, float]]  # what each kind of trial asked Ray for

@@ -139,6 +139,8 @@ def object_store_bytes(node_ids: list[str]) -> int:
 def share_grams(spec, datasets: dict[str, Dataset], placement) -> SharedGrams:
     """Compute each shareable configuration's Gram matrix once, here, and put it in Ray's
     object store; none when they would not fit SHARE_FRACTION of the object store."""
+    if spec.space.validation is not None:  # each trial trains on what its seed leaves
+        return SharedGrams(reason="none (a validation split: each seed's images differ)")
     wanted = shareable(spec, placement)
     if not wanted:
         return SharedGrams(reason="none (no two precomputed SVM trials on the same images)")

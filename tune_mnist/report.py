@@ -65,9 +65,9 @@ def summarize(
     meta, results = loaded.meta, loaded.results
     budget = budget_report(meta, results)
     left_out = budget.left_out if budget else pd.Series(False, index=results.index)
-    incomplete = results.loc[
-        (results["status"] != "finished") & ~left_out, ["label", "status", "error"]
-    ]
+    # a trial its scheduler stopped early is done: it is reported, not resumed
+    done = results["status"].isin(["finished", "stopped early"])
+    incomplete = results.loc[~done & ~left_out, ["label", "status", "error"]]
     tables, levels = build_tables(results, meta, loaded.predictions)
     if budget:
         tables.append(

@@ -4,7 +4,9 @@ The folder's layout and metadata belong to experiment.py; this module reads the 
 folders Ray Tune writes (`params.json`, `result.json` with one JSON report per line,
 `error.txt` on failure) against the trials the metadata declares. Trials declared
 but no folder holds are listed as `pending`, so an
-interrupted sweep reads as exactly what it is.
+interrupted sweep reads as exactly what it is. A sampled search (search.py) declares no
+trials ahead: its trials are the ones its folders hold, in the order Tune made them. A
+trial its scheduler stopped early reads as `stopped early`, never as finished.
 
 Every file is checked for the shape Ray writes, and a damaged one never stops the reading
 (nor is it touched): a folder whose params.json is unreadable names no trial (its trial
@@ -23,8 +25,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .configs import ResNetConfig, SVMConfig, TrialConfig, trial_to_dict
-from .experiment import ExperimentMeta, Predictions, read_meta, read_predictions
+from .configs import ResNetConfig, SVMConfig, TrialConfig, trial_from_dict, trial_to_dict
+from .experiment import (
+    ExperimentMeta,
+    Predictions,
+    read_meta,
+    read_predictions,
+    read_stopped_early,
+)
 from .storage import local_experiment
 
 # Ray adds these to every report; they say nothing about the trial we did not keep.
@@ -177,6 +185,8 @@ def _trial_row(
             "diverged",
             f"loss became {last.get('train_loss')} in epoch {last.get('epoch')}",
         )
+    elif folder and read_stopped_early(folder) is not None:  # its scheduler stopped it
+        status = "stopped early"
     elif error:
         status = "error"
     else:
@@ -206,11 +216,14 @@ def load_experiment(experiment: str | Path) -> Experiment:
     meta = read_meta(experiment)
     folders = _trial_folders(meta.run_dirs(experiment))
     rows, epoch_rows, predictions = [], [], {}
-    for number, trial in enumerate(meta.trials):
+    declared = _sampled_trials(folders) if is_sampled(meta) else meta.trials
+    for number, trial in enumerate(declared):
         config = trial_to_dict(trial)
         folder = folders.get(_key(config))
         reports = _read_reports(folder) if folder else []
         rows.append(_trial_row(trial, folder, reports, meta.smoke))
+        if meta.space.scheduler is not None:
+            rows[-1]["early_stopped"] = rows[-1]["status"] == "stopped early"
         if rows[-1]["status"] == "finished" and (saved := read_predictions(folder)):
             predictions[str(folder)] = saved
         by_epoch = {r["epoch"]: r for r in reports if "epoch" in r}  # the latest of each
@@ -224,6 +237,22 @@ def load_experiment(experiment: str | Path) -> Experiment:
     if not epochs.empty:
         epochs["row"] = epochs.pop("_trial").map(results["row"])
     return Experiment(meta, results, epochs, predictions)
+
+
+def is_sampled(meta: ExperimentMeta) -> bool:
+    """Whether an experiment is a sampled search, its trials drawn as it ran."""
+    return meta.space.search is not None and meta.space.search.algorithm != "grid"
+
+
+def _sampled_trials(folders: dict[str, Path]) -> list[TrialConfig]:
+    """A sampled search's trials: one per trial folder, in the order Tune named them."""
+    trials = []
+    for key, _ in sorted(folders.items(), key=lambda item: item[1].name):
+        try:
+            trials.append(trial_from_dict(json.loads(key)))
+        except (KeyError, TypeError, ValueError):  # not a trial this version can read
+            continue
+    return trials
 
 
 def with_rows(frame: pd.DataFrame, keys: set[str] | None = None) -> pd.DataFrame:
@@ -257,6 +286,8 @@ def with_compute(frame: pd.DataFrame, meta: ExperimentMeta) -> pd.DataFrame:
     """
     seconds = numbers(frame, "train_time_ms") / 1000
     train_sizes = frame["dataset"].map({n: d.train for n, d in meta.data.items()})
+    if "validation_images" in frame:  # held out of training (split.py)
+        train_sizes = train_sizes - numbers(frame, "validation_images").fillna(0)
     if meta.trainable == "resnet":  # every epoch sees the whole training set
         images = train_sizes * numbers(frame, "epoch")
     elif meta.trainable == "svm":  # one fit on the first train_samples images

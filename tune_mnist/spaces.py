@@ -18,6 +18,7 @@ import itertools
 import math
 import re
 from dataclasses import dataclass, replace
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +56,16 @@ from .configs import (
     with_seed,
 )
 from .errors import TuneMnistError
+from .search import (
+    DEFAULT_SAMPLES,
+    Distribution,
+    SchedulerBlock,
+    Search,
+    SearchBlock,
+    is_distribution,
+    parse_distribution,
+    plan,
+)
 
 # NaN and infinity are never a learning rate, a C or a GPU fraction.
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
@@ -222,6 +233,19 @@ class Space(BaseModel):
     reference: str | None = None
     # the space's own datasets by name; paths relative to the space file, made absolute
     datasets: dict[str, DatasetFiles] = {}
+    # training images held out to choose on (split.py): N images, or a fraction 0 < f < 1
+    validation: int | float | None = None
+    search: SearchBlock | None = None  # how the space is searched (search.py); None: grid
+    scheduler: SchedulerBlock | None = None  # early stopping (search.py)
+
+    @field_validator("validation")
+    @classmethod
+    def _validation_size(cls, value: int | float | None) -> int | float | None:
+        if isinstance(value, float) and not 0 < value < 1:
+            raise PydanticCustomError("validation", "a fraction is between 0 and 1")
+        if isinstance(value, int) and value < 1:
+            raise PydanticCustomError("validation", "expected at least 1 image")
+        return value
 
 
 @dataclass(frozen=True)
@@ -245,6 +269,13 @@ class Spec:
     @property
     def report(self) -> str:
         return self.space.report or DEFAULT_REPORT[self.trainable]
+
+    @cached_property
+    def search(self) -> Search | None:
+        """How the space is searched (distributions, algorithm, ASHA, validation); None for
+        a plain grid. Sampled searches' `trials` are the values at the edges of every
+        distribution, for the checks; the sampled trials are what Tune draws."""
+        return plan(self.space, distributions(self.space, self.source), self.source)
 
     @property
     def data_sources(self) -> dict[str, DataSource]:
@@ -365,7 +396,9 @@ def parse_space(
     space = _resolved(space, source, Path.cwd() if base is None else base)
     _check_layout(space, source)
     _check_size(space, source, limit)
-    return Spec(space=space, source=source, trials=_expand(space, source))
+    spec = Spec(space=space, source=source, trials=_expand(space, source))
+    _ = spec.search  # a bad search block: one line, now
+    return spec
 
 
 def _resolved(space: Space, source: str, base: Path) -> Space:
@@ -440,8 +473,33 @@ def _resolved_trainable(space: Space, source: str, base: Path) -> Space:
 
 
 def trial_count(space: Space) -> int:
-    """How many trials a space expands to, counted without expanding it."""
+    """How many trials a space expands to (a search: samples), counted without expanding it."""
+    grid = grid_configurations(space)
+    block = space.search
+    if block is None or block.algorithm == "grid":
+        return grid
+    samples = block.num_samples or DEFAULT_SAMPLES
+    return samples if block.algorithm == "optuna" else samples * grid
+
+
+def grid_configurations(space: Space) -> int:
+    """The trials of a space's grid, rows and repeats, sampling aside."""
     return math.prod(len(v) for v in space.grid.values()) * max(len(space.rows), 1) * space.repeats
+
+
+def distributions(space: Space, source: str) -> dict[str, Distribution]:
+    """The values of `fixed` written as distributions, each checked against its key."""
+    fields = FIELDS[space.trainable].model_fields
+    found = {}
+    for key, value in space.fixed.items():
+        if not is_distribution(value):
+            continue
+        if key not in fields:
+            raise TuneMnistError(
+                f"{source}: fixed.{key}: unknown key (expected one of: {', '.join(fields)})"
+            )
+        found[key] = parse_distribution(value, fields[key].annotation, f"{source}: fixed.{key}")
+    return found
 
 
 def _check_size(space: Space, source: str, limit: int) -> None:
@@ -457,7 +515,7 @@ def _check_layout(space: Space, source: str) -> None:
     for key, values in space.grid.items():
         if not values:
             raise TuneMnistError(f"{source}: grid.{key}: expected a non-empty list of values")
-    if not space.grid and not space.rows:
+    if not space.grid and not space.rows and not any(map(is_distribution, space.fixed.values())):
         raise TuneMnistError(f"{source}: grid: expected at least one key in grid or rows")
     places = [("fixed", set(space.fixed)), ("grid", set(space.grid))]
     places += [(f"rows[{i}]", set(row)) for i, row in enumerate(space.rows)]
@@ -469,16 +527,21 @@ def _check_layout(space: Space, source: str) -> None:
 
 
 def _expand(space: Space, source: str) -> list[TrialConfig]:
+    """The grid's trials; a distribution of `fixed` takes each of its edge values
+    (Distribution.probes), so that every value a search can draw is checked here."""
     kind = trainable_kind(space.trainable)
     model, config_type = FIELDS[kind], CONFIGS[kind]
-    keys = list(space.grid)
+    sampled = distributions(space, source)
+    fixed = {k: v for k, v in space.fixed.items() if k not in sampled}
+    axes = {**space.grid, **{k: d.probes() for k, d in sampled.items()}}
+    keys = list(axes)
     trials = []
-    for values in itertools.product(*space.grid.values()):
+    for values in itertools.product(*axes.values()):
         for i, row in enumerate(space.rows or [{}]):
             where = {k: "fixed" for k in space.fixed}
-            where |= {k: "grid" for k in keys}
+            where |= {k: "grid" for k in space.grid}
             where |= {k: f"rows[{i}]" for k in row}
-            config = {**space.fixed, **dict(zip(keys, values, strict=True)), **row}
+            config = {**fixed, **dict(zip(keys, values, strict=True)), **row}
             try:
                 trial = model.model_validate(config, context={"datasets": list(space.datasets)})
             except ValidationError as e:
@@ -516,6 +579,11 @@ def select(spec: Spec, where: list[str] = (), numbers: list[int] = ()) -> Spec:
     """
     if not where and not numbers:
         return spec
+    if spec.search and spec.search.samples:
+        raise TuneMnistError(
+            f"--where/--trial: {spec.name} is a {spec.search.algorithm} search, whose trials "
+            "are drawn as it runs; narrow its distributions instead"
+        )
     rows = [trial_to_dict(trial) for trial in spec.trials]
     keys = sorted({k for row in rows for k in row} - {"trainable"})
     wanted: dict[str, list[Any]] = {}
@@ -595,7 +663,18 @@ def _describe(error: ValidationError, source: str, where: dict[str, str] | None 
             model = Resources
         if loc[0] == "datasets":
             model = DatasetFiles
+        if loc[0] in ("search", "scheduler"):
+            model = _block_model(loc)
         return f"{source}: {place}: unknown key (expected one of: {', '.join(model.model_fields)})"
     if first["type"] == "missing":
         return f"{source}: {place}: required key is missing"
     return f"{source}: {place}: {first['msg']} (got {first.get('input')!r})"
+
+
+def _block_model(loc: list[str]) -> type[BaseModel]:
+    """The model whose keys an unknown key in the search or scheduler block is among."""
+    from .search import AshaBlock
+
+    if loc[0] == "search":
+        return SearchBlock
+    return AshaBlock if len(loc) > 2 else SchedulerBlock

@@ -206,6 +206,9 @@ class SVMResult:
     memory_budget_bytes: int = 0  # the trial's Ray memory request, else available x SAFETY
     shared_gram: bool = False  # precomputed from the dataset's shared Gram matrix (gram.py)
     setup_time_ms: float = 0.0  # features and backend choice, before fitting
+    # %, held-out training images (split.py), predicted with the test set (predict time
+    # counts both); None without a validation split
+    validation_accuracy: float | None = None
 
 
 def svm_features(images: np.ndarray) -> np.ndarray:
@@ -243,8 +246,12 @@ def fit_predict(
     backend: str,
     budget: int | None = None,
     gram: np.ndarray | None = None,
+    validation=None,
 ) -> tuple[SVMResult, np.ndarray]:
     """fit_svm, and the predicted labels of the test set.
+
+    `validation`: held-out training images (split.Holdout), predicted beside the test set;
+    `data` is then the training images without them.
 
     `budget`: the bytes this trial may use (its Ray memory request); None: the available
     memory x SAFETY. `auto` chooses its backend against it (choose_backend).
@@ -257,14 +264,23 @@ def fit_predict(
     n = min(trial.train_samples, len(data.train_labels))
     pixels = int(np.prod(data.train_images.shape[1:]))
     budget = available_budget() if budget is None else int(budget)
-    choice = choose_backend(backend, n, len(data.test_labels), pixels, budget)
+    scored = data.test_images
+    if validation is not None:
+        scored = np.concatenate([data.test_images, validation.images])
+    choice = choose_backend(backend, n, len(scored), pixels, budget)
     x_train, y_train = svm_features(data.train_images[:n]), data.train_labels[:n]
-    x_test = svm_features(data.test_images)
+    x_test = svm_features(scored)
     # loaded here, so that the set-up time counts a worker's first import of scikit-learn
     import sklearn.metrics.pairwise
     import sklearn.svm  # noqa: F401
 
-    use_gram = choice.backend == "precomputed" and gram is not None and gram.shape == (n, n)
+    # the shared Gram is of the dataset's first n images: not of those a split leaves
+    use_gram = (
+        choice.backend == "precomputed"
+        and gram is not None
+        and gram.shape == (n, n)
+        and validation is None
+    )
     setup_s = time.perf_counter() - start
     if choice.backend == "precomputed":
         fitted = _fit_precomputed(trial, x_train, y_train, x_test, gram if use_gram else None)
@@ -272,6 +288,7 @@ def fit_predict(
     else:
         fitted = _fit_plain(trial, x_train, y_train, x_test, choice.backend, choice.cache_mb)
         predicted, svc, fit_s, predict_s = fitted
+    predicted, held = predicted[: len(data.test_labels)], predicted[len(data.test_labels) :]
     result = SVMResult(
         test_accuracy=100.0 * float(np.mean(predicted == data.test_labels)),
         train_time_ms=1000 * fit_s,
@@ -285,6 +302,9 @@ def fit_predict(
         memory_budget_bytes=budget,
         shared_gram=use_gram,
         setup_time_ms=1000 * setup_s,
+        validation_accuracy=(
+            100.0 * float(np.mean(held == validation.labels)) if validation is not None else None
+        ),
     )
     return result, predicted
 

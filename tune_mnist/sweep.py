@@ -36,6 +36,7 @@ from .experiment import (
     ExperimentMeta,
     TuneRun,
     holds_experiment,
+    mark_stopped_early,
     new_meta,
     read_meta,
     read_timings,
@@ -49,8 +50,10 @@ from .gram import share_grams
 from .provenance import sha256_files
 from .report import Summary, summarize
 from .results import load_results
+from .search import trial_space as search_space
 from .settings import SweepSettings
-from .spaces import Spec, parse_space, trial_count
+from .spaces import Spec, grid_configurations, parse_space, trial_count
+from .split import check_validation, train_size
 from .timing import SweepClock, split
 from .trainables import run_trial
 from .trust import Signer, sign, untrusted_files
@@ -139,6 +142,10 @@ def _plan(
 ) -> Plan:
     """A new sweep's Tune run, or the saved one a resume continues (in the saved order)."""
     version = _check_experiment_dir(experiment, spec, settings.resume, uri)
+    if budget and budget.max_trials and spec.search and spec.search.samples:
+        raise TuneMnistError(
+            "--max-trials: a sampled search runs search.num_samples trials; set that instead"
+        )
     if not settings.resume:
         return Plan(spec, [TuneRun(trials=admitted(spec.trials, budget), budget=budget)], version)
     if budget:
@@ -172,6 +179,7 @@ def _run_sweep(
     datasets = load_datasets(names, settings.data_dir, settings.smoke, sources)
     for name, data in datasets.items():
         say(f"{name}: {data.sizes[0]:,} train / {data.sizes[1]:,} test images from {data.source}")
+    check_validation(spec.space.validation, {n: d.sizes[0] for n, d in datasets.items()})
     data = {n: _data_info(n, d, settings, sources.get(n)) for n, d in datasets.items()}
     if plan.old is not None and len(plan.runs) > len(plan.old.runs):  # --extend: before writing
         from .extend import check_same_data
@@ -201,7 +209,8 @@ def _run_sweep(
         done = _finished_count(experiment, spec.trials) if settings.resume else 0
         param_space = _param_space(spec, settings, plan.version)
         restoring = settings.resume and tune.Tuner.can_restore(where)
-        progress = ProgressReport(len(spec.trials), say, done, Signer(run_dir, uri and where))
+        progress = ProgressReport(_planned(spec), say, done, Signer(run_dir, uri and where))
+        progress.early_stopping = bool(spec.search and spec.search.asha)
         tracked = None
         if restoring:
             if settings.mlflow:  # the restored RunConfig holds the trials' MLflow callback
@@ -221,7 +230,11 @@ def _run_sweep(
                 param_space=param_space,
                 # a trial that asks for what the last one had runs in its worker: no new
                 # process, no second import of torch, Ray Tune and tune_mnist per trial
-                tune_config=tune.TuneConfig(trial_dirname_creator=_dirname, reuse_actors=True),
+                tune_config=tune.TuneConfig(
+                    trial_dirname_creator=_dirname,
+                    reuse_actors=True,
+                    **_search_config(spec, settings),
+                ),
                 run_config=_run_config(where, settings, tracked, bool(plan.run.budget)),
             )
         if uri:  # Tune wrote tuner.pkl straight to the URI: sign it as it is there now
@@ -340,9 +353,31 @@ def _check_trusted(experiment: Path) -> None:
         )
 
 
+def _planned(spec: Spec) -> int:
+    """How many trials the sweep runs: a sampled search's draws, else its listed trials."""
+    if spec.search and spec.search.samples:
+        return spec.search.trial_count(grid_configurations(spec.space))
+    return len(spec.trials)
+
+
+def _search_config(spec: Spec, settings: SweepSettings) -> dict:
+    """TuneConfig's search arguments (search.Search.tune_config); none for a plain grid."""
+    if spec.search is None:
+        return {}
+    cap = settings.max_epochs
+    epochs = [t.epochs_to_train(cap) for t in spec.trials if t.trainable == "resnet"]
+    return spec.search.tune_config(max(epochs, default=1))
+
+
 def _param_space(spec: Spec, settings: SweepSettings, version: int) -> dict:
     options = {**asdict(settings.options), "max_epochs": settings.max_epochs}
-    space = {"trial": tune.grid_search([trial_to_dict(t) for t in spec.trials])}
+    if spec.search and spec.search.samples:
+        base = trial_to_dict(spec.trials[0])
+        space = {"trial": search_space(base, spec.space, spec.search)}
+    else:
+        space = {"trial": tune.grid_search([trial_to_dict(t) for t in spec.trials])}
+    if spec.space.validation is not None:
+        space["validation"] = spec.space.validation
     if spec.trainable == "custom":  # the key its tables show, which it must report
         space["metric"] = spec.space.metric
     if version < 2:  # experiments of 0.1.0 carried the SVM backend inside the options
@@ -354,7 +389,7 @@ def _check_batches_fit(spec: Spec, datasets) -> None:
     """A batch larger than the training set would train on no full batch: refuse it here."""
     for trial in spec.trials:
         if trial.trainable == "resnet":  # (a custom trainable batches as it likes)
-            images = datasets[trial.dataset].sizes[0]
+            images = train_size(spec.space.validation, datasets[trial.dataset].sizes[0])
             if trial.batch_size > images:
                 raise TuneMnistError(
                     f"{spec.source}: batch_size {trial.batch_size:,} is larger than the "
@@ -441,6 +476,7 @@ class ProgressReport:
         self.total, self.say, self.finished, self.peak_running = total, say, finished, 0
         self.signer = signer
         self.staging: Path | None = None  # Tune's local staging copy of the experiment
+        self.early_stopping = False  # a scheduler may stop trials: mark those it stops
 
     @contextlib.contextmanager
     def active(self) -> Iterator[ProgressReport]:
@@ -479,6 +515,15 @@ class ProgressReport:
             )
             return
         seconds = result.get("train_time_ms", float("nan")) / 1000
+        if self.early_stopping and not result.get("trial_finished"):
+            epoch, accuracy = result.get("epoch"), result.get("test_accuracy", float("nan"))
+            if trial.path and not storage.is_uri(trial.path):
+                mark_stopped_early(Path(trial.path), epoch)
+            self.say(
+                f"[{self.finished}/{self.total}] {_label(trial)}: stopped early after epoch "
+                f"{epoch} (ASHA; {accuracy:.2f}% test, left out of the tables' numbers)"
+            )
+            return
         if metric := trial.config.get("metric"):  # a custom trainable's own
             shown = f"{metric} {result.get(metric, float('nan')):.4g}"
         else:

@@ -28,7 +28,7 @@ from .configs import is_reference, short_model, trial_to_dict
 from .effects import design_effects
 from .errors import TuneMnistError
 from .experiment import ExperimentMeta, Predictions
-from .results import numbers
+from .results import is_sampled, numbers
 from .spaces import Space
 
 
@@ -497,7 +497,8 @@ def compute_table(run: Run) -> Table:
     """GPU- and CPU-seconds, images and training FLOPs, per dataset and model (or kernel)."""
     results = run.results
     by = ["dataset", next(k for k in ("model", "kernel", "function") if k in results)]
-    done = results[results["status"] == "finished"]
+    # a trial stopped early used what it trained: counted here, though in no other numbers
+    done = results[results["status"].isin(["finished", "stopped early"])]
     columns = {
         "gpu_seconds": "GPU-seconds",
         "cpu_seconds": "CPU-seconds",
@@ -582,6 +583,14 @@ STUDY_TABLES = {
 }
 
 
+def search_tables(run: Run) -> list[Table]:
+    """The chosen configuration and the trials stopped early, for a space that searches,
+    holds out a validation split or stops early (best.py); none otherwise."""
+    from .best import search_tables as tables_of_search
+
+    return tables_of_search(run)
+
+
 def build_tables(
     results: pd.DataFrame, meta: ExperimentMeta, predictions: dict[str, Predictions] | None = None
 ) -> tuple[list[Table], dict[str, pd.DataFrame]]:
@@ -590,10 +599,11 @@ def build_tables(
     run = Run(meta, results, predictions or {}, inert_factors(results, meta))
     tables = STUDY_TABLES[meta.report](run)
     levels: dict[str, pd.DataFrame] = {}
-    if meta.trainable == "resnet":
+    if meta.trainable == "resnet" and not is_sampled(meta):  # sampled values are no design
         effects, levels = effects_tables(run)
         tables += effects
     tables += study_tables(run)
+    tables += search_tables(run)
     tables.append(compute_table(run))
     for table in tables:
         if meta.smoke:

@@ -27,6 +27,7 @@ from torch import nn
 from .configs import ResNetConfig, TrainOptions
 from .data import NORMALIZATION, Dataset
 from .models import build_model, skip_padding_taps
+from .split import Holdout
 
 __all__ = ["EpochStats", "ResNetConfig", "ResNetResult", "TrainOptions", "train_resnet"]
 
@@ -42,7 +43,9 @@ class EpochStats:
     epoch_seconds: float  # wall time of this epoch's training loop
     images_per_s: float  # training images per second in this epoch
     peak_gpu_mem_mb: float = 0.0  # torch.cuda.max_memory_allocated so far; 0 on CPU
-    eval_seconds: float = 0.0  # wall time of testing after this epoch (the whole test set)
+    # wall time of testing after this epoch (the whole test set, and the validation split)
+    eval_seconds: float = 0.0
+    validation_accuracy: float | None = None  # %, held-out training images (split.py)
 
 
 @dataclass
@@ -191,8 +194,12 @@ def train_resnet(
     *,
     resume: dict | None = None,
     on_epoch: EpochCallback | None = None,
+    validation: Holdout | None = None,
 ) -> ResNetResult:
     """Train and test one ResNet as a trial config says; resumable from a state dict.
+
+    `validation`: held-out training images (split.hold_out), scored after every epoch
+    beside the test set; `data` is then the training images without them.
 
     `on_epoch(stats, state)` runs after every epoch; `state()` returns everything needed to
     continue (model, optimizer, RNG states, time so far) for a checkpoint. Its tensors are
@@ -203,11 +210,17 @@ def train_resnet(
     device = pick_device((options or TrainOptions()).device)
     options = (options or TrainOptions()).resolved(str(device))
     with _within_gpu_share(options.memory_fraction if device.type == "cuda" else None):
-        return _train_resnet(trial, data, options, device, resume, on_epoch)
+        return _train_resnet(trial, data, options, device, resume, on_epoch, validation)
 
 
 def _train_resnet(
-    trial: ResNetConfig, data: Dataset, options: TrainOptions, device, resume, on_epoch
+    trial: ResNetConfig,
+    data: Dataset,
+    options: TrainOptions,
+    device,
+    resume,
+    on_epoch,
+    validation: Holdout | None = None,
 ) -> ResNetResult:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick kernels
@@ -254,6 +267,18 @@ def _train_resnet(
         normalization=data.normalization,
     )
     batches.channels_last = test_batches.channels_last = options.channels_last
+    held_out = None
+    if validation is not None:
+        held_out = Batches(
+            validation.images,
+            validation.labels,
+            options.eval_batch_size,
+            device,
+            pin_memory=False,
+            preload=options.preload,
+            normalization=data.normalization,
+        )
+        held_out.channels_last = options.channels_last
 
     def state() -> dict:
         return {
@@ -272,11 +297,13 @@ def _train_resnet(
         tested = time.perf_counter()
         predicted = predict(step, test_batches, options.amp)  # ends in a host copy: synced
         test_acc = accuracy(predicted, test_batches.labels)
+        valid_acc = evaluate(step, held_out, options.amp) if held_out is not None else None
         tested = time.perf_counter() - tested
         done, train_ms = epoch, train_ms + 1000 * seconds
         peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else 0.0
         rate = len(batches) / seconds if seconds else 0.0
-        history.append(EpochStats(epoch, loss, train_acc, test_acc, seconds, rate, peak_mb, tested))
+        stats = (loss, train_acc, test_acc, seconds, rate, peak_mb, tested, valid_acc)
+        history.append(EpochStats(epoch, *stats))
         if on_epoch:
             on_epoch(history[-1], state)
         if not math.isfinite(loss):  # diverged: no later epoch can bring it back

@@ -29,6 +29,7 @@ from . import storage
 from .configs import CustomConfig, ResNetConfig, SVMConfig, TrainOptions, trial_from_dict
 from .data import Dataset
 from .experiment import save_predictions, trial_folder_name
+from .split import Holdout, hold_out
 from .svm import fit_predict
 
 if TYPE_CHECKING:
@@ -52,13 +53,16 @@ def run_trial(
     """
     clock = TrialClock()
     trial = trial_from_dict(config["trial"])
-    data = datasets[trial.dataset]
+    data, holdout = datasets[trial.dataset], None
     resnet = not isinstance(trial, SVMConfig)
     base = {
         "trial_finished": False,
         **placement(torch_too=resnet),
         **_clock("started_at", "load_1m_at_start"),
     }
+    if config.get("validation") is not None:  # held out by the trial's seed, never trained on
+        data, holdout = hold_out(data, config["validation"], trial.seed)
+        base["validation_images"] = len(holdout)
     folder = None
     if experiment:  # on storage every node shares (cluster.check_shared_storage)
         trial_id = tune.get_context().get_trial_id()
@@ -73,9 +77,10 @@ def run_trial(
         # the memory Ray reserved for this trial is its budget (auto chooses against it)
         asked = tune.get_context().get_trial_resources().required_resources.get("memory")
         ref = (grams or {}).get((trial.dataset, trial.train_samples))
-        gram = ray.get(ref) if ref is not None else None  # read-only, mapped, not copied
+        gram = ray.get(ref) if ref is not None and holdout is None else None  # mapped, not copied
         fetched = time.perf_counter()
-        result, predicted = fit_predict(trial, data, config["svm_backend"], asked or None, gram)
+        svm_backend = config["svm_backend"]
+        result, predicted = fit_predict(trial, data, svm_backend, asked or None, gram, holdout)
         clock.setup = fetched - clock.start + result.setup_time_ms / 1000
         clock.train, clock.eval = result.train_time_ms / 1000, result.predict_time_ms / 1000
         saving = time.perf_counter()
@@ -83,17 +88,23 @@ def run_trial(
             save_predictions(folder, predicted, data.test_labels)
         clock.checkpoint = time.perf_counter() - saving
         finished = {"trial_finished": True, **_clock("finished_at", "load_1m_at_finish")}
-        tune.report({**base, **asdict(result), **finished, **clock.keys()})
+        tune.report({**base, **_known(asdict(result)), **finished, **clock.keys()})
         return
     options = TrainOptions.from_dict(config["options"])
     if 0 < base["assigned_gpus"] < 1:  # a packed trial: keep to its share of GPU memory
         options = replace(options, memory_fraction=base["assigned_gpus"])
-    run_resnet(trial, data, options, costs[(trial.model, trial.dataset)], base, folder, clock)
+    cost = costs[(trial.model, trial.dataset)]
+    run_resnet(trial, data, options, cost, base, folder, clock, holdout)
 
 
 def _trial_folder(experiment: str, name: str) -> Path | str:
     """A trial's folder: a path, or a URI when the experiment is in object storage."""
     return storage.join(experiment, name) if storage.is_uri(experiment) else Path(experiment) / name
+
+
+def _known(metrics: dict) -> dict:
+    """Metrics without the ones this trial has no value for (no validation split)."""
+    return {k: v for k, v in metrics.items() if v is not None}
 
 
 def run_resnet(
@@ -104,6 +115,7 @@ def run_resnet(
     base: dict,
     folder: Path | str | None = None,
     clock: TrialClock | None = None,
+    validation: Holdout | None = None,
 ) -> None:
     """Train with a checkpoint every epoch; continue from the latest one after a failure."""
     clock = clock or TrialClock()
@@ -117,7 +129,7 @@ def run_resnet(
     resumed_from = resume["epoch"] if resume else 0
 
     def metrics_for(stats: EpochStats, train_time_ms: float) -> dict:
-        metrics = {**base, **asdict(stats), "train_time_ms": train_time_ms}
+        metrics = {**base, **_known(asdict(stats)), "train_time_ms": train_time_ms}
         metrics["resumed_from_epoch"] = resumed_from
         metrics["unreadable_checkpoints"] = restored.unreadable
         metrics["diverged"] = not math.isfinite(stats.train_loss)  # train.py stops there
@@ -152,7 +164,7 @@ def run_resnet(
         keep_predictions(metrics, resume.get("predicted"))
         tune.report(metrics)
         return
-    train_resnet(trial, data, options, resume=resume, on_epoch=on_epoch)
+    train_resnet(trial, data, options, resume=resume, on_epoch=on_epoch, validation=validation)
 
 
 def newest_state(checkpoint: tune.Checkpoint | None, folder: Path | str | None) -> Restored:
