@@ -246,7 +246,7 @@ def _run_sweep(
         clock.lap("shared")
         spending = budgets.clock(experiment)  # None without a budget
         try:
-            with progress.active(), clock.active() if clock else contextlib.nullcontext():
+            with progress.active(), spending.active() if spending else contextlib.nullcontext():
                 tuner.fit()
         except BaseException:
             if tracked:
