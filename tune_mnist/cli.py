@@ -145,6 +145,19 @@ def interruptible(experiment: Path):
         raise typer.Exit(EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED) from None
 
 
+@contextlib.contextmanager
+def progress():
+    """(say, view) for a sweep: on a terminal a live view with the event lines above it
+    (live.py); otherwise (CI, job logs) one plain line per event and no view."""
+    if not out.is_terminal:
+        yield _say, None
+        return
+    from .live import LiveView
+
+    with LiveView(out) as view:
+        yield view.say, view
+
+
 def print_frame(frame: pd.DataFrame, title: str | None = None) -> None:
     """A DataFrame as a Rich table, missing values as a dash."""
     table = RichTable(title=title, title_justify="left", show_lines=False)
@@ -308,8 +321,8 @@ def sweep(
         )
         part = f" of {spec.selection.of} ({spec.selection.describe()})" if spec.selection else ""
         out.print(f"{spec.name}: {len(spec.trials)}{part} trials" + (" (smoke)" if smoke else ""))
-        with interruptible(settings.experiment_dir(spec.name)):
-            result = run_sweep(spec, settings, on_event=_say)
+        with interruptible(settings.experiment_dir(spec.name)), progress() as (say, view):
+            result = run_sweep(spec, settings, on_event=say, view=view)
     out.print(f"peak concurrency: {result.peak_running} trials")
     _print_summary(result.summary, after_sweep=True)
 
@@ -329,8 +342,10 @@ def resume(
     loopback_if_local(address, insecure)
     from .sweep import resume_sweep
 
-    with user_errors(verbose), interruptible(experiment_dir.absolute()):
-        result = resume_sweep(experiment_dir, address, verbose, on_event=_say, trust=trust)
+    with user_errors(verbose), interruptible(experiment_dir.absolute()), progress() as (say, view):
+        result = resume_sweep(
+            experiment_dir, address, verbose, on_event=say, trust=trust, view=view
+        )
     _print_summary(result.summary, after_sweep=True)
 
 
@@ -443,3 +458,7 @@ def _print_summary(summary, after_sweep: bool = False) -> None:
             raise typer.Exit(EXIT_TERMINATED)
     if not summary.complete:
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+# The cluster commands (submit, jobs, logs, stop, status) register themselves on `app`.
+from . import jobs_cli  # noqa: E402, F401

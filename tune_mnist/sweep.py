@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from .checks import check_space, model_costs
 from .cluster import (
     check_shared_storage,
     cluster_nodes,
+    dashboard_url,
     ray_session,
     resolve_address,
     trial_resources,
@@ -33,11 +35,13 @@ from .experiment import (
     write_meta,
     writing,
 )
+from .live import LiveState, LiveView, running_trial
 from .provenance import sha256_files
 from .report import Summary, summarize
 from .results import load_results
 from .settings import SweepSettings
 from .spaces import Spec, parse_space, restrict, trial_count
+from .status import format_duration
 from .trainables import run_trial
 from .trust import Signer, sign, untrusted_files
 
@@ -60,23 +64,32 @@ class SweepResult:
 
 
 def run_sweep(
-    spec: Spec, settings: SweepSettings, on_event: Callable[[str], None] | None = None
+    spec: Spec,
+    settings: SweepSettings,
+    on_event: Callable[[str], None] | None = None,
+    view: LiveView | None = None,
 ) -> SweepResult:
     """Run every trial of a space on Ray Tune, then write and return its tables and figures.
 
     Data is loaded once here and shared with trials through Ray's object store. Starting
     over an existing experiment is refused unless `settings.resume` is set; a resumed
     sweep runs only the trials that had not finished, each from its last checkpoint.
+    `view` (a terminal's live view, live.py) is shown the trials' progress as they run.
     """
     say = on_event or (lambda message: None)
     address = resolve_address(settings.address)  # before any slow work
     experiment = settings.experiment_dir(spec.name)
     with writing(experiment):  # one writer at a time; a refused sweep leaves no folder
-        return _run_sweep(spec, settings, say, address, experiment)
+        return _run_sweep(spec, settings, say, address, experiment, view)
 
 
 def _run_sweep(
-    spec: Spec, settings: SweepSettings, say: Callable[[str], None], address, experiment: Path
+    spec: Spec,
+    settings: SweepSettings,
+    say: Callable[[str], None],
+    address,
+    experiment: Path,
+    view: LiveView | None = None,
 ) -> SweepResult:
     version = _check_experiment_dir(experiment, spec, settings.resume)
     if settings.resume and not settings.trust and tune.Tuner.can_restore(str(experiment)):
@@ -92,6 +105,8 @@ def _run_sweep(
         sizes = {n: (*d.sizes, math.prod(d.train_images.shape[1:])) for n, d in datasets.items()}
         placement = trial_resources(spec, settings, sizes)  # refuses what fits no node
         say(placement.describe())
+        if dashboard := dashboard_url():
+            say(f"Ray dashboard: {dashboard}")
         check_shared_storage(experiment, cluster_nodes())
         resources = {placement.kind: placement.asks}
         trainable = tune.with_resources(
@@ -104,7 +119,9 @@ def _run_sweep(
         done = _finished_count(experiment) if settings.resume else 0
         param_space = _param_space(spec, settings, version)
         restoring = settings.resume and tune.Tuner.can_restore(str(experiment))
-        progress = ProgressReport(len(spec.trials), say, done, Signer(experiment))
+        progress = ProgressReport(
+            len(spec.trials), say, done, Signer(experiment), view=view, name=experiment.name
+        )
         if restoring:
             # The restored RunConfig holds the Progress callback pickled at the start; it
             # prints through the ProgressReport of this process (see Progress).
@@ -138,6 +155,7 @@ def resume_sweep(
     verbose: bool = False,
     on_event: Callable[[str], None] | None = None,
     trust: bool = False,
+    view: LiveView | None = None,
 ) -> SweepResult:
     """Continue an interrupted sweep with the space and settings it was started with.
 
@@ -157,7 +175,7 @@ def resume_sweep(
         resume=True,
         trust=trust,
     )
-    return run_sweep(spec, settings, on_event)
+    return run_sweep(spec, settings, on_event, view)
 
 
 def _data_info(name: str, data, settings: SweepSettings, source=None) -> DataInfo:
@@ -241,7 +259,8 @@ def _check_experiment_dir(experiment: Path, spec: Spec, resume: bool) -> int:
 
 
 class ProgressReport:
-    """What this process prints about a sweep: one line per finished trial, peak concurrency.
+    """What this process prints about a sweep: one line per finished trial (with the time so
+    far and an estimate of the time left), peak concurrency; on a terminal, a live view.
 
     Tune pickles the RunConfig's callbacks into the experiment and a restored sweep runs
     the unpickled ones, so the callback (Progress) holds nothing: it forwards to the report
@@ -256,9 +275,13 @@ class ProgressReport:
         say: Callable[[str], None],
         finished: int = 0,
         signer: Signer | None = None,
+        view: LiveView | None = None,
+        name: str = "",
     ):
         self.total, self.say, self.finished, self.peak_running = total, say, finished, 0
         self.signer = signer
+        self.view, self.name, self.failures, self.done_here = view, name, 0, 0
+        self.started, self.trials = time.monotonic(), []
 
     @contextlib.contextmanager
     def active(self) -> Iterator[ProgressReport]:
@@ -271,6 +294,28 @@ class ProgressReport:
     def step(self, trials) -> None:
         running = sum(t.status == "RUNNING" for t in trials)
         self.peak_running = max(self.peak_running, running)
+        self.trials = trials
+        if self.view:
+            self.view.show(self.state())
+
+    def state(self) -> LiveState:
+        """The sweep now, for the live view: counts, running trials, times."""
+        running = [running_trial(t, _label(t)) for t in self.trials if t.status == "RUNNING"]
+        return LiveState(
+            name=self.name,
+            total=self.total,
+            finished=self.finished - self.failures,
+            failed=self.failures,
+            running=tuple(running),
+            elapsed_s=time.monotonic() - self.started,
+            done_here=self.done_here,
+        )
+
+    def _times(self) -> str:
+        state = self.state()
+        left = state.remaining_s
+        estimate = "" if left is None else f", ~{format_duration(left)} left"
+        return f" ({format_duration(state.elapsed_s)} elapsed{estimate})"
 
     def step_end(self, trials) -> None:
         """Sign the state Tune saved in this step: its staging copy, then the folder."""
@@ -282,24 +327,28 @@ class ProgressReport:
 
     def completed(self, trial) -> None:
         self.finished += 1
+        self.done_here += 1
         result = trial.last_result or {}
         if result.get("diverged"):
             loss, epoch = result.get("train_loss"), result.get("epoch")
             self.say(
                 f"[{self.finished}/{self.total}] {_label(trial)}: DIVERGED "
-                f"(loss {loss} in epoch {epoch}; left out of the tables)"
+                f"(loss {loss} in epoch {epoch}; left out of the tables)" + self._times()
             )
             return
         accuracy = result.get("test_accuracy", float("nan"))
         seconds = result.get("train_time_ms", float("nan")) / 1000
         self.say(
             f"[{self.finished}/{self.total}] {_label(trial)}: {accuracy:.2f}% in {seconds:.1f}s"
+            + self._times()
         )
 
     def failed(self, trial) -> None:
         self.finished += 1
+        self.failures += 1
+        self.done_here += 1
         where = f" (see {trial.path}/error.txt)" if trial.path else ""
-        self.say(f"[{self.finished}/{self.total}] {_label(trial)}: FAILED{where}")
+        self.say(f"[{self.finished}/{self.total}] {_label(trial)}: FAILED{where}" + self._times())
 
     def retrying(self, trial) -> None:
         # The trial itself picks its newest readable checkpoint (trainables.newest_state),
