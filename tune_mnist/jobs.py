@@ -128,8 +128,13 @@ def _explicit_address() -> Iterator[None]:
 def connect(address: str | None):
     """A JobSubmissionClient for the job server at `address`; one-line errors."""
     address = check_job_address(address)
+    from ray.dashboard.modules.job import sdk
     from ray.job_submission import JobSubmissionClient
 
+    if sdk.requests is None or sdk.aiohttp is None:  # Ray's client needs both
+        raise TuneMnistError(
+            "Ray's job client needs aiohttp and requests: pip install 'tune-mnist[jobs]'"
+        )
     try:
         with _explicit_address():
             return JobSubmissionClient(address)
