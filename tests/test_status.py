@@ -121,7 +121,9 @@ def test_status_command_prints_counts_unfinished_trials_and_what_to_do(tmp_path,
     result = runner.invoke(app, ["status", str(folder)])
     assert result.exit_code == 0, result.output
     first = result.output.splitlines()[0]
-    assert first.startswith("cmp: 4 finished, 0 running, 1 pending, 1 interrupted of 6 trials; ")
+    assert first.startswith(
+        "cmp: 4 finished, 0 running, 1 pending, 0 failed, 1 interrupted of 6 trials; "
+    )
     assert "since the start (trial time 0:00:18)" in first
     assert "2 trial(s) not finished" in result.output and "1/2" in result.output
     assert f"continue with `tune-mnist resume {folder}`" in result.output.replace("\n", "")

@@ -145,7 +145,8 @@ def connect(address: str | None):
 def _job_error(error: Exception, address: str, job_id: str | None = None) -> TuneMnistError:
     """Ray's exceptions (ConnectionError, RuntimeError with the HTTP status) as one line."""
     text = str(error)
-    if "401" in text or "403" in text or "Authentication" in text:
+    # 401/403 from the server; or Ray's token loader, before any request, finding none
+    if any(word in text.lower() for word in ("401", "403", "authentication", "auth_token")):
         return TuneMnistError(
             f"the Ray job server at {address} requires a token and none was accepted: "
             "set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN, "

@@ -195,8 +195,8 @@ def format_duration(seconds: float | None) -> str:
 
 def describe(status: ExperimentStatus) -> str:
     """One line: the counts, the time so far, and whether a driver is at work."""
-    order = ("finished", "running", "pending", "interrupted", "failed", "diverged")
-    counts = ", ".join(f"{status.count(s)} {s}" for s in order if status.count(s) or s in order[:3])
+    order = ("finished", "running", "pending", "failed", "interrupted", "diverged")
+    counts = ", ".join(f"{status.count(s)} {s}" for s in order if status.count(s) or s in order[:4])
     when = format_duration(status.elapsed_s)
     return f"{status.name}: {counts} of {status.total} trials; {when} since the start" + (
         f" (trial time {format_duration(status.trial_seconds)})" if status.trial_seconds else ""

@@ -281,7 +281,7 @@ class ProgressReport:
         self.total, self.say, self.finished, self.peak_running = total, say, finished, 0
         self.signer = signer
         self.view, self.name, self.failures, self.done_here = view, name, 0, 0
-        self.started, self.trials = time.monotonic(), []
+        self.started, self.trials, self.ended = time.monotonic(), [], set()
 
     @contextlib.contextmanager
     def active(self) -> Iterator[ProgressReport]:
@@ -300,7 +300,11 @@ class ProgressReport:
 
     def state(self) -> LiveState:
         """The sweep now, for the live view: counts, running trials, times."""
-        running = [running_trial(t, _label(t)) for t in self.trials if t.status == "RUNNING"]
+        running = [
+            running_trial(t, _label(t))
+            for t in self.trials
+            if t.status == "RUNNING" and t.trial_id not in self.ended  # Tune marks it later
+        ]
         return LiveState(
             name=self.name,
             total=self.total,
@@ -310,6 +314,13 @@ class ProgressReport:
             elapsed_s=time.monotonic() - self.started,
             done_here=self.done_here,
         )
+
+    def _ended(self, trial) -> None:
+        self.finished += 1
+        self.done_here += 1
+        self.ended.add(trial.trial_id)
+        if self.view:
+            self.view.show(self.state(), force=True)
 
     def _times(self) -> str:
         state = self.state()
@@ -326,8 +337,7 @@ class ProgressReport:
         self.signer.sign()
 
     def completed(self, trial) -> None:
-        self.finished += 1
-        self.done_here += 1
+        self._ended(trial)
         result = trial.last_result or {}
         if result.get("diverged"):
             loss, epoch = result.get("train_loss"), result.get("epoch")
@@ -344,9 +354,8 @@ class ProgressReport:
         )
 
     def failed(self, trial) -> None:
-        self.finished += 1
         self.failures += 1
-        self.done_here += 1
+        self._ended(trial)
         where = f" (see {trial.path}/error.txt)" if trial.path else ""
         self.say(f"[{self.finished}/{self.total}] {_label(trial)}: FAILED{where}" + self._times())
 
