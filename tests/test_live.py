@@ -97,7 +97,7 @@ def test_without_a_terminal_one_line_per_event(local_ray, tiny_data, tmp_path):
     assert len(done) == 4, result.output
     for number, line in enumerate(done, start=1):
         assert re.fullmatch(
-            rf"\[{number}/4\] (mnist|fashion-mnist)/svm/\S+: \d+\.\d\d% in \d+\.\ds "
+            rf"\[{number}/4\] (mnist|fashion-mnist)/svm-\S+: \d+\.\d\d% in \d+\.\ds "
             r"\(\d:\d\d:\d\d elapsed, ~\d:\d\d:\d\d left\)",
             line,
         ), line
