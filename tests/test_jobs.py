@@ -210,6 +210,52 @@ def test_status_reads_the_finished_experiment(svm_job):
     assert "svm-job: 4 finished, 0 running, 0 pending, 0 failed of 4 trials" in shown.stdout
 
 
+def test_a_shipped_package_runs_a_builtin_space_on_its_sample(cluster, tmp_path):
+    """--ship: this tune_mnist (built-in spaces and sample data inside) goes with the job."""
+    address, env = cluster
+    results = tmp_path / "results"
+    run = tune_mnist(
+        env,
+        "submit",
+        "q1b",
+        "--smoke",
+        "--trial",
+        1,
+        "--storage-path",
+        results,
+        "--ship",
+        "--follow",
+        "--address",
+        address,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "the cluster runs: python -m tune_mnist sweep q1b --smoke --storage-path " in run.stdout
+    assert "(package shipped)" in run.stdout and "[1/1] mnist/svm-" in run.stdout
+    shipped = load_results(results / "q1b-smoke")
+    assert len(shipped) == 1 and shipped["status"].tolist() == ["finished"]
+
+
+def test_the_shipped_package_holds_the_builtin_spaces(tmp_path):
+    from tune_mnist.jobs import package_copy
+
+    copy = package_copy(tmp_path)
+    assert (copy / "search_spaces" / "q1a.yaml").is_file()
+    assert (copy / "sample").is_dir() and not list(copy.rglob("__pycache__"))
+    listing = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import tune_mnist, sys; from tune_mnist.spaces import load_space; "
+            "print(tune_mnist.__file__, len(load_space('q1a').trials))",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert listing.stdout.split() == [str(copy / "__init__.py"), "32"], listing.stderr
+
+
 @pytest.fixture(scope="module")
 def resnet_data(tmp_path_factory):
     """A data root with a larger mnist/ (epochs long enough to stop a sweep in between)."""
