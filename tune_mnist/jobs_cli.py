@@ -182,6 +182,8 @@ def stop(job: JobArg, address: JobAddressOpt = None) -> None:
     with user_errors():
         info = stop_job(address, job)
     _say(f"job {info.job_id}: {info.status}")
+    if info.status != "STOPPED":  # it had ended already, or has not stopped yet
+        return
     if info.experiment:
         _say(f"{info.experiment} keeps what finished; `tune-mnist status` reads it")
     if info.resume:
