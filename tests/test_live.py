@@ -46,6 +46,8 @@ def test_the_view_shows_counts_times_and_each_running_trial():
     row = next(line for line in lines if "resnet50" in line)
     assert re.search(r"resnet50\S+\s+—\s+—", row), row
     assert "running trial" in text and "test accuracy" in text
+    assert lines[1].endswith(" 4/8")  # the bar, on a line of its own
+    assert lines[2].split() == ["running", "trial", "epoch", "test", "accuracy"]
 
 
 def test_the_estimate_is_the_rate_of_trials_ended_in_this_run():

@@ -73,10 +73,12 @@ def summary_line(state: LiveState) -> str:
 
 def render(state: LiveState) -> RenderableType:
     """The live view of a state: a line of counts and times, a bar, the running trials."""
-    parts: list[RenderableType] = [
-        Text(summary_line(state)),
-        ProgressBar(total=max(state.total, 1), completed=state.finished + state.failed, width=60),
-    ]
+    ended = state.finished + state.failed
+    bar = Table.grid(padding=(0, 1))  # a bar alone ends no line: a grid row does
+    bar.add_row(
+        ProgressBar(total=max(state.total, 1), completed=ended, width=60), f"{ended}/{state.total}"
+    )
+    parts: list[RenderableType] = [Text(summary_line(state)), bar]
     if state.running:
         table = Table(show_edge=False, pad_edge=False, box=None)
         for column in ("running trial", "epoch", "test accuracy"):
