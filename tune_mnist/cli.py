@@ -147,6 +147,19 @@ def interruptible(experiment: Path | str):
         raise typer.Exit(EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED) from None
 
 
+@contextlib.contextmanager
+def progress():
+    """(say, view) for a sweep: on a terminal a live view with the event lines above it
+    (live.py); otherwise (CI, job logs) one plain line per event and no view."""
+    if not out.is_terminal:
+        yield _say, None
+        return
+    from .live import LiveView
+
+    with LiveView(out) as view:
+        yield view.say, view
+
+
 def print_frame(frame: pd.DataFrame, title: str | None = None) -> None:
     """A DataFrame as a Rich table, missing values as a dash."""
     table = RichTable(title=title, title_justify="left", show_lines=False)
@@ -371,8 +384,10 @@ def sweep(
             where = extend.absolute()
         else:
             where = settings.experiment_uri(spec.name) or settings.experiment_dir(spec.name)
-        with interruptible(where):
-            result = run_sweep(spec, settings, on_event=_say, budget=budget, extend=extend)
+        with interruptible(where), progress() as (say, view):
+            result = run_sweep(
+                spec, settings, on_event=say, budget=budget, extend=extend, view=view
+            )
     out.print(f"peak concurrency: {result.peak_running} trials")
     _print_summary(result.summary, after_sweep=True)
 
@@ -396,8 +411,10 @@ def resume(
     from .sweep import resume_sweep
 
     where = experiment_dir if is_uri(experiment_dir) else Path(experiment_dir).absolute()
-    with user_errors(verbose), interruptible(where):
-        result = resume_sweep(experiment_dir, address, verbose, on_event=_say, trust=trust)
+    with user_errors(verbose), interruptible(where), progress() as (say, view):
+        result = resume_sweep(
+            experiment_dir, address, verbose, on_event=say, trust=trust, view=view
+        )
     _print_summary(result.summary, after_sweep=True)
 
 
@@ -545,3 +562,7 @@ def _print_summary(summary, after_sweep: bool = False) -> None:
             raise typer.Exit(EXIT_TERMINATED)
     if not summary.complete:
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+# The cluster commands (submit, jobs, logs, stop, status) register themselves on `app`.
+from . import jobs_cli  # noqa: E402, F401

@@ -305,6 +305,15 @@ def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
         ray.shutdown()
 
 
+def dashboard_url() -> str | None:
+    """The connected cluster's dashboard, http://HOST:PORT; None when it runs none."""
+    try:
+        url = ray._private.worker.get_dashboard_url()  # Ray's own accessor (ray.init's too)
+    except Exception:  # not connected, or a Ray that keeps it elsewhere: nothing to say
+        return None
+    return f"http://{url}" if url and "://" not in url else url or None
+
+
 def _owner_only(token: Path) -> None:
     """Ray writes the local token readable by every user of the machine; keep it ours."""
     token = token.expanduser()

@@ -21,6 +21,7 @@ from .checks import check_space, model_costs
 from .cluster import (
     check_shared_storage,
     cluster_nodes,
+    dashboard_url,
     ray_session,
     resolve_address,
     trial_resources,
@@ -47,6 +48,7 @@ from .experiment import (
     writing,
 )
 from .gram import share_grams
+from .live import LiveState, LiveView, running_trial
 from .provenance import sha256_files
 from .report import Summary, summarize
 from .results import load_results
@@ -54,6 +56,7 @@ from .search import trial_space as search_space
 from .settings import SweepSettings
 from .spaces import Spec, grid_configurations, parse_space, trial_count
 from .split import check_validation, train_size
+from .status import format_duration
 from .timing import SweepClock, split
 from .trainables import run_trial
 from .trust import Signer, sign, untrusted_files
@@ -102,6 +105,7 @@ def run_sweep(
     on_event: Callable[[str], None] | None = None,
     budget: Budget | None = None,
     extend: str | Path | None = None,
+    view: LiveView | None = None,
 ) -> SweepResult:
     """Run every trial of a space on Ray Tune, then write and return its tables and figures.
 
@@ -110,6 +114,7 @@ def run_sweep(
     sweep runs only the trials that had not finished, each from its last checkpoint.
     `budget` limits the run (budget.py); `extend` names an existing experiment to which
     the space's new trials are added as a new Tune run, its finished ones reused (extend.py).
+    `view` (a terminal's live view, live.py) is shown the trials' progress as they run.
     """
     clock = SweepClock()  # where the time goes: timing.json (timing.py)
     say = on_event or (lambda message: None)
@@ -134,7 +139,7 @@ def run_sweep(
             plan = _plan(experiment, spec, settings, budget, uri)
         if plan is None:  # an extension with nothing new to run
             return SweepResult(experiment, summarize(experiment, plots=True), 0, {})
-        return _run_sweep(plan, settings, say, address, experiment, clock, uri)
+        return _run_sweep(plan, settings, say, address, experiment, clock, uri, view)
 
 
 def _plan(
@@ -165,6 +170,7 @@ def _run_sweep(
     experiment: Path,
     clock: SweepClock,
     uri: str | None = None,
+    view: LiveView | None = None,
 ) -> SweepResult:
     run_dir = experiment / plan.run.folder  # where this Tune run keeps its state and trials
     # where Tune reads and writes this run: the folder, or its place in object storage
@@ -194,6 +200,8 @@ def _run_sweep(
         sizes = {n: (*d.sizes, math.prod(d.train_images.shape[1:])) for n, d in datasets.items()}
         placement = trial_resources(spec, settings, sizes)  # refuses what fits no node
         say(placement.describe())
+        if dashboard := dashboard_url():
+            say(f"Ray dashboard: {dashboard}")
         check_shared_storage(where, cluster_nodes())
         resources = {placement.kind: placement.asks}
         grams = share_grams(spec, datasets, placement)  # SVM kernels of one dataset: one Gram
@@ -209,7 +217,10 @@ def _run_sweep(
         done = _finished_count(experiment, spec.trials) if settings.resume else 0
         param_space = _param_space(spec, settings, plan.version)
         restoring = settings.resume and tune.Tuner.can_restore(where)
-        progress = ProgressReport(_planned(spec), say, done, Signer(run_dir, uri and where))
+        signer = Signer(run_dir, uri and where)
+        progress = ProgressReport(
+            _planned(spec), say, done, signer, view=view, name=experiment.name
+        )
         progress.early_stopping = bool(spec.search and spec.search.asha)
         tracked = None
         if restoring:
@@ -305,6 +316,7 @@ def resume_sweep(
     verbose: bool = False,
     on_event: Callable[[str], None] | None = None,
     trust: bool = False,
+    view: LiveView | None = None,
 ) -> SweepResult:
     """Continue an interrupted sweep with the space and settings it was started with.
 
@@ -332,7 +344,7 @@ def resume_sweep(
         resume=True,
         trust=trust,
     )
-    return run_sweep(spec, settings, on_event)
+    return run_sweep(spec, settings, on_event, view=view)
 
 
 def _data_info(name: str, data, settings: SweepSettings, source=None) -> DataInfo:
@@ -457,7 +469,8 @@ def _check_experiment_dir(
 
 
 class ProgressReport:
-    """What this process prints about a sweep: one line per finished trial, peak concurrency.
+    """What this process prints about a sweep: one line per finished trial (with the time so
+    far and an estimate of the time left), peak concurrency; on a terminal, a live view.
 
     Tune pickles the RunConfig's callbacks into the experiment and a restored sweep runs
     the unpickled ones, so the callback (Progress) holds nothing: it forwards to the report
@@ -472,11 +485,15 @@ class ProgressReport:
         say: Callable[[str], None],
         finished: int = 0,
         signer: Signer | None = None,
+        view: LiveView | None = None,
+        name: str = "",
     ):
         self.total, self.say, self.finished, self.peak_running = total, say, finished, 0
         self.signer = signer
         self.staging: Path | None = None  # Tune's local staging copy of the experiment
         self.early_stopping = False  # a scheduler may stop trials: mark those it stops
+        self.view, self.name, self.failures, self.done_here = view, name, 0, 0
+        self.started, self.trials, self.ended = time.monotonic(), [], set()
 
     @contextlib.contextmanager
     def active(self) -> Iterator[ProgressReport]:
@@ -489,6 +506,39 @@ class ProgressReport:
     def step(self, trials) -> None:
         running = sum(t.status == "RUNNING" for t in trials)
         self.peak_running = max(self.peak_running, running)
+        self.trials = trials
+        if self.view:
+            self.view.show(self.state())
+
+    def state(self) -> LiveState:
+        """The sweep now, for the live view: counts, running trials, times."""
+        running = [
+            running_trial(t, _label(t))
+            for t in self.trials
+            if t.status == "RUNNING" and t.trial_id not in self.ended  # Tune marks it later
+        ]
+        return LiveState(
+            name=self.name,
+            total=self.total,
+            finished=self.finished - self.failures,
+            failed=self.failures,
+            running=tuple(running),
+            elapsed_s=time.monotonic() - self.started,
+            done_here=self.done_here,
+        )
+
+    def _ended(self, trial) -> None:
+        self.finished += 1
+        self.done_here += 1
+        self.ended.add(trial.trial_id)
+        if self.view:
+            self.view.show(self.state(), force=True)
+
+    def _times(self) -> str:
+        state = self.state()
+        left = state.remaining_s
+        estimate = "" if left is None else f", ~{format_duration(left)} left"
+        return f" ({format_duration(state.elapsed_s)} elapsed{estimate})"
 
     def step_end(self, trials) -> None:
         """Sign the state Tune saved in this step: its staging copy, then the folder."""
@@ -505,13 +555,13 @@ class ProgressReport:
             self.signer.sign(self.staging)
 
     def completed(self, trial) -> None:
-        self.finished += 1
+        self._ended(trial)
         result = trial.last_result or {}
         if result.get("diverged"):
             loss, epoch = result.get("train_loss"), result.get("epoch")
             self.say(
                 f"[{self.finished}/{self.total}] {_label(trial)}: DIVERGED "
-                f"(loss {loss} in epoch {epoch}; left out of the tables)"
+                f"(loss {loss} in epoch {epoch}; left out of the tables)" + self._times()
             )
             return
         seconds = result.get("train_time_ms", float("nan")) / 1000
@@ -522,18 +572,23 @@ class ProgressReport:
             self.say(
                 f"[{self.finished}/{self.total}] {_label(trial)}: stopped early after epoch "
                 f"{epoch} (ASHA; {accuracy:.2f}% test, left out of the tables' numbers)"
+                + self._times()
             )
             return
         if metric := trial.config.get("metric"):  # a custom trainable's own
             shown = f"{metric} {result.get(metric, float('nan')):.4g}"
         else:
             shown = f"{result.get('test_accuracy', float('nan')):.2f}%"
-        self.say(f"[{self.finished}/{self.total}] {_label(trial)}: {shown} in {seconds:.1f}s")
+        self.say(
+            f"[{self.finished}/{self.total}] {_label(trial)}: {shown} in {seconds:.1f}s"
+            + self._times()
+        )
 
     def failed(self, trial) -> None:
-        self.finished += 1
+        self.failures += 1
+        self._ended(trial)
         where = f" (see {trial.path}/error.txt)" if trial.path else ""
-        self.say(f"[{self.finished}/{self.total}] {_label(trial)}: FAILED{where}")
+        self.say(f"[{self.finished}/{self.total}] {_label(trial)}: FAILED{where}" + self._times())
 
     def retrying(self, trial) -> None:
         # The trial itself picks its newest readable checkpoint (trainables.newest_state),

@@ -1,0 +1,107 @@
+"""Live progress: the terminal's view as a function of its state, the view during a real
+sweep, and the plain lines (with the time so far and left) without a terminal."""
+
+import re
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from tune_mnist import load_space
+from tune_mnist.cli import app
+from tune_mnist.live import LiveState, LiveView, RunningTrial, render, summary_line
+from tune_mnist.sweep import SweepSettings, run_sweep
+
+from .conftest import TINY_RESNET, TINY_SVM, write_space
+
+
+def shown(state: LiveState, width: int = 120) -> str:
+    console = Console(record=True, width=width, force_terminal=True, color_system=None)
+    console.print(render(state))
+    return console.export_text()
+
+
+STATE = LiveState(
+    name="q1a",
+    total=8,
+    finished=3,
+    failed=1,
+    running=(
+        RunningTrial("mnist/resnet18/bs32/adam/lr0.001/e5/pin/s0", 2, 5, 97.25),
+        RunningTrial("mnist/resnet50/bs32/adam/lr0.001/e5/pin/s0"),  # no report yet
+    ),
+    elapsed_s=120.0,
+    done_here=4,
+)
+
+
+def test_the_view_shows_counts_times_and_each_running_trial():
+    text = shown(STATE)
+    lines = text.splitlines()
+    assert lines[0] == (
+        "q1a: 3/8 finished, 2 running, 2 pending, 1 failed; 0:02:00 elapsed, ~0:02:00 left"
+    )
+    row = next(line for line in lines if "resnet18" in line)
+    assert re.search(r"resnet18/bs32/adam/lr0\.001/e5/pin/s0\s+2/5\s+97\.25%", row), row
+    row = next(line for line in lines if "resnet50" in line)
+    assert re.search(r"resnet50\S+\s+—\s+—", row), row
+    assert "running trial" in text and "test accuracy" in text
+    assert lines[1].endswith(" 4/8")  # the bar, on a line of its own
+    assert lines[2].split() == ["running", "trial", "epoch", "test", "accuracy"]
+
+
+def test_the_estimate_is_the_rate_of_trials_ended_in_this_run():
+    # 4 ended in 120 s: 30 s a trial, 4 left (2 running, 2 pending)
+    assert STATE.remaining_s == pytest.approx(120.0)
+    assert LiveState("x", 4, 0, 0, elapsed_s=50).remaining_s is None  # nothing ended yet
+    assert "estimating time left" in summary_line(LiveState("x", 4, 0, 0, elapsed_s=50))
+    assert LiveState("x", 4, 3, 1, elapsed_s=50, done_here=2).remaining_s == 0.0
+    # a resumed sweep: 6 finished before, 1 in this run, 1 left
+    resumed = LiveState("x", 8, 7, 0, elapsed_s=40, done_here=1)
+    assert resumed.remaining_s == pytest.approx(40.0) and resumed.pending == 1
+
+
+def test_no_running_trials_no_table():
+    text = shown(LiveState("x", 2, 2, 0, elapsed_s=3, done_here=2))
+    assert "running trial" not in text and "0:00:00 left" in text
+
+
+@pytest.fixture(scope="module")
+def live_sweep(local_ray, tiny_data, tmp_path_factory):
+    """A ResNet sweep shown in a live view on a (recorded) terminal."""
+    folder = tmp_path_factory.mktemp("live")
+    grid = {"dataset": ["mnist"], "batch_size": [32, 48], "epochs": [3]}
+    spec = load_space(write_space(folder, name="live", **{**TINY_RESNET, "grid": grid}))
+    settings = SweepSettings(data_dir=str(tiny_data), storage_path=str(folder / "results"))
+    console = Console(record=True, width=160, force_terminal=True, color_system=None)
+    with LiveView(console) as view:
+        run_sweep(spec, settings, on_event=view.say, view=view)
+    return console.export_text()
+
+
+def test_the_live_view_follows_a_real_sweep(live_sweep):
+    assert "live: 0/2 finished, 2 running, 0 pending, 0 failed" in live_sweep
+    # a running trial's epoch and latest accuracy, as the trainable reported them
+    assert re.search(r"mnist/resnet18/bs\d\d/\S+\s+[123]/3\s+\d+\.\d\d%", live_sweep), live_sweep
+    assert "live: 2/2 finished, 0 running, 0 pending, 0 failed" in live_sweep
+    # the event lines go above the view, as without a terminal
+    assert re.search(r"\[2/2\] mnist/resnet18/\S+: \d+\.\d\d% in \d+\.\ds \(", live_sweep)
+
+
+def test_without_a_terminal_one_line_per_event(local_ray, tiny_data, tmp_path):
+    space = write_space(tmp_path, name="plain", **TINY_SVM)
+    result = CliRunner().invoke(
+        app,
+        ["sweep", str(space), "--data-dir", str(tiny_data), "--storage-path", str(tmp_path / "r")],
+    )
+    assert result.exit_code == 0, result.output
+    done = [line for line in result.output.splitlines() if line.startswith("[")]
+    assert len(done) == 4, result.output
+    for number, line in enumerate(done, start=1):
+        assert re.fullmatch(
+            rf"\[{number}/4\] (mnist|fashion-mnist)/svm-\S+: \d+\.\d\d% in \d+\.\ds "
+            r"\(\d:\d\d:\d\d elapsed, ~\d:\d\d:\d\d left\)",
+            line,
+        ), line
+    assert done[-1].endswith("~0:00:00 left)")
+    assert "running trial" not in result.output  # no live view

@@ -1,0 +1,141 @@
+"""A live view of a sweep on a terminal: trials by state, the running ones' epochs and
+accuracies, the time so far and an estimate of the time left.
+
+sweep.ProgressReport builds a LiveState from Tune's trials at each step of Tune's loop
+and hands it to a LiveView (when there is a terminal); `render` turns a state into what
+the terminal shows, so it can be checked without one. Without a terminal (CI, job logs)
+the sweep prints one plain line per event instead (ProgressReport.say).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from .status import format_duration
+
+REFRESH_S = 0.5  # the state is rebuilt at most this often; Tune's loop steps far faster
+
+
+@dataclass(frozen=True)
+class RunningTrial:
+    """A trial Tune is running: how far it got."""
+
+    label: str
+    epoch: int | None = None  # the latest epoch reported (ResNets)
+    epochs: int | None = None  # the epochs it trains (ResNets)
+    accuracy: float | None = None  # latest test accuracy, %
+
+
+@dataclass(frozen=True)
+class LiveState:
+    """What the live view shows at one moment."""
+
+    name: str  # the experiment's
+    total: int  # trials this sweep runs, including those finished before a resume
+    finished: int  # finished (or diverged), whenever
+    failed: int
+    running: tuple[RunningTrial, ...] = ()
+    elapsed_s: float = 0.0  # since this process started the sweep (or resumed it)
+    done_here: int = 0  # trials that ended in this process: the rate the estimate uses
+
+    @property
+    def pending(self) -> int:
+        return max(0, self.total - self.finished - self.failed - len(self.running))
+
+    @property
+    def remaining_s(self) -> float | None:
+        """Trials left at the rate trials ended so far in this run; None before the first."""
+        left = self.total - self.finished - self.failed
+        if left <= 0:
+            return 0.0
+        if self.done_here <= 0 or self.elapsed_s <= 0:
+            return None
+        return self.elapsed_s / self.done_here * left
+
+
+def summary_line(state: LiveState) -> str:
+    """The counts and times, as one line."""
+    left = state.remaining_s
+    estimate = "estimating time left" if left is None else f"~{format_duration(left)} left"
+    return (
+        f"{state.name}: {state.finished}/{state.total} finished, {len(state.running)} running, "
+        f"{state.pending} pending, {state.failed} failed; "
+        f"{format_duration(state.elapsed_s)} elapsed, {estimate}"
+    )
+
+
+def render(state: LiveState) -> RenderableType:
+    """The live view of a state: a line of counts and times, a bar, the running trials."""
+    ended = state.finished + state.failed
+    bar = Table.grid(padding=(0, 1))  # a bar alone ends no line: a grid row does
+    bar.add_row(
+        ProgressBar(total=max(state.total, 1), completed=ended, width=60), f"{ended}/{state.total}"
+    )
+    parts: list[RenderableType] = [Text(summary_line(state)), bar]
+    if state.running:
+        table = Table(show_edge=False, pad_edge=False, box=None)
+        for column in ("running trial", "epoch", "test accuracy"):
+            table.add_column(column, justify="left" if column == "running trial" else "right")
+        for trial in state.running:
+            epoch = "—"
+            if trial.epoch is not None:
+                epoch = f"{trial.epoch}" + (f"/{trial.epochs}" if trial.epochs else "")
+            accuracy = "—" if trial.accuracy is None else f"{trial.accuracy:.2f}%"
+            table.add_row(trial.label, epoch, accuracy)
+        parts.append(table)
+    return Group(*parts)
+
+
+@dataclass
+class LiveView:
+    """A Rich Live area at the bottom of the terminal; lines said go above it."""
+
+    console: Console
+    live: Live | None = field(default=None, init=False)
+    _last: float = field(default=0.0, init=False)
+
+    def __enter__(self) -> LiveView:
+        self.live = Live(console=self.console, refresh_per_second=4, transient=False)
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+            self.live = None
+
+    def say(self, message: str) -> None:
+        """A line above the live area (the same lines as without a terminal)."""
+        self.console.print(message, highlight=False)
+
+    def show(self, state: LiveState, force: bool = False) -> None:
+        """Show a new state (at most every REFRESH_S unless forced)."""
+        now = time.monotonic()
+        if self.live is None or (not force and now - self._last < REFRESH_S):
+            return
+        self._last = now
+        self.live.update(render(state))
+
+
+def running_trial(trial, label: str) -> RunningTrial:
+    """A Tune trial's progress from its latest result (the trainable's report keys)."""
+    result = trial.last_result or {}
+    config = trial.config or {}
+    epochs = (config.get("trial") or {}).get("epochs")
+    cap = (config.get("options") or {}).get("max_epochs")
+    if epochs is not None and cap is not None:
+        epochs = min(epochs, cap)
+    accuracy = result.get("test_accuracy")
+    return RunningTrial(
+        label=label,
+        epoch=result.get("epoch"),
+        epochs=epochs,
+        accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
+    )
