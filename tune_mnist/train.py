@@ -257,28 +257,23 @@ def _train_resnet(
         preload=options.preload,
         normalization=data.normalization,
     )
-    test_batches = Batches(
-        data.test_images,
-        data.test_labels,
-        options.eval_batch_size,
-        device,
-        pin_memory=False,
-        preload=options.preload,
-        normalization=data.normalization,
-    )
-    batches.channels_last = test_batches.channels_last = options.channels_last
-    held_out = None
-    if validation is not None:
-        held_out = Batches(
-            validation.images,
-            validation.labels,
+
+    def scored(images, labels) -> Batches:  # the test set, or the held-out validation split
+        made = Batches(
+            images,
+            labels,
             options.eval_batch_size,
             device,
             pin_memory=False,
             preload=options.preload,
             normalization=data.normalization,
         )
-        held_out.channels_last = options.channels_last
+        made.channels_last = options.channels_last
+        return made
+
+    batches.channels_last = options.channels_last
+    test_batches = scored(data.test_images, data.test_labels)
+    held_out = scored(validation.images, validation.labels) if validation is not None else None
 
     def state() -> dict:
         return {
