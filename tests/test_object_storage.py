@@ -104,6 +104,12 @@ def test_load_results_and_epochs_read_the_uri(s3, svm_sweep):
     assert not list(cache_dir(URI).rglob("checkpoint_*"))
 
 
+def test_status_reads_the_uri(s3, svm_sweep):
+    result = CliRunner().invoke(app, ["status", URI])
+    assert result.exit_code == 0, result.output
+    assert "4 finished" in result.output.replace("\n", " "), result.output
+
+
 def test_every_trial_writes_tensorboard_events(s3, svm_sweep):
     for folder, names in trial_folders(s3, "runs/tiny/").items():
         events = [n for n in names if n.startswith("events.out.tfevents")]

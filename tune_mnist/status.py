@@ -22,6 +22,7 @@ from pathlib import Path
 from .configs import trial_to_dict
 from .experiment import OWNER_FILE
 from .results import load_experiment
+from .storage import is_uri, local_experiment
 
 STATE_GLOB = "experiment_state-*.json"
 
@@ -42,7 +43,7 @@ class TrialStatus:
 class ExperimentStatus:
     """An experiment's trials by state and the time it has taken so far."""
 
-    experiment: Path
+    experiment: Path | str  # the folder, or the URI in object storage
     name: str  # the space's
     trials: list[TrialStatus]  # in the order the space declares them
     started_at: datetime | None  # when the sweep first started
@@ -77,8 +78,10 @@ class ExperimentStatus:
 
 
 def experiment_status(experiment: str | Path) -> ExperimentStatus:
-    """Read an experiment folder's state: see the module's docstring."""
-    experiment = Path(experiment)
+    """Read an experiment folder's state: see the module's docstring. A URI in object
+    storage is read through its local copy (storage.py), refreshed first."""
+    uri = str(experiment) if is_uri(experiment) else None
+    experiment = local_experiment(experiment)
     found = load_experiment(experiment)  # one-line errors for a folder that holds none
     tune_states = _tune_states(experiment)
     driver, active = _driver(experiment)
@@ -96,7 +99,7 @@ def experiment_status(experiment: str | Path) -> ExperimentStatus:
             )
         )
     return ExperimentStatus(
-        experiment=experiment.absolute(),
+        experiment=uri or experiment.absolute(),
         name=found.meta.name,
         trials=trials,
         started_at=_parse_time(found.meta.started_at),
