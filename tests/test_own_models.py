@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 from tune_mnist import load_space
 from tune_mnist.checks import check_space, space_datasets
 from tune_mnist.cli import app
-from tune_mnist.configs import MODELS, ResNetConfig, SVMConfig, model_names
+from tune_mnist.configs import MODELS, SHIPPED_ENV, ResNetConfig, SVMConfig, model_names
 from tune_mnist.data import FILES, channel_stats, write_idx
+from tune_mnist.errors import TuneMnistError
 from tune_mnist.models import build_model, model_cost, model_cost_at, registry
 from tune_mnist.svm import fit_svm
 from tune_mnist.train import Batches, train_resnet
@@ -382,3 +383,25 @@ def test_where_picks_a_file_model_by_the_name_show_prints(tmp_path):
         result = CliRunner().invoke(app, ["show", str(path), "--where", f"model={written}"])
         assert result.exit_code == 0, result.output
         assert "1 of 2 trials" in result.output and "resnet18" not in result.output
+
+
+def test_a_job_ships_the_files_its_space_refers_to(tmp_path):
+    from tune_mnist.jobs import space_files
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "deep.py").write_text(NETS)
+    path = own_space(tmp_path, model=["./nets.py:build", "./models/deep.py:build", "resnet18"])
+    assert space_files(path) == [Path("models/deep.py"), Path("nets.py"), Path("shapes.npz")]
+
+
+def test_workers_of_a_job_find_a_shipped_model_under_their_working_dir(tmp_path, monkeypatch):
+    """On another node a file model's absolute path (the driver's) is missing; the job's
+    working_dir copy is in the worker's working directory, found by the path's tail."""
+    (tmp_path / "job" / "models").mkdir(parents=True)
+    (tmp_path / "job" / "models" / "nets.py").write_text(NETS)
+    monkeypatch.chdir(tmp_path / "job")
+    elsewhere = "/driver-only/space-folder/models/nets.py:build"
+    with pytest.raises(TuneMnistError, match="no such file"):  # outside a job: not looked for
+        build_model(elsewhere, (3, 32, 32), 5)
+    monkeypatch.setenv(SHIPPED_ENV, "1")
+    assert build_model(elsewhere, (3, 32, 32), 5)(torch.zeros(1, 3, 32, 32)).shape == (1, 5)

@@ -25,6 +25,7 @@ MODELS = ("resnet18", "resnet34", "resnet50")
 # `build(channels, height, width, classes) -> nn.Module` (see models.py).
 MODEL_ENTRY_POINTS = "tune_mnist.models"
 BUILTIN_SHAPE, BUILTIN_CLASSES = (1, 28, 28), 10  # every built-in dataset's images, classes
+SHIPPED_ENV = "TUNE_MNIST_SHIPPED"  # set by jobs.submit for the files it sends with a job
 DATA_KINDS = ("npz", "idx", "torchvision")  # the kinds a space may declare (see data.py)
 OPTIMIZERS = ("sgd", "adam")
 KERNELS = ("rbf", "poly", "linear", "sigmoid")

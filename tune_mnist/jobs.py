@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
+from .configs import SHIPPED_ENV
 from .errors import TuneMnistError, first_line
 
 MARK = "tune_mnist"  # metadata key on every job this tool submits: its version
@@ -249,6 +250,27 @@ def stop_job(address: str | None, job_id: str, wait_s: float = STOP_GRACE_S + 15
         raise _job_error(e, where, job_id) from None
 
 
+def space_files(space: Path) -> list[Path]:
+    """The files a space file refers to in its own folder (own models and trainable, its
+    datasets, its reference table), relative to it: what a job ships beside the space.
+    Files outside that folder must be on the cluster at the paths the space names."""
+    from .configs import is_file_reference, is_reference
+    from .spaces import load_space
+
+    spec = load_space(space)
+    named = [spec.space.trainable, *(getattr(t, "model", "") for t in spec.trials)]
+    paths = [Path(r.rpartition(":")[0]) for r in named if is_reference(r) and is_file_reference(r)]
+    paths += [
+        Path(files.path) for files in spec.space.datasets.values() if files.kind != "torchvision"
+    ]
+    paths += [Path(spec.space.reference)] if spec.space.reference else []
+    folder = space.parent.absolute()
+    inside = {
+        p.absolute().relative_to(folder) for p in paths if p.absolute().is_relative_to(folder)
+    }
+    return sorted(inside)
+
+
 def submit(
     address: str | None,
     space: str,
@@ -272,9 +294,13 @@ def submit(
         argument = space
         if Path(space).is_file():  # the cluster cannot read this machine's files
             work = Path(staging, "space")
-            work.mkdir()
-            shutil.copy(space, work / Path(space).name)
+            for relative in [Path(Path(space).name), *space_files(Path(space))]:
+                (work / relative).parent.mkdir(parents=True, exist_ok=True)
+                copy = shutil.copytree if (Path(space).parent / relative).is_dir() else shutil.copy
+                copy(Path(space).parent / relative, work / relative)
             runtime_env["working_dir"] = str(work)
+            # workers find a shipped file model under their copy of it (models.shipped_copy)
+            runtime_env["env_vars"][SHIPPED_ENV] = "1"
             argument = Path(space).name
         command = ["tune-mnist"]
         if ship:

@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import inspect
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from .configs import (
     BUILTIN_SHAPE,
     MODEL_ENTRY_POINTS,
     MODELS,
+    SHIPPED_ENV,
     is_file_reference,
     is_reference,
 )
@@ -102,7 +104,13 @@ def _loaded(model: str, load: Callable):
 
 
 def _import_file(path: Path):
-    """Import a Python file by its path, once per process (workers import it themselves)."""
+    """Import a Python file by its path, once per process (workers import it themselves).
+
+    A path this node does not have is looked for under the working directory, by its
+    trailing parts (`models/nets.py`, then `nets.py`): a job's files shipped with Ray's
+    runtime_env working_dir sit there on every node, under another absolute path than on
+    the node whose driver read the space (jobs.py)."""
+    path = shipped_copy(path)
     if not path.is_file():
         raise TuneMnistError(f"{path}: no such file")
     name = "tune_mnist_own_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
@@ -117,6 +125,20 @@ def _import_file(path: Path):
         del sys.modules[name]  # a fixed file can be imported again
         raise
     return module
+
+
+def shipped_copy(path: Path, root: Path | None = None) -> Path:
+    """`path` if it exists, else (in a job that shipped its files: SHIPPED_ENV) the file of
+    its trailing parts under `root` (the working directory) that does; else `path`."""
+    if path.is_file() or not os.environ.get(SHIPPED_ENV):
+        return path
+    root = root or Path.cwd()
+    parts = path.parts[1:] if path.is_absolute() else path.parts
+    for i in range(len(parts)):
+        candidate = root.joinpath(*parts[i:])
+        if candidate.is_file():
+            return candidate
+    return path
 
 
 def build_model(model: str, shape: tuple[int, int, int], classes: int) -> nn.Module:
