@@ -165,3 +165,14 @@ def test_a_builtin_trainable_takes_no_metric(tmp_path):
     result = CliRunner().invoke(app, ["show", str(path)])
     assert result.exit_code == 1
     assert "metric: only a space's own trainable takes one" in result.output
+
+
+def test_a_custom_trainables_own_key_can_be_searched(tmp_path):
+    path = custom_space(
+        tmp_path,
+        fixed={"dataset": "mnist", "epochs": 2, "shrink": {"uniform": [0.0, 0.9]}},
+        grid={"note": ["x"]},
+        search={"algorithm": "random", "num_samples": 3, "seed": 0},
+    )
+    spec = load_space(path)
+    assert spec.search.samples and [t.params["shrink"] for t in spec.trials] == [0.0, 0.9]

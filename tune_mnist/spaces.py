@@ -489,16 +489,21 @@ def grid_configurations(space: Space) -> int:
 
 def distributions(space: Space, source: str) -> dict[str, Distribution]:
     """The values of `fixed` written as distributions, each checked against its key."""
-    fields = FIELDS[space.trainable].model_fields
+    kind = trainable_kind(space.trainable)
+    fields = FIELDS[kind].model_fields
     found = {}
     for key, value in space.fixed.items():
         if not is_distribution(value):
             continue
-        if key not in fields:
+        if key in fields:
+            annotation = fields[key].annotation
+        elif kind == "custom":  # the trainable's own key: any number it may be drawn as
+            annotation = int | float
+        else:
             raise TuneMnistError(
                 f"{source}: fixed.{key}: unknown key (expected one of: {', '.join(fields)})"
             )
-        found[key] = parse_distribution(value, fields[key].annotation, f"{source}: fixed.{key}")
+        found[key] = parse_distribution(value, annotation, f"{source}: fixed.{key}")
     return found
 
 
