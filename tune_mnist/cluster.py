@@ -184,7 +184,7 @@ def check_shared_storage(storage: Path | str, nodes: pd.DataFrame) -> None:
         return
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    marker = storage / f".tune-mnist-visible-{uuid.uuid4().hex}"
+    marker = Path(storage) / f".tune-mnist-visible-{uuid.uuid4().hex}"
     marker.write_text("")
     try:
         checks = {
