@@ -202,7 +202,7 @@ def _run_sweep(
         say(placement.describe())
         if dashboard := dashboard_url():
             say(f"Ray dashboard: {dashboard}")
-        check_shared_storage(where, cluster_nodes())
+        check_shared_storage(uri or experiment, cluster_nodes())
         resources = {placement.kind: placement.asks}
         grams = share_grams(spec, datasets, placement)  # SVM kernels of one dataset: one Gram
         if grams.refs:
