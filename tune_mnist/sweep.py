@@ -174,7 +174,9 @@ def _run_sweep(
 ) -> SweepResult:
     run_dir = experiment / plan.run.folder  # where this Tune run keeps its state and trials
     # where Tune reads and writes this run: the folder, or its place in object storage
-    where = (storage.join(uri, plan.run.folder) if plan.run.folder != "." else uri) or str(run_dir)
+    where = str(run_dir)
+    if uri:
+        where = storage.join(uri, plan.run.folder) if plan.run.folder != "." else uri
     if settings.resume and (spent := budgets.spent(experiment)):
         say(f"nothing to resume: {spent}; `tune-mnist sweep SPACE --extend` runs the rest")
         return SweepResult(experiment, summarize(uri or experiment, plots=True), 0, {}, uri)
