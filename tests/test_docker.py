@@ -41,7 +41,7 @@ def test_compose_runs_object_storage_and_mlflow_next_to_the_cluster():
         env = services[name]["environment"]
         assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
         assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
-    assert '".[tracking]"' in (DOCKER / "Dockerfile").read_text()  # mlflow in the image
+    assert '".[tracking,jobs]"' in (DOCKER / "Dockerfile").read_text()  # mlflow, the job server
 
 
 def test_storage_keys_are_an_uncommitted_env_file():
