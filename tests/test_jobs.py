@@ -84,6 +84,8 @@ def cluster(tmp_path_factory):
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard}",
             "--include-dashboard=true",
+            # the job agent's own port: Ray's default (52365) may be another cluster's
+            f"--dashboard-agent-listen-port={free_port()}",
             "--num-cpus=2",
             f"--temp-dir={temp}",
             "--disable-usage-stats",
