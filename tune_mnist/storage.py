@@ -16,11 +16,14 @@ doing so (one machine running two is, through the local copy's lock).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from .errors import TuneMnistError, first_line
 
@@ -112,6 +115,16 @@ def describe(uri: str, error: OSError) -> TuneMnistError:
     return TuneMnistError(f"storage path {uri}: {reason}")
 
 
+@contextlib.contextmanager
+def opened(uri: str) -> Iterator[tuple[Any, str]]:
+    """The filesystem and path of `uri`; an OSError inside the block said in one line."""
+    fs, path = filesystem(uri)
+    try:
+        yield fs, path
+    except OSError as e:
+        raise describe(uri, e) from None
+
+
 def check_storage(uri: str) -> None:
     """Before a sweep starts: the bucket exists and these credentials may list and write in it.
 
@@ -119,65 +132,49 @@ def check_storage(uri: str) -> None:
     """
     import pyarrow.fs
 
-    fs, path = filesystem(uri)
-    probe = f"{path}/.tune-mnist-probe-{uuid.uuid4().hex}"
-    try:
+    with opened(uri) as (fs, path):
+        probe = f"{path}/.tune-mnist-probe-{uuid.uuid4().hex}"
         fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
         with fs.open_output_stream(probe) as f:
             f.write(b"")
         fs.delete_file(probe)
-    except OSError as e:
-        raise describe(uri, e) from None
 
 
 def exists(uri: str, name: str) -> bool:
     """Whether the object `name` exists inside the folder at `uri`."""
     import pyarrow.fs
 
-    fs, path = filesystem(uri)
-    try:
+    with opened(uri) as (fs, path):
         return fs.get_file_info(f"{path}/{name}").type == pyarrow.fs.FileType.File
-    except OSError as e:
-        raise describe(uri, e) from None
 
 
 def folders(uri: str, prefix: str = "") -> list[str]:
     """The names of the folders directly inside `uri` that start with `prefix`, sorted."""
     import pyarrow.fs
 
-    fs, path = filesystem(uri)
-    try:
+    with opened(uri) as (fs, path):
         found = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
-    except OSError as e:
-        raise describe(uri, e) from None
     names = (PurePosixPath(i.path).name for i in found if i.type == pyarrow.fs.FileType.Directory)
     return sorted(n for n in names if n.startswith(prefix))
 
 
 def write_bytes(uri: str, content: bytes) -> None:
     """Write one object (a PUT replaces the whole object at once: readers never see half)."""
-    fs, path = filesystem(uri)
-    try:
-        with fs.open_output_stream(path) as f:
-            f.write(content)
-    except OSError as e:
-        raise describe(uri, e) from None
+    with opened(uri) as (fs, path), fs.open_output_stream(path) as f:
+        f.write(content)
 
 
 def put(local: Path, uri: str) -> None:
     """Upload a local file, or a folder with everything in it, to `uri`."""
     import pyarrow.fs
 
-    fs, path = filesystem(uri)
-    try:
+    with opened(uri) as (fs, path):
         if local.is_dir():
             fs.create_dir(path)
             pyarrow.fs.copy_files(str(local), path, destination_filesystem=fs)
         else:
             with fs.open_output_stream(path) as f:
                 f.write(local.read_bytes())
-    except OSError as e:
-        raise describe(uri, e) from None
 
 
 def _wanted(relative: str) -> bool:
@@ -195,8 +192,7 @@ def fetch(uri: str, dest: Path | None = None, must_exist: bool = True) -> Path:
     import pyarrow.fs
 
     dest = dest or cache_dir(uri)
-    fs, root = filesystem(uri)
-    try:
+    with opened(uri) as (fs, root):
         found = fs.get_file_info(
             pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True)
         )
@@ -209,8 +205,6 @@ def fetch(uri: str, dest: Path | None = None, must_exist: bool = True) -> Path:
             raise TuneMnistError(f"{uri}: no such experiment (nothing stored there)")
         for relative, info in remote.items():
             _download(fs, info, dest / relative)
-    except OSError as e:
-        raise describe(uri, e) from None
     if dest.is_dir():
         for local in [p for p in dest.rglob("*") if p.is_file()]:
             relative = local.relative_to(dest).as_posix()

@@ -235,7 +235,7 @@ def _run_sweep(
             )
         else:  # a new sweep, or one killed before Tune wrote its first state
             meta = _meta(plan, settings, data, resources)
-            _write_meta(experiment, uri, meta)
+            _beside(uri, write_meta(experiment, meta))
             if settings.mlflow:
                 tracked = tracking.start_sweep_run(settings.mlflow, meta, where)
             tuner = tune.Tuner(
@@ -273,30 +273,21 @@ def _run_sweep(
                 sign(experiment)
             if spending:
                 budgets.close_run(experiment, spending)
-                if uri:  # what the budget spent, beside the experiment in object storage
-                    storage.put(experiment / META_FILE, storage.join(uri, META_FILE))
-    _record_timing(experiment, uri, clock.timing(progress.peak_running))  # the report shows it
+                _beside(uri, experiment / META_FILE)  # with what the budget spent
+    _beside(uri, write_timing(experiment, clock.timing(progress.peak_running)))  # for the report
     started = time.perf_counter()
     summary = summarize(uri or experiment, plots=True)
     timing = clock.timing(progress.peak_running, time.perf_counter() - started)
-    _record_timing(experiment, uri, timing)
+    _beside(uri, write_timing(experiment, timing))
     summary.timing = split(read_timings(experiment), summary.results)  # the report's time too
     if tracked:
         tracked.finish(report_dir(experiment), summary.complete)
     return SweepResult(experiment, summary, progress.peak_running, resources, uri)
 
 
-def _write_meta(experiment: Path, uri: str | None, meta: ExperimentMeta) -> None:
-    """tune_mnist.json in the folder (and beside the experiment in object storage)."""
-    written = write_meta(experiment, meta)
-    if uri:
-        storage.put(written, storage.join(uri, written.name))
-
-
-def _record_timing(experiment: Path, uri: str | None, timing) -> None:
-    """Write timing.json (and put it beside the experiment in object storage, whose copy
-    a later fetch would otherwise drop)."""
-    written = write_timing(experiment, timing)
+def _beside(uri: str | None, written: Path) -> None:
+    """Put a file of tune-mnist's own, written in the local copy, beside the experiment in
+    object storage (a later fetch drops from the copy what the URI does not hold)."""
     if uri:
         storage.put(written, storage.join(uri, written.name))
 
