@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -97,8 +99,10 @@ def main() -> None:
         help="epochs of ours per run; the last one's rate counts (leaves out compile time)",
     )
     parser.add_argument("--json", action="store_true")
+    common.add_honesty(parser)
     args = common.parse_args(parser)
     options = dict(parse_option(text) for text in args.option)
+    load_at_start = os.getloadavg()[0]
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,33 +112,40 @@ def main() -> None:
     data = data.head(args.images, 1000)  # testing is not timed; keep it short
     root = naive.torchvision_root(Path(data.source), "fashion-mnist")
     cases = {}
-    try:
-        for model in args.models:
-            for batch in args.batch_sizes:
-                trial = naive.trial(model, batch, args.epochs, pin_memory=pin)
-                naive_runs, ours_runs = [], []
-                for _ in range(args.repeats):
-                    naive_runs.append(
-                        naive_images_per_s(root, trial, args.images, device, args.workers)
-                    )
-                    ours_runs.append(ours_images_per_s(data, trial, device, options))
-                n, o = statistics.median(naive_runs), statistics.median(ours_runs)
-                cases[f"{model}/bs{batch}"] = {
-                    "naive_img_s": round(n, 1),
-                    "ours_img_s": round(o, 1),
-                    "ratio": round(o / n, 2),
-                    "naive_runs": [round(v, 1) for v in naive_runs],
-                    "ours_runs": [round(v, 1) for v in ours_runs],
-                }
-                if not args.json:
-                    print(
-                        f"{model:9s} bs{batch:<3d} naive {n:8.1f} img/s   ours {o:8.1f} img/s"
-                        f"   x{o / n:.2f}   (median of {args.repeats})",
-                        flush=True,
-                    )
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with common.LoadWatch() as watch:
+        try:
+            for model in args.models:
+                for batch in args.batch_sizes:
+                    trial = naive.trial(model, batch, args.epochs, pin_memory=pin)
+                    naive_runs, ours_runs = [], []
+                    for _ in range(args.repeats):
+                        naive_runs.append(
+                            naive_images_per_s(root, trial, args.images, device, args.workers)
+                        )
+                        ours_runs.append(ours_images_per_s(data, trial, device, options))
+                    n, o = statistics.median(naive_runs), statistics.median(ours_runs)
+                    cases[f"{model}/bs{batch}"] = {
+                        "naive_img_s": round(n, 1),
+                        "ours_img_s": round(o, 1),
+                        "ratio": round(o / n, 2),
+                        "naive_runs": [round(v, 1) for v in naive_runs],
+                        "ours_runs": [round(v, 1) for v in ours_runs],
+                    }
+                    if not args.json:
+                        print(
+                            f"{model:9s} bs{batch:<3d} naive {n:8.1f} img/s   ours {o:8.1f} img/s"
+                            f"   x{o / n:.2f}   (median of {args.repeats})",
+                            flush=True,
+                        )
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
     report = {
+        "benchmark": "trainer",
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "repo_commit": common.git_commit(Path(__file__).resolve().parents[1]),
+        "machine": common.machine(),
+        **common.verdict(load_at_start, args.max_load),
+        "load": watch.summary(),
         "device": torch.cuda.get_device_name() if pin else "cpu",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
