@@ -32,8 +32,6 @@ from tune_mnist.configs import SVMConfig
 from tune_mnist.provenance import machine
 from tune_mnist.svm import GiB, available_budget, estimate_memory
 
-QUIET_LOAD = 0.5  # 1-minute load average above which a run is not a speed figure
-
 
 def one(args: argparse.Namespace) -> dict:
     """Fit and predict once in this process; its peak memory and times."""
@@ -64,6 +62,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 10000, 20000, 40000, 60000])
     parser.add_argument("--backends", nargs="+", default=["precomputed", "libsvm"])
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
+    common.add_honesty(parser)
     parser.add_argument("--one", nargs=2, metavar=("N", "BACKEND"), help=argparse.SUPPRESS)
     args = common.parse_args(parser)
     if args.one:
@@ -94,10 +93,11 @@ def main() -> None:
         "benchmark": "svm_scale",
         "dataset": args.dataset,
         "kernel": args.kernel,
-        "machine": asdict(machine()),
-        "load_1m_at_start": load_start,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "repo_commit": common.git_commit(Path(__file__).resolve().parents[1]),
+        "machine": common.machine() | {"provenance": asdict(machine())},
+        **common.verdict(load_start, args.max_load),
         "load_1m_at_end": os.getloadavg()[0],
-        "quiet": load_start <= QUIET_LOAD,
         "available_gib": round(budget / GiB, 1),
         "runs": runs,
     }
