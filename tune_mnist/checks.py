@@ -61,9 +61,11 @@ def check_space(spec: Spec, datasets: Mapping[str, Dataset] | None = None) -> No
 
 def model_costs(spec: Spec, datasets: Mapping[str, Dataset]) -> dict:
     """ModelCost of each (model, dataset) pair a ResNet space trains, at the data's shape."""
+    pairs = dict.fromkeys((t.model, t.dataset) for t in spec.trials if t.trainable == "resnet")
+    if not pairs:  # an SVM space: no torch in the driver (5 s of imports on 2 cores)
+        return {}
     from .models import model_cost_at
 
-    pairs = dict.fromkeys((t.model, t.dataset) for t in spec.trials if t.trainable == "resnet")
     return {
         (model, name): model_cost_at(model, datasets[name].shape, datasets[name].classes)
         for model, name in pairs

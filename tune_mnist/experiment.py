@@ -380,7 +380,8 @@ def new_meta(
         data=data,
         resources=resources,
         started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        provenance=provenance(),
+        # a sweep of SVMs only imports no torch in the driver (seconds of q1b's wall time)
+        provenance=provenance(with_torch=any(t.trainable != "svm" for t in spec.trials)),
         selection=spec.selection,
         version=version,
         runs=runs or [TuneRun()],

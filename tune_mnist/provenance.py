@@ -122,9 +122,10 @@ class Cpu:
     logical_cpus: int | None  # os.cpu_count(): hardware threads of the machine
     usable_cpus: int | None  # those this process may run on (affinity, cgroup cpusets)
     vector_extensions: list[str]  # of VECTOR_FLAGS, those the CPU has
-    torch_capability: str  # the kernel set torch dispatches to, e.g. AVX2
-    torch_threads: int
-    torch_interop_threads: int
+    # None where torch was not imported (a sweep of SVMs only)
+    torch_capability: str | None = None  # the kernel set torch dispatches to, e.g. AVX2
+    torch_threads: int | None = None
+    torch_interop_threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -160,8 +161,8 @@ class Machine:
     os: str
     python: str
     cpu: Cpu
-    gpu: Gpu
-    torch_build: TorchBuild
+    gpu: Gpu | None  # None: not looked up (a sweep of SVMs only does not import torch)
+    torch_build: TorchBuild | None
 
 
 def cpuinfo(path: Path = Path("/proc/cpuinfo")) -> list[dict[str, str]]:
@@ -181,10 +182,9 @@ def cpuinfo(path: Path = Path("/proc/cpuinfo")) -> list[dict[str, str]]:
     return blocks
 
 
-def cpu() -> Cpu:
-    """The CPU model, its cores, its vector extensions and torch's threads."""
-    import torch
-
+def cpu(with_torch: bool = True) -> Cpu:
+    """The CPU model, its cores, its vector extensions and torch's threads (None without
+    `with_torch`)."""
     blocks = cpuinfo()
     first = blocks[0] if blocks else {}
     # x86 says "model name"; some ARM kernels name only the implementer and part
@@ -201,10 +201,18 @@ def cpu() -> Cpu:
         logical_cpus=os.cpu_count(),
         usable_cpus=usable,
         vector_extensions=[f for f in VECTOR_FLAGS if f in flags],
-        torch_capability=torch.backends.cpu.get_cpu_capability(),
-        torch_threads=torch.get_num_threads(),
-        torch_interop_threads=torch.get_num_interop_threads(),
+        **(_torch_cpu() if with_torch else {}),
     )
+
+
+def _torch_cpu() -> dict:
+    import torch
+
+    return {
+        "torch_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+    }
 
 
 def nvidia_driver() -> str | None:
@@ -267,15 +275,15 @@ def torch_build() -> TorchBuild:
     )
 
 
-def machine() -> Machine:
-    """This host: OS, Python, CPU, GPU and torch's build."""
+def machine(with_torch: bool = True) -> Machine:
+    """This host: OS, Python, CPU, GPU and torch's build (None without `with_torch`)."""
     return Machine(
         host=platform.node(),
         os=platform.platform(),
         python=sys.version.split()[0],
-        cpu=cpu(),
-        gpu=gpu(),
-        torch_build=torch_build(),
+        cpu=cpu(with_torch),
+        gpu=gpu() if with_torch else None,
+        torch_build=torch_build() if with_torch else None,
     )
 
 
@@ -311,17 +319,21 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def provenance() -> dict:
-    """The sweep's provenance, saved when it starts: SWEEP_KEYS, JSON-ready."""
+def provenance(with_torch: bool = True) -> dict:
+    """The sweep's provenance, saved when it starts: SWEEP_KEYS, JSON-ready.
+
+    Without `with_torch` (a sweep whose trials use no torch: SVMs) the driver does not
+    import torch, which takes seconds, and its devices and build are None: none was used.
+    """
     code = code_version()
     return {
         "versions": versions(),
         "git_commit": code.label,
-        "driver_devices": devices(),
+        "driver_devices": devices() if with_torch else None,
         "host": platform.node(),
         "command": command(),
         "code": asdict(code),
-        "machine": asdict(machine()),
+        "machine": asdict(machine(with_torch)),
         "distributions": distributions(),
     }
 
