@@ -83,8 +83,9 @@ def main() -> None:
                 command += ["--one", str(n), backend]
                 row["load_1m_before"] = os.getloadavg()[0]
                 done = subprocess.run(command, capture_output=True, text=True, check=False)
-                if done.returncode:
-                    row["failed"] = (done.stderr.strip().splitlines() or ["?"])[-1]
+                if done.returncode:  # a negative code is the signal that ended it
+                    last = (done.stderr.strip().splitlines() or [""])[-1]
+                    row["failed"] = f"exit {done.returncode} {last}".strip()
                 else:
                     row |= json.loads(done.stdout.strip().splitlines()[-1])
             print(json.dumps(row), flush=True)
