@@ -20,7 +20,7 @@ from tune_mnist import load_space
 from tune_mnist.configs import SVMConfig
 from tune_mnist.data import load_dataset
 from tune_mnist.experiment import read_predictions
-from tune_mnist.gram import EarlyGrams, gram_matrix, kernel_from_gram, share_grams, shareable
+from tune_mnist.gram import gram_matrix, kernel_from_gram, share_grams, shareable
 from tune_mnist.svm import MiB, estimate_memory, fit_predict, kernel_params, svm_features
 from tune_mnist.sweep import SweepSettings, run_sweep
 
@@ -86,6 +86,7 @@ def test_large_grams_are_made_in_blocks_and_predict_as_plain_svc(sample, kernel,
     x = svm_features(sample.train_images[:n])
     blocked = gram_module.gram_matrix(x)
     assert blocked.shape == (n, n) and np.allclose(blocked, x @ x.T, rtol=1e-13, atol=0)
+    assert np.array_equal(blocked, blocked.T)  # the upper triangle, mirrored
     result, predicted = fit_predict(
         SVMConfig("mnist", kernel, train_samples=n), sample, "precomputed"
     )
@@ -218,7 +219,6 @@ def test_a_sweep_shares_one_gram_per_dataset_and_predicts_as_plain_svc(swept, da
     assert frame["shared_gram"].all() and (frame["backend"] == "precomputed").all()
     said = [e for e in events if e.startswith("SVM Gram matrices:")]
     assert len(said) == 1 and "mnist (150 images)" in said[0]
-    assert "computing them while Ray started" in said[0]  # EarlyGrams, not again after
     assert "fashion-mnist (150 images)" in said[0]
     for _, row in frame.iterrows():
         data = load_dataset(row["dataset"], data_root)
@@ -251,25 +251,6 @@ def test_a_gram_is_shared_only_where_two_precomputed_trials_fit_the_same_images(
     assert shared("one", **one_each) == {}
     # all 60,000 images: auto runs libsvm (precomputed needs 28 GiB): nothing to share
     assert shared("full", **{**q1b, "fixed": {"train_samples": 60_000}}) == {}
-
-
-def test_grams_are_computed_while_ray_starts_only_where_two_trials_will_share_them(
-    sample, tmp_path
-):
-    def early(name, backend="auto", kernels=("rbf", "poly"), **space):
-        spec = load_space(write_space(tmp_path, name=name, trainable="svm",
-                                      fixed={"train_samples": 100, "dataset": "mnist"},
-                                      grid={"kernel": list(kernels)}, **space))  # fmt: skip
-        return EarlyGrams(spec, {"mnist": sample}, backend)
-
-    both = early("both")
-    gram, seconds = both.take(("mnist", 100))
-    assert np.array_equal(gram, gram_matrix(svm_features(sample.train_images[:100])))
-    assert seconds >= 0 and both.take(("mnist", 100)) is None  # taken once, then freed
-    assert early("plain", "libsvm").thread is None  # libsvm computes its kernels itself
-    assert early("one", kernels=("rbf",)).thread is None  # nothing to share
-    assert early("split", validation=20).thread is None  # each seed trains on other images
-    assert EarlyGrams().take(("mnist", 100)) is None
 
 
 def test_grams_that_would_crowd_the_object_store_are_not_shared(small_store_ray, tmp_path):

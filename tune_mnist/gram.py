@@ -38,7 +38,6 @@ are in its estimate's `shared` field.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -49,8 +48,6 @@ import numpy as np
 from .data import Dataset
 
 SHARE_FRACTION = 0.5  # of a node's object store that the sweep's Gram matrices may fill
-# of the available memory that Grams computed before Ray starts may hold (EarlyGrams)
-EARLY_FRACTION = 0.25
 KERNELS = ("linear", "poly", "sigmoid", "rbf")  # every SVC kernel but a callable
 
 
@@ -63,15 +60,17 @@ BLOCK_ROWS = 4_096
 
 def gram_matrix(features: np.ndarray) -> np.ndarray:
     """X·Xᵀ of float64 features: as scikit-learn's kernels compute it (X @ X.T) up to
-    ONE_CALL_ROWS rows; above, BLOCK_ROWS rows at a time, whose values may differ from one
-    call's in the last bits (libsvm's own kernel differs from both in the same way)."""
+    ONE_CALL_ROWS rows; above, BLOCK_ROWS rows at a time, the upper triangle computed and
+    mirrored (exactly symmetric), whose values may differ from one call's in the last bits
+    (libsvm's own kernel differs from both in the same way)."""
     n = len(features)
     if n <= ONE_CALL_ROWS:
         return features @ features.T
     gram = np.empty((n, n))
-    for start in range(0, n, BLOCK_ROWS):
-        rows = slice(start, start + BLOCK_ROWS)
-        np.matmul(features[rows], features.T, out=gram[rows])
+    for start in range(0, n, BLOCK_ROWS):  # the upper triangle's blocks, mirrored: half the work
+        end = start + BLOCK_ROWS
+        np.matmul(features[start:end], features[start:].T, out=gram[start:end, start:])
+        gram[end:, start:end] = gram[start:end, end:].T
     return gram
 
 
@@ -148,66 +147,6 @@ def shareable(spec, placement) -> dict[tuple[str, int], int]:
     }
 
 
-class EarlyGrams:
-    """Gram matrices computed in a background thread while Ray starts: on 2 cores a local
-    Ray's start is mostly waiting for its processes, and numpy's BLAS releases the GIL.
-    share_grams takes those it wants; any it does not want are dropped (a few seconds of
-    arithmetic lost, nothing else). Started only where sharing is likely: two or more
-    SVM trials on the same images, not pinned to a backend without a kernel matrix, all
-    their Grams within EARLY_FRACTION of the available memory."""
-
-    def __init__(self, spec=None, datasets: dict[str, Dataset] | None = None, backend: str = ""):
-        self.computed: dict[tuple[str, int], tuple[np.ndarray, float]] = {}
-        self.thread = None
-        wanted = _early_candidates(spec, datasets or {}, backend) if spec is not None else {}
-        if wanted:
-            self.thread = threading.Thread(
-                target=self._compute, args=(wanted, datasets), name="early-grams", daemon=True
-            )
-            self.thread.start()
-
-    def _compute(self, wanted: dict[tuple[str, int], int], datasets) -> None:
-        from .svm import svm_features
-
-        for (name, samples), n in wanted.items():
-            start = time.perf_counter()
-            try:
-                gram = gram_matrix(svm_features(datasets[name].train_images[:n]))
-            except MemoryError:  # share_grams computes what is missing, as before
-                return
-            self.computed[(name, samples)] = (gram, time.perf_counter() - start)
-
-    def take(self, key: tuple[str, int]) -> tuple[np.ndarray, float] | None:
-        """The Gram of (dataset, train_samples) and its seconds, once, or None."""
-        if self.thread is not None:
-            self.thread.join()
-        return self.computed.pop(key, None)
-
-    def drop(self) -> None:
-        """Free whatever share_grams did not take."""
-        if self.thread is not None:
-            self.thread.join()
-        self.computed.clear()
-
-
-def _early_candidates(spec, datasets, backend: str) -> dict[tuple[str, int], int]:
-    from .svm import available_budget
-
-    if spec.trainable != "svm" or spec.space.validation is not None:
-        return {}
-    if backend not in ("auto", "precomputed"):
-        return {}
-    counts = Counter((t.dataset, t.train_samples) for t in spec.trials if t.kernel in KERNELS)
-    wanted = {
-        (name, samples): min(samples, len(datasets[name].train_labels))
-        for (name, samples), count in counts.items()
-        if count >= 2 and name in datasets
-    }
-    if sum(gram_bytes(n) for n in wanted.values()) > EARLY_FRACTION * available_budget():
-        return {}
-    return wanted
-
-
 def object_store_bytes(node_ids: list[str]) -> int:
     """The smallest object store among these nodes of the connected cluster (bytes)."""
     import ray
@@ -220,20 +159,9 @@ def object_store_bytes(node_ids: list[str]) -> int:
     return int(min(stores, default=0))
 
 
-def share_grams(
-    spec, datasets: dict[str, Dataset], placement, early: EarlyGrams | None = None
-) -> SharedGrams:
+def share_grams(spec, datasets: dict[str, Dataset], placement) -> SharedGrams:
     """Compute each shareable configuration's Gram matrix once, here, and put it in Ray's
-    object store; none when they would not fit SHARE_FRACTION of the object store.
-    `early`: those already computed while Ray started (EarlyGrams), used as they are."""
-    early = early or EarlyGrams()
-    try:
-        return _share_grams(spec, datasets, placement, early)
-    finally:
-        early.drop()
-
-
-def _share_grams(spec, datasets, placement, early: EarlyGrams) -> SharedGrams:
+    object store; none when they would not fit SHARE_FRACTION of the object store."""
     if spec.space.validation is not None:  # each trial trains on what its seed leaves
         return SharedGrams(reason="none (a validation split: each seed's images differ)")
     wanted = shareable(spec, placement)
@@ -251,19 +179,14 @@ def _share_grams(spec, datasets, placement, early: EarlyGrams) -> SharedGrams:
 
     from .svm import svm_features
 
-    start, refs, overlapped = time.perf_counter(), {}, 0.0
+    # Not overlapped with Ray's start in a thread: OpenBLAS's fork handler deadlocked with a
+    # running BLAS call when ray.init forked its processes (tried: the sweep hung).
+    start, refs = time.perf_counter(), {}
     for (name, samples), n in wanted.items():
-        ready = early.take((name, samples))
-        if ready is not None and ready[0].shape == (n, n):
-            gram, seconds = ready
-            overlapped += seconds
-        else:
-            gram = gram_matrix(svm_features(datasets[name].train_images[:n]))
+        gram = gram_matrix(svm_features(datasets[name].train_images[:n]))
         refs[(name, samples)] = ray.put(gram)
-        del gram, ready  # the store holds it now
+        del gram  # the store holds it now: one copy in the driver at a time
     seconds = time.perf_counter() - start
     shown = ", ".join(f"{name} ({n:,} images)" for (name, _), n in wanted.items())
     reason = f"{shown}: {needed / gib:.1f} GiB in the object store, {seconds:.1f} s"
-    if overlapped:
-        reason += f" (and {overlapped:.1f} s computing them while Ray started)"
-    return SharedGrams(refs, seconds + overlapped, needed, reason)
+    return SharedGrams(refs, seconds, needed, reason)

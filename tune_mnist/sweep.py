@@ -47,7 +47,7 @@ from .experiment import (
     write_timing,
     writing,
 )
-from .gram import EarlyGrams, share_grams
+from .gram import share_grams
 from .live import LiveState, LiveView, running_trial
 from .provenance import sha256_files
 from .report import Summary, summarize
@@ -197,7 +197,6 @@ def _run_sweep(
     check_space(spec, datasets)  # every model imports, builds and fits its data
     costs = model_costs(spec, datasets)
     clock.lap("data")
-    early = EarlyGrams(spec, datasets, settings.svm_backend)  # while Ray starts
     with ray_session(address, settings.verbose):
         clock.lap("ray")
         sizes = {n: (*d.sizes, math.prod(d.train_images.shape[1:])) for n, d in datasets.items()}
@@ -207,8 +206,7 @@ def _run_sweep(
             say(f"Ray dashboard: {dashboard}")
         check_shared_storage(uri or experiment, cluster_nodes())
         resources = {placement.kind: placement.asks}
-        # SVM kernels of one dataset: one Gram
-        grams = share_grams(spec, datasets, placement, early)
+        grams = share_grams(spec, datasets, placement)  # SVM kernels of one dataset: one Gram
         if grams.refs:
             say(grams.describe())
         trainable = tune.with_resources(
