@@ -86,7 +86,6 @@ def test_large_grams_are_made_in_blocks_and_predict_as_plain_svc(sample, kernel,
     x = svm_features(sample.train_images[:n])
     blocked = gram_module.gram_matrix(x)
     assert blocked.shape == (n, n) and np.allclose(blocked, x @ x.T, rtol=1e-13, atol=0)
-    assert np.array_equal(blocked, blocked.T)  # the upper triangle, mirrored
     result, predicted = fit_predict(
         SVMConfig("mnist", kernel, train_samples=n), sample, "precomputed"
     )
