@@ -45,10 +45,10 @@ from typing import Any
 
 import numpy as np
 
+from .configs import KERNELS  # every SVC kernel but a callable
 from .data import Dataset
 
 SHARE_FRACTION = 0.5  # of a node's object store that the sweep's Gram matrices may fill
-KERNELS = ("linear", "poly", "sigmoid", "rbf")  # every SVC kernel but a callable
 
 
 # Above this many rows, X @ X.T (numpy's one-call SYRK path, as scikit-learn's kernels run

@@ -313,17 +313,15 @@ def _fit_precomputed(trial, x_train, y_train, x_test, gram=None):
     from sklearn.metrics.pairwise import pairwise_kernels
     from sklearn.svm import SVC
 
-    from .gram import KERNELS, gram_matrix, kernel_from_gram
+    from .gram import gram_matrix, kernel_from_gram
 
     params = kernel_params(trial, x_train)
     svc = SVC(kernel="precomputed", C=trial.C, random_state=trial.seed)
     start = time.perf_counter()
     if gram is not None:  # the same values from the Gram matrix the sweep shares (gram.py)
         kernel = kernel_from_gram(trial.kernel, gram, x_train, params)
-    elif trial.kernel in KERNELS:  # sklearn's values, without its one-call X @ X.T at any n
+    else:  # sklearn's values (every space kernel is in KERNELS), never its one-call X @ X.T
         kernel = kernel_from_gram(trial.kernel, gram_matrix(x_train), x_train, params, True)
-    else:
-        kernel = pairwise_kernels(x_train, metric=trial.kernel, **params)
     svc.fit(kernel, y_train)
     del kernel  # libsvm keeps what it needs; the n x n matrix is not needed to predict
     fit_s = time.perf_counter() - start
