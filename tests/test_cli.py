@@ -110,6 +110,7 @@ def test_sweep_runs_prints_and_writes_tables(cli_sweep):
     assert result.exit_code == 0, result.output
     assert "tiny: 4 trials" in result.output
     assert "svm trials ask for 1 CPU" in result.output
+    assert "Ray dashboard" not in result.output  # a local Ray runs none unless --dashboard
     assert "tiny: SVM baselines" in result.output
     report = experiment / "report"
     written = len([p for p in report.iterdir() if p.suffix != ".png"])  # figures aside

@@ -1,17 +1,21 @@
 """A real two-node Ray cluster (head with 2 logical GPUs, a CPU worker marked for SVMs),
-started with `ray start` inside a private network namespace: loopback only, token auth."""
+started with `ray start` inside a private network namespace: loopback only, token auth;
+and the local Ray a sweep starts for itself."""
 
 import json
 import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import ray
 
 from tune_mnist import load_results
+from tune_mnist.cluster import dashboard_url, ray_session
 
 from .conftest import TINY_RESNET, TINY_SVM, write_space
 
@@ -24,11 +28,10 @@ def can_unshare() -> bool:
     return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
 
 
-pytestmark = pytest.mark.skipif(not can_unshare(), reason="needs `unshare -n` (root on Linux)")
-
-
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory, tiny_data):
+    if not can_unshare():
+        pytest.skip("needs `unshare -n` (root on Linux)")
     folder = tmp_path_factory.mktemp("multinode")
     svm = write_space(folder, name="svm-tiny", **TINY_SVM)
     resnet_grid = {
@@ -121,3 +124,16 @@ def test_results_record_where_every_trial_ran(scenario):
     out, *_ = scenario
     both = pd.concat([load_results(out / "runs" / n) for n in ("svm-tiny", "resnet-tiny")])
     assert both[["node_id", "hostname", "pid"]].notna().all().all()
+
+
+def test_a_local_ray_runs_its_dashboard_only_when_asked(monkeypatch):
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # the HTTP check below sends no token
+    with ray_session(None, verbose=False):
+        assert ray.is_initialized() and dashboard_url() is None
+    assert not ray.is_initialized()
+    with ray_session(None, verbose=False, dashboard=True):
+        url = dashboard_url()
+        assert url and url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(f"{url}/api/version", timeout=30) as response:
+            assert response.status == 200 and b"ray_version" in response.read()
+    assert not ray.is_initialized()

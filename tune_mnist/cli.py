@@ -94,6 +94,13 @@ InsecureOpt = Annotated[
         help="A local Ray without token authentication (still on loopback only); not advised."
     ),
 ]
+DashboardOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Start a local Ray with its dashboard (http://127.0.0.1:8265); off by default "
+        "because its processes slow start-up on a small machine."
+    ),
+]
 VerboseOpt = Annotated[
     bool, typer.Option("--verbose", "-v", help="Ray's own logs; tracebacks on errors.")
 ]
@@ -284,6 +291,7 @@ def sweep(
     ] = False,
     address: AddressOpt = None,
     insecure: InsecureOpt = False,
+    dashboard: DashboardOpt = False,
     storage_path: Annotated[
         str | None,
         typer.Option(
@@ -374,6 +382,7 @@ def sweep(
             resume=resume,
             trust=trust,
             verbose=verbose,
+            dashboard=dashboard,
             mlflow=resolve_uri(mlflow, mlflow_uri),
             options=TrainOptions(preload=preload, compile=compile.value if compile else None),
         )
@@ -399,6 +408,7 @@ def resume(
     ],
     address: AddressOpt = None,
     insecure: InsecureOpt = False,
+    dashboard: DashboardOpt = False,
     trust: TrustOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -413,7 +423,13 @@ def resume(
     where = experiment_dir if is_uri(experiment_dir) else Path(experiment_dir).absolute()
     with user_errors(verbose), interruptible(where), progress() as (say, view):
         result = resume_sweep(
-            experiment_dir, address, verbose, on_event=say, trust=trust, view=view
+            experiment_dir,
+            address,
+            verbose,
+            on_event=say,
+            trust=trust,
+            view=view,
+            dashboard=dashboard,
         )
     _print_summary(result.summary, after_sweep=True)
 

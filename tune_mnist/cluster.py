@@ -261,8 +261,9 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
-    """Join the cluster at `address` (see resolve_address), or start a local Ray for this sweep.
+def ray_session(address: str | None, verbose: bool, dashboard: bool = False) -> Iterator[None]:
+    """Join the cluster at `address` (see resolve_address), or start a local Ray for this
+    sweep, with its dashboard on 127.0.0.1 if `dashboard`.
 
     A Ray already initialized in this process is used as it is and left running.
     """
@@ -281,6 +282,7 @@ def ray_session(address: str | None, verbose: bool) -> Iterator[None]:
             # "local": always a new instance, never a cluster that `ray start` left behind
             ray.init(
                 address="local",
+                include_dashboard=dashboard,
                 dashboard_host="127.0.0.1",
                 logging_level=level,
                 log_to_driver=verbose,

@@ -22,7 +22,7 @@ JobAddressOpt = Annotated[
 ]
 JobArg = Annotated[str, typer.Argument(help="A job id, as `submit` printed it.")]
 # sweep options a job cannot take: the driver joins the cluster it runs on
-_NOT_FOR_JOBS = {"space", "address", "insecure"}
+_NOT_FOR_JOBS = {"space", "address", "insecure", "dashboard"}
 
 
 @app.command(

@@ -19,7 +19,7 @@ from .errors import TuneMnistError
 
 RESULTS_ENV, DEFAULT_RESULTS = "TUNE_MNIST_RESULTS", "ray_results"
 # Not saved with an experiment: they say how this one process runs, not what it ran.
-_PER_RUN = ("address", "resume", "verbose", "trust")
+_PER_RUN = ("address", "resume", "verbose", "trust", "dashboard")
 MAX_NAME = 100  # characters in an experiment name: well inside any filesystem's limit
 
 
@@ -39,6 +39,9 @@ class SweepSettings:
     max_failures: int = 2  # retries of a trial whose worker dies, from its last checkpoint
     resume: bool = False  # continue the experiment at <storage_path>/<name>
     verbose: bool = False  # Ray's own logs and progress tables
+    # a local Ray's dashboard: off unless asked, since its ten processes take seconds of
+    # start-up and CPU beside the trials on a small machine (a joined cluster keeps its own)
+    dashboard: bool = False
     trust: bool = False  # resume an experiment this user's key did not sign (trust.py)
     mlflow: str | None = None  # an MLflow tracking URI: log the sweep there (tracking.py)
     options: TrainOptions = field(default_factory=TrainOptions)

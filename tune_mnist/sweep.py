@@ -197,7 +197,7 @@ def _run_sweep(
     check_space(spec, datasets)  # every model imports, builds and fits its data
     costs = model_costs(spec, datasets)
     clock.lap("data")
-    with ray_session(address, settings.verbose):
+    with ray_session(address, settings.verbose, settings.dashboard):
         clock.lap("ray")
         sizes = {n: (*d.sizes, math.prod(d.train_images.shape[1:])) for n, d in datasets.items()}
         placement = trial_resources(spec, settings, sizes)  # refuses what fits no node
@@ -310,8 +310,10 @@ def resume_sweep(
     on_event: Callable[[str], None] | None = None,
     trust: bool = False,
     view: LiveView | None = None,
+    dashboard: bool = False,
 ) -> SweepResult:
-    """Continue an interrupted sweep with the space and settings it was started with.
+    """Continue an interrupted sweep with the space and settings it was started with
+    (a local Ray's dashboard only if `dashboard`, as for a new sweep).
 
     Refused when this user's key did not sign the files Tune will unpickle, unless `trust`.
     `experiment` may be a URI in object storage (storage.py).
@@ -336,6 +338,7 @@ def resume_sweep(
         verbose=verbose,
         resume=True,
         trust=trust,
+        dashboard=dashboard,
     )
     return run_sweep(spec, settings, on_event, view=view)
 

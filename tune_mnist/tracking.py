@@ -26,9 +26,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-# Ray's integration imports mlflow only when a run starts: this module loads without it.
-from ray.air.integrations.mlflow import MLflowLoggerCallback
-
 from .errors import TuneMnistError, first_line
 
 EXTRA = "tracking"
@@ -123,6 +120,8 @@ class SweepRun:
 
     def callback(self):
         """The Tune callback that logs each trial as a run nested in this one."""
+        from .mlflow_runs import TrialRuns
+
         return TrialRuns(
             self.uri,
             experiment_name=self.experiment_name,
@@ -185,16 +184,12 @@ def start_sweep_run(uri: str, meta, location: str) -> SweepRun:
     return SweepRun(uri, name, run.info.run_id, location)
 
 
-class TrialRuns(MLflowLoggerCallback):
-    """Ray Tune's MLflowLoggerCallback, naming each nested run after its trial's label."""
+def __getattr__(name: str):
+    """TrialRuns, loaded on first use: its base class imports mlflow (about 1 s), which a
+    sweep that logs nowhere should not pay. Experiments pickled when TrialRuns lived here
+    still find it under this name."""
+    if name == "TrialRuns":
+        from .mlflow_runs import TrialRuns
 
-    def log_trial_start(self, trial) -> None:
-        if trial not in self._trial_runs:
-            from .configs import trial_from_dict
-
-            label = trial_from_dict(trial.config["trial"]).label
-            tags = {**self.tags, "trial_name": str(trial)}
-            self._trial_runs[trial] = self.mlflow_util.start_run(
-                tags=tags, run_name=label
-            ).info.run_id
-        super().log_trial_start(trial)
+        return TrialRuns
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
