@@ -1,6 +1,8 @@
 """Sweeps on a real local Ray (2 CPUs), tiny data."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +118,22 @@ def test_svm_sweep_on_cpu(local_ray, tmp_path, tiny_data):
         "95% CI",
         "vs best",
     ]
+
+
+def test_an_svm_sweeps_driver_never_loads_torch(tmp_path, tiny_data):
+    """q1b's driver spent 2-5 s of 2 cores importing torch that no SVM trial uses: once for
+    FLOPs and devices, once through Tune's TensorBoard logger (tensorboardX imports it)."""
+    space = write_space(tmp_path, **TINY_SVM)
+    argv = ["sweep", str(space), "--data-dir", str(tiny_data), "--storage-path", str(tmp_path)]
+    code = (
+        "import sys\n"
+        "from tune_mnist.cli import app\n"
+        f"app({argv!r}, standalone_mode=False)\n"
+        "print('torch loaded:', 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "torch loaded: False"
+    trials = [p.parent for p in (tmp_path / "tiny").glob("*/params.json")]
+    assert len(trials) == 4  # and Tune still wrote each trial's TensorBoard events
+    assert all(list(folder.glob("events.out.tfevents.*")) for folder in trials)
