@@ -443,8 +443,8 @@ def _tensorboard_without_torch() -> None:
     torch by now (an SVM-only sweep's driver).
 
     Tune's TensorBoard logger (on by default: every trial's events file) imports
-    tensorboardX, whose writer imports torch only to accept tensors as values: 2.3 s of
-    import on 2 cores, in the driver, just as Tune starts its trials. Tune logs floats, so
+    tensorboardX, whose writer imports torch only to accept tensors as values: 2-2.5 s
+    of import on 2 cores, in the driver, just as Tune starts its trials. Tune logs floats, so
     the events files are the same; a later `import torch` here works as usual.
     """
     if "torch" in sys.modules or "tensorboardX" in sys.modules:
