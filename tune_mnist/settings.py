@@ -39,8 +39,8 @@ class SweepSettings:
     max_failures: int = 2  # retries of a trial whose worker dies, from its last checkpoint
     resume: bool = False  # continue the experiment at <storage_path>/<name>
     verbose: bool = False  # Ray's own logs and progress tables
-    # a local Ray's dashboard: off unless asked, since its ten processes take seconds of
-    # start-up and CPU beside the trials on a small machine (a joined cluster keeps its own)
+    # a local Ray's dashboard: off unless asked, since its processes cost about 1 s of Ray's
+    # start and CPU beside the trials on a small machine (a joined cluster keeps its own)
     dashboard: bool = False
     trust: bool = False  # resume an experiment this user's key did not sign (trust.py)
     mlflow: str | None = None  # an MLflow tracking URI: log the sweep there (tracking.py)
