@@ -5,10 +5,11 @@ and the local Ray a sweep starts for itself."""
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pandas as pd
 import pytest
@@ -126,14 +127,14 @@ def test_results_record_where_every_trial_ran(scenario):
     assert both[["node_id", "hostname", "pid"]].notna().all().all()
 
 
-def test_a_local_ray_runs_its_dashboard_only_when_asked_and_stops_behind(monkeypatch):
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # the HTTP check below sends no token
-    with ray_session(None, verbose=False, stop_behind=True):
+def test_a_local_ray_runs_its_dashboard_only_when_asked():
+    with ray_session(None, verbose=False):
         assert ray.is_initialized() and dashboard_url() is None
-    # stopping in a thread: the next session waits for it, then starts a Ray of its own
+    assert not ray.is_initialized()
     with ray_session(None, verbose=False, dashboard=True):
-        url = dashboard_url()
-        assert url and url.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(f"{url}/api/version", timeout=30) as response:
-            assert response.status == 200 and b"ray_version" in response.read()
+        url = urlsplit(dashboard_url() or "")
+        assert url.scheme == "http" and url.hostname == "127.0.0.1"
+        # its HTTP server listens (a request would need the session's token: Ray keeps its
+        # auth mode for the life of the process, so the test leaves it as it is)
+        socket.create_connection((url.hostname, url.port), timeout=30).close()
     assert not ray.is_initialized()

@@ -15,7 +15,6 @@ import logging
 import os
 import signal
 import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -262,18 +261,12 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def ray_session(
-    address: str | None, verbose: bool, dashboard: bool = False, stop_behind: bool = False
-) -> Iterator[None]:
+def ray_session(address: str | None, verbose: bool, dashboard: bool = False) -> Iterator[None]:
     """Join the cluster at `address` (see resolve_address), or start a local Ray for this
     sweep, with its dashboard on 127.0.0.1 if `dashboard`.
 
-    A Ray already initialized in this process is used as it is and left running. With
-    `stop_behind`, the session's Ray is shut down in a thread, so that the caller's next
-    work runs while Ray waits for its processes to exit (about 1 s: each is given up to a
-    second to stop); the caller must then call wait_for_ray_stop.
+    A Ray already initialized in this process is used as it is and left running.
     """
-    wait_for_ray_stop()  # never join a Ray that an earlier session is still stopping
     if ray.is_initialized():
         yield
         return
@@ -311,23 +304,7 @@ def ray_session(
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if stop_behind:
-            global _stopping
-            _stopping = threading.Thread(target=ray.shutdown, name="ray-shutdown")
-            _stopping.start()
-        else:
-            ray.shutdown()
-
-
-_stopping: threading.Thread | None = None  # ray_session's shutdown, still running
-
-
-def wait_for_ray_stop() -> None:
-    """Return once a Ray that ray_session(stop_behind=True) left stopping has stopped."""
-    global _stopping
-    if _stopping is not None:
-        _stopping.join()
-        _stopping = None
+        ray.shutdown()
 
 
 def dashboard_url() -> str | None:

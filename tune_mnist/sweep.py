@@ -26,7 +26,6 @@ from .cluster import (
     ray_session,
     resolve_address,
     trial_resources,
-    wait_for_ray_stop,
 )
 from .configs import trial_from_dict, trial_to_dict
 from .data import dataset_files, load_datasets
@@ -141,10 +140,7 @@ def run_sweep(
             plan = _plan(experiment, spec, settings, budget, uri)
         if plan is None:  # an extension with nothing new to run
             return SweepResult(experiment, summarize(experiment, plots=True), 0, {})
-        try:
-            return _run_sweep(plan, settings, say, address, experiment, clock, uri, view)
-        finally:
-            wait_for_ray_stop()  # the report ran while Ray stopped (cluster.ray_session)
+        return _run_sweep(plan, settings, say, address, experiment, clock, uri, view)
 
 
 def _plan(
@@ -202,8 +198,7 @@ def _run_sweep(
     check_space(spec, datasets)  # every model imports, builds and fits its data
     costs = model_costs(spec, datasets)
     clock.lap("data")
-    # Ray stops behind the report: it waits about 1 s for its processes, the report computes
-    with ray_session(address, settings.verbose, settings.dashboard, stop_behind=True):
+    with ray_session(address, settings.verbose, settings.dashboard):
         clock.lap("ray")
         sizes = {n: (*d.sizes, math.prod(d.train_images.shape[1:])) for n, d in datasets.items()}
         placement = trial_resources(spec, settings, sizes)  # refuses what fits no node
