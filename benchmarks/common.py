@@ -159,3 +159,15 @@ def git_commit(folder) -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + ("+dirty" if dirty else "")
+
+
+def stamp(repo=None) -> dict:
+    """What every published figure carries about when and where it was taken: the date
+    (UTC), the commit of `repo` (default: this checkout) and the machine."""
+    import time
+
+    return {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "repo_commit": git_commit(repo or Path(__file__).resolve().parents[1]),
+        "machine": machine(),
+    }

@@ -129,9 +129,7 @@ def main() -> None:
     report = {
         "benchmark": "end_to_end",
         "command": "tune-mnist sweep q1b --data-dir DATA  vs  plain_svc.py --data-dir DATA",
-        "repo_commit": common.git_commit(args.repo),
-        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "machine": common.machine(),
+        **common.stamp(args.repo),
         "versions": common.versions("scikit-learn", "numpy", "scipy", "ray", "torch"),
         **common.verdict(load_at_start, args.max_load),
         "plain_s_median": statistics.median(plain),

@@ -73,9 +73,7 @@ def main() -> None:
     figures = {
         "benchmark": "ray_start",
         "command": "python benchmarks/ray_start.py " + " ".join(sys.argv[1:]),
-        "repo_commit": common.git_commit(Path(__file__).resolve().parents[1]),
-        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "machine": common.machine(),
+        **common.stamp(),
         "versions": common.versions("ray"),
         **common.verdict(load.before, args.max_load),
         "load": load.summary(),

@@ -162,9 +162,7 @@ def main() -> None:
         "command": f"tune-mnist sweep {args.space}"
         + (" --smoke" if args.smoke else "")
         + (" --data-dir DATA" if args.data_dir else ""),
-        "repo_commit": common.git_commit(args.repo),
-        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "machine": common.machine(),
+        **common.stamp(args.repo),
         "versions": common.versions("ray", "torch", "scikit-learn", "numpy"),
         **common.verdict(load_at_start, args.max_load),
         "runs": runs,

@@ -134,9 +134,7 @@ def main() -> None:
     result = train.train_resnet(trial, data, train.TrainOptions(device="cpu"), on_epoch=on_epoch)
     report = {
         "benchmark": "train_probe",
-        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "repo_commit": common.git_commit(Path(__file__).resolve().parents[1]),
-        "machine": common.machine(),
+        **common.stamp(),
         "trial": asdict(trial),
         "change": change,
         "test_accuracy": result.test_accuracy,

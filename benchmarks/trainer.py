@@ -27,7 +27,6 @@ import os
 import shutil
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -141,9 +140,7 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
     report = {
         "benchmark": "trainer",
-        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-        "repo_commit": common.git_commit(Path(__file__).resolve().parents[1]),
-        "machine": common.machine(),
+        **common.stamp(),
         **common.verdict(load_at_start, args.max_load),
         "load": watch.summary(),
         "device": torch.cuda.get_device_name() if pin else "cpu",
