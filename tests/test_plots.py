@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import matplotlib.image
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,7 +128,6 @@ def test_pareto_is_a_staircase_per_dataset_labelled_by_row():
     # one label per row, repeats included once; the datasets never share a point
     assert sorted(t.get_text() for t in mnist.texts) == ["1", "2", "3"]
     assert sorted(t.get_text() for t in fashion.texts) == ["4", "5"]
-    plt.close(figure)
 
 
 def test_no_learning_curves_when_nothing_trained_two_epochs(tmp_path):
@@ -160,7 +158,6 @@ def test_learning_curves_keep_multi_epoch_rows_with_the_legend_outside():
     legend_box = ax.get_legend().get_window_extent(renderer)
     assert not legend_box.overlaps(ax.get_window_extent(renderer))
     assert legend_box.x0 > ax.get_window_extent(renderer).x1
-    plt.close(figure)
 
 
 def test_single_seed_curves_have_no_band():
@@ -168,7 +165,6 @@ def test_single_seed_curves_have_no_band():
     figure = draw_learning_curves(epochs, "t")
     assert [ax.get_title() for ax in figure.axes] == ["MNIST", "Fashion-MNIST"]
     assert all(len(ax.collections) == 0 for ax in figure.axes)
-    plt.close(figure)
 
 
 def test_effects_keep_the_frame_level_order_per_dataset(tmp_path):
@@ -192,7 +188,6 @@ def test_effects_keep_the_frame_level_order_per_dataset(tmp_path):
     assert shown[0].get_ylabel().startswith("MNIST") and shown[2].get_ylabel().startswith(
         "Fashion-MNIST"
     )
-    plt.close(figure)
     assert effects_figure({"mnist": frames["mnist"].iloc[:0]}, "t", tmp_path / "e.png") is None
     assert_png_with_ink(effects_figure(frames, "t", tmp_path / "e.png"))
 
@@ -204,7 +199,6 @@ def test_confusion_panels_are_row_normalized_with_counts(tmp_path):
     np.testing.assert_allclose(first.images[0].get_array(), [[0.8, 0.2], [0.0, 1.0]])
     assert sorted(t.get_text() for t in second.texts) == ["10", "16", "4"]
     assert [first.get_title(), second.get_title()] == ["1: ResNet-18", "2: ResNet-50"]
-    plt.close(figure)
     path = confusion_figure({"1": matrix}, ["a", "b"], "t", tmp_path / "c.png")
     assert_png_with_ink(path)
 

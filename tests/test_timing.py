@@ -131,7 +131,9 @@ def test_the_split_arithmetic():
     found = split([run], results)
     wall = found.wall.set_index("part")["seconds"]
     assert wall.iloc[0] == 2.0  # process start to run_sweep
-    assert wall["other (Ray shutdown, signing)"] == pytest.approx(20 - 2 - 1 - 3 - 1 - 10 - 2)
+    assert wall["other (signing; Ray's stop beyond the report)"] == pytest.approx(
+        20 - 2 - 1 - 3 - 1 - 10 - 2
+    )
     t = found.trials
     assert t["capacity"] == 20 and t["train"] == 11 and t["eval"] == 2
     assert t["outside"] == 3 and t["other"] == pytest.approx(17 - 16)

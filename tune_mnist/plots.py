@@ -21,11 +21,9 @@ import math
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")  # files only; never a window
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -97,12 +95,19 @@ def scale_of(meta: ExperimentMeta, results: pd.DataFrame) -> str:
     return f"smoke run: {scale}" if meta.smoke else scale
 
 
+def _subplots(rows: int, columns: int, figsize, layout: str | None = None, **options):
+    """A new figure and its grid of axes. A Figure of its own, not pyplot's: nothing global,
+    so figures can be drawn in a thread (the report is made while Ray shuts down)."""
+    figure = Figure(figsize=figsize, layout=layout)
+    FigureCanvasAgg(figure)  # files only, never a window: Agg draws it
+    return figure, figure.subplots(rows, columns, **options)
+
+
 def _save(figure: Figure | None, path: Path) -> Path | None:
     if figure is None:
         return None
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")  # keeps outside legends
-    plt.close(figure)
     write_atomic(path, buffer.getvalue())
     return path
 
@@ -139,7 +144,7 @@ def draw_pareto(results: pd.DataFrame, title: str) -> Figure | None:
     if done.empty:
         return None
     datasets = list(dict.fromkeys(done["dataset"]))
-    figure, axes = plt.subplots(
+    figure, axes = _subplots(
         1, len(datasets), figsize=(6.2 * len(datasets), 5.2), squeeze=False, layout="constrained"
     )
     group = "model" if "model" in done else "kernel"
@@ -195,7 +200,7 @@ def pareto_figure(results: pd.DataFrame, title: str, path: Path) -> Path | None:
 
 
 def _colours(n: int) -> list:
-    cmap = plt.get_cmap("tab20" if n > _MANY_CONFIGS else "tab10")
+    cmap = matplotlib.colormaps["tab20" if n > _MANY_CONFIGS else "tab10"]
     return [cmap(i % cmap.N) for i in range(n)]
 
 
@@ -209,7 +214,7 @@ def draw_learning_curves(epochs: pd.DataFrame, title: str) -> Figure | None:
     if curves.empty:
         return None  # one epoch is a column of points, not a curve
     datasets = list(dict.fromkeys(curves["dataset"]))
-    figure, axes = plt.subplots(
+    figure, axes = _subplots(
         len(datasets), 1, figsize=(10, 4.2 * len(datasets)), squeeze=False, layout="constrained"
     )
     for ax, dataset in zip(axes[:, 0], datasets, strict=True):
@@ -257,7 +262,7 @@ def draw_effects(
     if not frames:
         return None
     columns = max(f["factor"].nunique() for f in frames.values())
-    figure, axes = plt.subplots(
+    figure, axes = _subplots(
         len(frames),
         columns,
         figsize=(2.8 * columns + 0.8, 3.4 * len(frames)),
@@ -297,7 +302,7 @@ def draw_confusion(matrices: dict[str, np.ndarray], class_names: list[str], titl
     n = len(matrices)
     columns = min(n, 4)
     rows = math.ceil(n / columns)
-    figure, axes = plt.subplots(
+    figure, axes = _subplots(
         rows,
         columns,
         figsize=(3.6 * columns + 1, 3.6 * rows + 0.6),

@@ -9,8 +9,10 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 from ray import tune
@@ -63,6 +65,7 @@ from .trainables import run_trial
 from .trust import Signer, sign, untrusted_files
 
 __all__ = ["SweepResult", "SweepSettings", "resume_sweep", "run_sweep"]
+T = TypeVar("T")
 
 
 @dataclass
@@ -276,15 +279,33 @@ def _run_sweep(
             if spending:
                 budgets.close_run(experiment, spending)
                 _beside(uri, experiment / META_FILE)  # with what the budget spent
-    _beside(uri, write_timing(experiment, clock.timing(progress.peak_running)))  # for the report
-    started = time.perf_counter()
-    summary = summarize(uri or experiment, plots=True)
-    timing = clock.timing(progress.peak_running, time.perf_counter() - started)
+        _beside(uri, write_timing(experiment, clock.timing(progress.peak_running)))  # for it
+        # A local Ray takes about a second to stop and spends it waiting for its processes
+        # to exit: the report is made meanwhile (Ray itself stops in this, the main thread).
+        report = _in_thread(_timed_summary, uri or experiment)
+    summary, report_s = report.result()
+    timing = clock.timing(progress.peak_running, report_s)
     _beside(uri, write_timing(experiment, timing))
     summary.timing = split(read_timings(experiment), summary.results)  # the report's time too
     if tracked:
         tracked.finish(report_dir(experiment), summary.complete)
     return SweepResult(experiment, summary, progress.peak_running, resources, uri)
+
+
+def _timed_summary(experiment: Path | str) -> tuple[Summary, float]:
+    """The experiment's tables and figures, and the seconds they took."""
+    started = time.perf_counter()
+    summary = summarize(experiment, plots=True)
+    return summary, time.perf_counter() - started
+
+
+def _in_thread(work: Callable[..., T], *args) -> Future[T]:
+    """`work(*args)` started in a thread of its own; its Future returns or raises its end."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tune-mnist")
+    try:
+        return pool.submit(work, *args)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its work
 
 
 def _beside(uri: str | None, written: Path) -> None:
