@@ -10,8 +10,9 @@ import pytest
 from tune_mnist import load_epochs, load_results, load_space
 from tune_mnist.errors import TuneMnistError
 from tune_mnist.sweep import SweepSettings, run_sweep
+from tune_mnist.trainables import load_state
 
-from .conftest import TINY_RESNET, TINY_SVM, write_space
+from .conftest import TINY_RESNET, TINY_SVM, TINY_TEST, write_space
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,12 @@ def test_checkpoints_every_epoch_keeps_the_latest_two(resnet_sweep):
     for trial_dir in result.results["trial_dir"]:
         checkpoints = sorted(p.name for p in Path(trial_dir).glob("checkpoint_*"))
         assert checkpoints == ["checkpoint_000000", "checkpoint_000001"]
-        assert (Path(trial_dir) / "checkpoint_000001" / "state.pt").is_file()
+        first, last = (load_state(Path(trial_dir) / name) for name in checkpoints)
+        # epoch 1 can be trained on from; the finished trial's last keeps the model only
+        assert first["epoch"] == 1 and first["optimizer"]["state"]
+        assert last["epoch"] == 2 and last["optimizer"] is None
+        assert last["model"].keys() == first["model"].keys()
+        assert len(last["history"]) == 2 and len(last["predicted"]) == TINY_TEST
 
 
 def test_provenance_and_tables_are_written(resnet_sweep):

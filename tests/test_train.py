@@ -9,6 +9,7 @@ import torch
 
 from tune_mnist.configs import ResNetConfig
 from tune_mnist.data import load_dataset
+from tune_mnist.errors import TuneMnistError
 from tune_mnist.train import (
     Batches,
     GPUShareExceeded,
@@ -68,6 +69,16 @@ def test_resume_continues_where_the_state_left_off(mnist):
     assert resumed.train_time_ms == pytest.approx(
         states[0]["train_time_ms"] + 1000 * resumed.history[1].epoch_seconds
     )
+
+
+def test_a_finished_trials_model_only_state_cannot_be_trained_on(mnist):
+    states = []
+    one = replace(TRIAL, epochs=1)
+    train_resnet(one, mnist, on_epoch=lambda s, state: states.append(copy.deepcopy(state())))
+    final = {**states[-1], "optimizer": None}  # as trainables keeps a finished trial's
+    assert train_resnet(one, mnist, resume=final).epochs_trained == 1  # nothing to train
+    with pytest.raises(TuneMnistError, match="no optimizer state to train on to epoch 2"):
+        train_resnet(TRIAL, mnist, resume=final)
 
 
 def test_max_epochs_caps_training(mnist):
