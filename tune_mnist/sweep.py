@@ -52,6 +52,7 @@ from .experiment import (
 )
 from .gram import share_grams
 from .live import LiveState, LiveView, running_trial
+from .order import longest_first
 from .provenance import sha256_files
 from .report import Summary, summarize
 from .results import load_results
@@ -200,6 +201,12 @@ def _run_sweep(
     _check_batches_fit(spec, datasets)
     check_space(spec, datasets)  # every model imports, builds and fits its data
     costs = model_costs(spec, datasets)
+    if not (settings.resume or plan.run.budget or spec.search):  # a budget: the space's order
+        sizes = {n: d.sizes for n, d in datasets.items()}
+        ordered = longest_first(spec.trials, costs, sizes, settings.max_epochs)
+        if ordered is not None:  # kept with the run: a resume hands Tune the same order
+            plan = replace(plan, runs=[*plan.runs[:-1], replace(plan.run, trials=ordered)])
+            spec = replace(spec, trials=ordered)
     clock.lap("data")
     with ray_session(address, settings.verbose, settings.dashboard):
         clock.lap("ray")
