@@ -266,3 +266,19 @@ def test_grams_that_would_crowd_the_object_store_are_not_shared(small_store_ray,
     # 9,000^2 x 8 bytes = 0.6 GiB: more than half of the fixture's 1 GiB object store
     shared = share_grams(spec, datasets, placement)
     assert shared.refs == {} and shared.reason.startswith("none: they need 0.6 GiB")
+
+
+def test_grams_of_one_size_made_in_one_buffer_each_keep_their_own_values(small_store_ray, tmp_path):
+    import ray
+
+    from tune_mnist.cluster import trial_resources
+
+    spec = load_space(write_space(tmp_path, name="both", **SVMS))
+    datasets = {name: load_dataset(name, smoke=True) for name in ("mnist", "fashion-mnist")}
+    settings = SweepSettings(smoke=True)
+    placement = trial_resources(spec, settings, {n: (150, 60, 784) for n in datasets})
+    shared = share_grams(spec, datasets, placement)
+    assert len(shared.refs) == 2
+    for name, data in datasets.items():  # different images: the store holds each one's own
+        expected = gram_matrix(svm_features(data.train_images[:150]))
+        assert np.array_equal(ray.get(shared.refs[(name, 150)]), expected)
