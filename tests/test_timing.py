@@ -131,7 +131,7 @@ def test_the_split_arithmetic():
     found = split([run], results)
     wall = found.wall.set_index("part")["seconds"]
     assert wall.iloc[0] == 2.0  # process start to run_sweep
-    assert wall["other (signing; Ray's stop beyond the report)"] == pytest.approx(
+    assert wall["other (signing; Ray's shutdown, where not during the report)"] == pytest.approx(
         20 - 2 - 1 - 3 - 1 - 10 - 2
     )
     t = found.trials

@@ -99,12 +99,12 @@ def split(runs: list[RunTiming], results: pd.DataFrame) -> TimingSplit | None:
         "start-up: Ray started or joined": run.ray_start_s,
         "start-up: placement, metadata, shared Gram matrices": run.shared_s,
         "trials (Tune's fit)": run.trials_s,
-        "report: tables and figures (Ray stops meanwhile)": run.report_s,
+        "report: tables and figures": run.report_s,  # from 439a5cd, while Ray stops
     }
     wall = run.wall_s
     if wall is not None:
         rest = wall - sum(v or 0.0 for v in parts.values())
-        parts["other (signing; Ray's stop beyond the report)"] = rest
+        parts["other (signing; Ray's shutdown, where not during the report)"] = rest
     parts["total, process start to report written"] = wall
     frame = pd.DataFrame({"part": list(parts), "seconds": list(parts.values())})
     frame["seconds"] = pd.to_numeric(frame["seconds"]).round(2)
