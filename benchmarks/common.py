@@ -46,16 +46,13 @@ def machine() -> dict:
     """The CPU's model and vector extensions (from /proc/cpuinfo), cores, memory, Python."""
     import platform
 
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model in ("unknown", "x86_64", ""):
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
+    from tune_mnist.provenance import cpuinfo  # the project's own /proc/cpuinfo reader
+
+    first = (cpuinfo() or [{}])[0]
+    model = platform.processor() or "unknown"
+    if model in ("unknown", "x86_64", ""):
+        model = first.get("model name", model)
+    flags = set(first.get("flags", "").split())
     memory = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

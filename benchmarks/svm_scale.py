@@ -90,12 +90,13 @@ def main() -> None:
                     row |= json.loads(done.stdout.strip().splitlines()[-1])
             print(json.dumps(row), flush=True)
             runs.append(row)
+    stamp = common.stamp()
     report = {
         "benchmark": "svm_scale",
         "dataset": args.dataset,
         "kernel": args.kernel,
-        **common.stamp(),
-        "machine": common.machine() | {"provenance": asdict(machine())},
+        **stamp,
+        "machine": stamp["machine"] | {"provenance": asdict(machine())},
         **common.verdict(load_start, args.max_load),
         "load_1m_at_end": os.getloadavg()[0],
         "available_gib": round(budget / GiB, 1),

@@ -202,8 +202,8 @@ def _run_sweep(
     check_space(spec, datasets)  # every model imports, builds and fits its data
     costs = model_costs(spec, datasets)
     if not (settings.resume or plan.run.budget or spec.search):  # a budget: the space's order
-        sizes = {n: d.sizes for n, d in datasets.items()}
-        ordered = longest_first(spec.trials, costs, sizes, settings.max_epochs)
+        images = {n: d.sizes for n, d in datasets.items()}  # (train, test) per dataset
+        ordered = longest_first(spec.trials, costs, images, settings.max_epochs)
         if ordered is not None:  # kept with the run: a resume hands Tune the same order
             plan = replace(plan, runs=[*plan.runs[:-1], replace(plan.run, trials=ordered)])
             spec = replace(spec, trials=ordered)

@@ -238,14 +238,15 @@ def _train_resnet(
     epochs = trial.epochs_to_train(options.max_epochs)
     done, train_ms, history, predicted = 0, 0.0, [], None
     if resume:
-        if resume.get("optimizer") is None and resume["epoch"] < epochs:
+        optimizer_state = resume.get("optimizer")  # None in a finished trial's last one
+        if optimizer_state is None and resume["epoch"] < epochs:
             raise TuneMnistError(
                 f"the checkpoint is of a trial that finished after epoch {resume['epoch']}: "
                 f"it holds no optimizer state to train on to epoch {epochs}"
             )
         model.load_state_dict(resume["model"])
-        if resume.get("optimizer") is not None:
-            optimizer.load_state_dict(resume["optimizer"])
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
         shuffle.set_state(resume["shuffle_rng"])
         torch.set_rng_state(resume["torch_rng"])
         done, train_ms = resume["epoch"], resume["train_time_ms"]
