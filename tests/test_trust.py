@@ -2,13 +2,17 @@
 
 import os
 import pickle
+import shutil
 import stat
+from pathlib import Path
 
 from typer.testing import CliRunner
 
+from tests.conftest import TINY_SVM, write_space
 from tests.experiments import make_experiment
 from tune_mnist.cli import app
-from tune_mnist.spaces import parse_space
+from tune_mnist.spaces import load_space, parse_space
+from tune_mnist.sweep import SweepSettings, run_sweep
 from tune_mnist.trust import KEPT, SIGNATURES, Signer, key_path, sign, untrusted_files
 
 SPACE = {
@@ -115,3 +119,33 @@ def test_summarize_suggests_resume_only_for_a_signed_folder(tmp_path):
     sign(folder)
     signed = CliRunner().invoke(app, ["summarize", str(folder)])
     assert f"continue with `tune-mnist resume {folder}`" in signed.output
+
+
+def test_each_save_is_signed_before_tune_starts_copying_it(
+    local_ray, tiny_data, tmp_path, monkeypatch
+):
+    """The copy from Tune's staging folder runs in the background; a driver killed once it
+    has finished but before the save was signed would leave a folder resume refuses."""
+    from ray.train._internal.storage import _FilesystemSyncer
+
+    launches = []  # per copy Tune started: the staged files not yet signed in the experiment
+    copy = _FilesystemSyncer.sync_up
+
+    def check_then_copy(self, local_dir, remote_dir, exclude=None):
+        seen = tmp_path / f"launch-{len(launches)}"
+        shutil.copytree(local_dir, seen)
+        signatures = Path(remote_dir) / SIGNATURES
+        if signatures.is_file():
+            shutil.copy(signatures, seen / SIGNATURES)
+        launches.append(untrusted_files(seen))
+        return copy(self, local_dir, remote_dir, exclude)
+
+    monkeypatch.setattr(_FilesystemSyncer, "sync_up", check_then_copy)
+    spec = load_space(write_space(tmp_path, **TINY_SVM))
+    settings = SweepSettings(data_dir=str(tiny_data), storage_path=str(tmp_path / "results"))
+    result = run_sweep(spec, settings)
+    assert result.summary.complete
+    assert len(launches) >= 3, launches
+    # the first save comes before any trial shows where Tune stages: signed after its step
+    assert launches[1:] == [[]] * (len(launches) - 1), launches
+    assert untrusted_files(result.experiment_dir) == []

@@ -550,6 +550,8 @@ class ProgressReport:
             ProgressReport._active = None
 
     def step(self, trials) -> None:
+        if trials and self.signer is not None:  # where Tune stages the state it saves
+            self.staging = Path(trials[0].storage.experiment_driver_staging_path)
         running = sum(t.status == "RUNNING" for t in trials)
         self.peak_running = max(self.peak_running, running)
         self.trials = trials
@@ -586,19 +588,25 @@ class ProgressReport:
         estimate = "" if left is None else f", ~{format_duration(left)} left"
         return f" ({format_duration(state.elapsed_s)} elapsed{estimate})"
 
+    def saved(self) -> None:
+        """Sign the state Tune has just staged, before Tune starts copying it to the
+        experiment (see Progress.get_state)."""
+        if self.signer is not None and self.staging is not None:
+            self.signer.sign(self.staging)
+
     def step_end(self, trials) -> None:
-        """Sign the state Tune saved in this step: its staging copy, then the folder."""
+        """Sign what this step left unsigned: the first save (made before any trial
+        showed Tune's staging folder), then the folder itself."""
         if self.signer is None:
             return
         if trials:
             self.staging = Path(trials[0].storage.experiment_driver_staging_path)
-            self.signer.sign(self.staging)
+        self.saved()
         self.signer.sign()
 
     def sign_last(self) -> None:
         """Sign the state Tune saved after its last step (its final save, on the way out)."""
-        if self.signer is not None and self.staging is not None:
-            self.signer.sign(self.staging)
+        self.saved()
 
     def completed(self, trial) -> None:
         self._ended(trial)
@@ -660,6 +668,14 @@ class Progress(tune.Callback):
 
     def on_step_end(self, iteration, trials, **info):
         self._forward("step_end", trials)
+
+    def get_state(self) -> None:
+        # Tune asks for callbacks' state as the last part of each save, after writing the
+        # experiment and search states to its staging folder and before it starts copying
+        # that folder to the experiment's storage in the background: signing here puts the
+        # signatures there first, so a driver killed mid-copy leaves signed state behind.
+        self._forward("saved")
+        return None  # no state of its own: Tune writes no callback-state file
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._forward("completed", trial)

@@ -7,10 +7,12 @@ Jupyter signs notebooks), and `resume` refuses a folder whose pickled files are 
 or changed unless told `--trust`. Checkpoints hold tensors and plain types only and load
 with `torch.load(weights_only=True)`: they need no signature.
 
-Tune rewrites its state every second and copies it into the experiment in a background
-thread, so a sweep signs at every step of Tune's loop, from Tune's staging copy (written
-before the copy starts) and from the folder itself, and keeps the last few signed
-versions of each file: a driver killed at any moment leaves a folder it signed.
+Tune rewrites its state every second in a staging folder and copies it into the
+experiment in a background thread. A sweep signs each save in that folder before the copy
+starts (and uploads the signatures first, for an experiment in object storage), signs the
+folder itself at every step of Tune's loop, and keeps the last few signed versions of each
+file: a driver killed mid-copy leaves a folder it signed. The exceptions are the first
+save and `tuner.pkl`, which a sweep can only sign just after Tune writes them.
 """
 
 from __future__ import annotations
