@@ -322,7 +322,14 @@ def draw_confusion(matrices: dict[str, np.ndarray], class_names: list[str], titl
                 if count:
                     colour = "white" if share[i, j] > 0.5 else "black"
                     ax.text(
-                        j, i, f"{count:.0f}", ha="center", va="center", fontsize=6, color=colour
+                        j,
+                        i,
+                        f"{count:.0f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color=colour,
+                        in_layout=False,  # inside their cells: no need to lay them out
                     )
         ticks = np.arange(len(class_names))
         ax.set_xticks(ticks, class_names, rotation=90, fontsize=7)

@@ -93,6 +93,12 @@ def summarize(
     return summary
 
 
+def load_figure_libraries() -> None:
+    """Import what drawing the figures needs (matplotlib: most of a second) ahead of the
+    report, e.g. while a sweep's last trials leave a CPU idle."""
+    from . import plots  # noqa: F401
+
+
 def write_report(folder: Path, summary: Summary, loaded: Experiment, formats=FORMATS) -> list[Path]:
     """Tables (Markdown: one file; others: one file per table), the per-trial and
     per-epoch results, provenance.json, and (format "html") the one page `index.html`."""

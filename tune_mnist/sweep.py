@@ -54,7 +54,7 @@ from .gram import share_grams
 from .live import LiveState, LiveView, running_trial
 from .order import longest_first
 from .provenance import sha256_files
-from .report import Summary, summarize
+from .report import Summary, load_figure_libraries, summarize
 from .results import load_results
 from .search import trial_space as search_space
 from .settings import SweepSettings
@@ -540,6 +540,7 @@ class ProgressReport:
         self.early_stopping = False  # a scheduler may stop trials: mark those it stops
         self.view, self.name, self.failures, self.done_here = view, name, 0, 0
         self.started, self.trials, self.ended = time.monotonic(), [], set()
+        self.report_libraries: Future | None = None  # imported once a slot has gone idle
 
     @contextlib.contextmanager
     def active(self) -> Iterator[ProgressReport]:
@@ -581,6 +582,10 @@ class ProgressReport:
         self.ended.add(trial.trial_id)
         if self.view:
             self.view.show(self.state(), force=True)
+        if self.report_libraries is None and self.total - self.finished < self.peak_running:
+            # fewer trials left than slots: a CPU stays idle till the end; import the
+            # report's libraries on it instead of after the last trial
+            self.report_libraries = _in_thread(load_figure_libraries)
 
     def _times(self) -> str:
         state = self.state()
