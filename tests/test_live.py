@@ -61,6 +61,20 @@ def test_the_estimate_is_the_rate_of_trials_ended_in_this_run():
     assert resumed.remaining_s == pytest.approx(40.0) and resumed.pending == 1
 
 
+def test_with_work_estimates_the_rate_is_of_work_and_counts_reported_epochs():
+    # a ResNet-50 (work 300) ended in 60 s; a ResNet-18 (100) is half way, one (100) waits
+    running = (RunningTrial("r18-a", 1, 2, 90.0, work=100.0), RunningTrial("r18-b", work=100.0))
+    state = LiveState("x", 3, 1, 0, running, elapsed_s=60, done_here=1, work_done=300.0)
+    weighted = LiveState(**{**state.__dict__, "work_left": 200.0})
+    assert state.remaining_s == pytest.approx(120.0)  # counted: 60 s a trial, 2 left
+    # 350 units in 60 s; 150 left
+    assert weighted.remaining_s == pytest.approx(150 / 350 * 60)
+    # an epoch reported gives a rate before any trial ended
+    first_epoch = LiveState("x", 2, 0, 0, running[:1], elapsed_s=30, work_left=100.0)
+    assert first_epoch.remaining_s == pytest.approx(30.0)
+    assert LiveState("x", 2, 0, 0, running[1:], elapsed_s=30, work_left=100.0).remaining_s is None
+
+
 def test_no_running_trials_no_table():
     text = shown(LiveState("x", 2, 2, 0, elapsed_s=3, done_here=2))
     assert "running trial" not in text and "0:00:00 left" in text
@@ -81,6 +95,8 @@ def live_sweep(local_ray, tiny_data, tmp_path_factory):
 
 def test_the_live_view_follows_a_real_sweep(live_sweep):
     assert "live: 0/2 finished, 2 running, 0 pending, 0 failed" in live_sweep
+    # the trials' reported epochs give an estimate before either has finished
+    assert re.search(r"live: 0/2 finished, 2 running, .* ~\d:\d\d:\d\d left", live_sweep)
     # a running trial's epoch and latest accuracy, as the trainable reported them
     assert re.search(r"mnist/resnet18/bs\d\d/\S+\s+[123]/3\s+\d+\.\d\d%", live_sweep), live_sweep
     assert "live: 2/2 finished, 0 running, 0 pending, 0 failed" in live_sweep

@@ -17,7 +17,7 @@ stopped on its budget and lists the trials that did not run; `sweep SPACE --exte
 runs them later (extend.py) while reusing every finished one.
 
 The Tune adapter (sweep.BudgetStopper) holds nothing: Tune pickles it into the experiment,
-so it forwards to the BudgetClock this process made active, as sweep.Progress does.
+so it forwards to the BudgetClock this process made active, as progress.Progress does.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A live view of a sweep on a terminal: trials by state, the running ones' epochs and
 accuracies, the time so far and an estimate of the time left.
 
-sweep.ProgressReport builds a LiveState from Tune's trials at each step of Tune's loop
+progress.ProgressReport builds a LiveState from Tune's trials at each step of Tune's loop
 and hands it to a LiveView (when there is a terminal); `render` turns a state into what
 the terminal shows, so it can be checked without one. Without a terminal (CI, job logs)
 the sweep prints one plain line per event instead (ProgressReport.say).
@@ -31,6 +31,14 @@ class RunningTrial:
     epoch: int | None = None  # the latest epoch reported (ResNets)
     epochs: int | None = None  # the epochs it trains (ResNets)
     accuracy: float | None = None  # latest test accuracy, %
+    work: float = 0.0  # its estimated work in all (order.estimated_work); 0: unknown
+
+    @property
+    def work_done(self) -> float:
+        """The share of its work its reported epochs stand for (0 without epochs)."""
+        if not (self.work and self.epoch and self.epochs):
+            return 0.0
+        return self.work * min(self.epoch / self.epochs, 1.0)
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,10 @@ class LiveState:
     running: tuple[RunningTrial, ...] = ()
     elapsed_s: float = 0.0  # since this process started the sweep (or resumed it)
     done_here: int = 0  # trials that ended in this process: the rate the estimate uses
+    # Estimated work (order.estimated_work) of the trials that ended in this process and
+    # of those not ended yet, running ones whole; work_left None: not known for every trial
+    work_done: float = 0.0
+    work_left: float | None = None
 
     @property
     def pending(self) -> int:
@@ -51,11 +63,19 @@ class LiveState:
 
     @property
     def remaining_s(self) -> float | None:
-        """Trials left at the rate trials ended so far in this run; None before the first."""
+        """The work left at the rate work was done so far in this run (counting the running
+        trials' reported epochs); without work estimates, the trials left at the rate
+        trials ended. None before there is a rate."""
         left = self.total - self.finished - self.failed
         if left <= 0:
             return 0.0
-        if self.done_here <= 0 or self.elapsed_s <= 0:
+        if self.elapsed_s <= 0:
+            return None
+        if self.work_left is not None:
+            partial = sum(trial.work_done for trial in self.running)
+            done = self.work_done + partial
+            return self.elapsed_s / done * max(self.work_left - partial, 0.0) if done else None
+        if self.done_here <= 0:
             return None
         return self.elapsed_s / self.done_here * left
 
@@ -124,8 +144,9 @@ class LiveView:
         self.live.update(render(state))
 
 
-def running_trial(trial, label: str) -> RunningTrial:
-    """A Tune trial's progress from its latest result (the trainable's report keys)."""
+def running_trial(trial, label: str, work: float = 0.0) -> RunningTrial:
+    """A Tune trial's progress from its latest result (the trainable's report keys);
+    `work`: its estimated work in all."""
     result = trial.last_result or {}
     config = trial.config or {}
     epochs = (config.get("trial") or {}).get("epochs")
@@ -138,4 +159,5 @@ def running_trial(trial, label: str) -> RunningTrial:
         epoch=result.get("epoch"),
         epochs=epochs,
         accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
+        work=work,
     )

@@ -8,8 +8,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -40,7 +39,6 @@ from .experiment import (
     ExperimentMeta,
     TuneRun,
     holds_experiment,
-    mark_stopped_early,
     new_meta,
     read_meta,
     read_timings,
@@ -51,16 +49,18 @@ from .experiment import (
     writing,
 )
 from .gram import share_grams
-from .live import LiveState, LiveView, running_trial
-from .order import longest_first
+from .live import LiveView
+from .order import estimated_work, longest_first
+
+# Progress stays importable from here: tuner.pkl of older experiments names it so
+from .progress import Progress, ProgressReport, in_thread
 from .provenance import sha256_files
-from .report import Summary, load_figure_libraries, summarize
+from .report import Summary, summarize
 from .results import load_results
 from .search import trial_space as search_space
 from .settings import SweepSettings
 from .spaces import Spec, grid_configurations, parse_space, trial_count
 from .split import check_validation, train_size
-from .status import format_duration
 from .timing import SweepClock, split
 from .trainables import run_trial
 from .trust import Signer, sign, untrusted_files
@@ -227,7 +227,8 @@ def _run_sweep(
             # per trial: SVM trials of one space may train on different numbers of images
             lambda config: placement.asks_for(config["trial"]),
         )
-        done = _finished_count(experiment, spec.trials) if settings.resume else 0
+        finished = _finished_keys(experiment, spec.trials) if settings.resume else set()
+        done = len(finished)
         param_space = _param_space(spec, settings, plan.version)
         restoring = settings.resume and tune.Tuner.can_restore(where)
         _tensorboard_without_torch()  # before Tune builds its TensorBoard logger
@@ -235,6 +236,7 @@ def _run_sweep(
         progress = ProgressReport(
             _planned(spec), say, done, signer, view=view, name=experiment.name
         )
+        progress.work = _work_left(spec, costs, datasets, settings, finished)
         progress.early_stopping = bool(spec.search and spec.search.asha)
         tracked = None
         if restoring:
@@ -289,7 +291,7 @@ def _run_sweep(
         _beside(uri, write_timing(experiment, clock.timing(progress.peak_running)))  # for it
         # A local Ray takes about a second to stop and spends it waiting for its processes
         # to exit: the report is made meanwhile (Ray itself stops in this, the main thread).
-        report = _in_thread(_timed_summary, uri or experiment)
+        report = in_thread(_timed_summary, uri or experiment)
     summary, report_s = report.result()
     timing = clock.timing(progress.peak_running, report_s)
     _beside(uri, write_timing(experiment, timing))
@@ -304,15 +306,6 @@ def _timed_summary(experiment: Path | str) -> tuple[Summary, float]:
     started = time.perf_counter()
     summary = summarize(experiment, plots=True)
     return summary, time.perf_counter() - started
-
-
-def _in_thread(work: Callable[..., T], *args) -> Future[T]:
-    """`work(*args)` started in a thread of its own; its Future returns or raises its end."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tune-mnist")
-    try:
-        return pool.submit(work, *args)
-    finally:
-        pool.shutdown(wait=False)  # the thread ends with its work
 
 
 def _beside(uri: str | None, written: Path) -> None:
@@ -435,12 +428,27 @@ def _check_batches_fit(spec: Spec, datasets) -> None:
                 )
 
 
-def _finished_count(experiment: Path, trials: list) -> int:
-    """How many of these trials the experiment's files hold as finished."""
+def _finished_keys(experiment: Path, trials: list) -> set[str]:
+    """Which of these trials (budget.trial_key) the experiment's files hold as finished."""
     status = load_results(experiment)["status"]
     done = [t for t, s in zip(read_meta(experiment).trials, status, strict=True) if s == "finished"]
     finished = set(map(trial_key, done))
-    return sum(trial_key(t) in finished for t in trials)
+    return {trial_key(t) for t in trials} & finished
+
+
+def _work_left(spec: Spec, costs, datasets, settings: SweepSettings, finished: set[str]):
+    """Per trial left to run (budget.trial_key), its estimated work (order.estimated_work)
+    for the time-left estimate; None where a trial has none (a custom trainable) or the
+    trials are not known ahead (a sampled search)."""
+    if spec.search and spec.search.samples:
+        return None
+    images = {n: d.sizes for n, d in datasets.items()}
+    work = {
+        key: estimated_work(t, costs, images, settings.max_epochs)
+        for t in spec.trials
+        if (key := trial_key(t)) not in finished
+    }
+    return work if all(work.values()) else None
 
 
 def _run_config(
@@ -512,189 +520,6 @@ def _check_experiment_dir(
             "started with; resume with `tune-mnist resume EXPERIMENT_DIR`, or pick another --name"
         )
     return version
-
-
-class ProgressReport:
-    """What this process prints about a sweep: one line per finished trial (with the time so
-    far and an estimate of the time left), peak concurrency; on a terminal, a live view.
-
-    Tune pickles the RunConfig's callbacks into the experiment and a restored sweep runs
-    the unpickled ones, so the callback (Progress) holds nothing: it forwards to the report
-    made active by the process that runs `fit`, whether it started the sweep or resumed it.
-    """
-
-    _active: ProgressReport | None = None
-
-    def __init__(
-        self,
-        total: int,
-        say: Callable[[str], None],
-        finished: int = 0,
-        signer: Signer | None = None,
-        view: LiveView | None = None,
-        name: str = "",
-    ):
-        self.total, self.say, self.finished, self.peak_running = total, say, finished, 0
-        self.signer = signer
-        self.staging: Path | None = None  # Tune's local staging copy of the experiment
-        self.early_stopping = False  # a scheduler may stop trials: mark those it stops
-        self.view, self.name, self.failures, self.done_here = view, name, 0, 0
-        self.started, self.trials, self.ended = time.monotonic(), [], set()
-        self.report_libraries: Future | None = None  # imported once a slot has gone idle
-
-    @contextlib.contextmanager
-    def active(self) -> Iterator[ProgressReport]:
-        ProgressReport._active = self
-        try:
-            yield self
-        finally:
-            ProgressReport._active = None
-
-    def step(self, trials) -> None:
-        if trials and self.signer is not None:  # where Tune stages the state it saves
-            self.staging = Path(trials[0].storage.experiment_driver_staging_path)
-        running = sum(t.status == "RUNNING" for t in trials)
-        self.peak_running = max(self.peak_running, running)
-        self.trials = trials
-        if self.view:
-            self.view.show(self.state())
-
-    def state(self) -> LiveState:
-        """The sweep now, for the live view: counts, running trials, times."""
-        running = [
-            running_trial(t, _label(t))
-            for t in self.trials
-            if t.status == "RUNNING" and t.trial_id not in self.ended  # Tune marks it later
-        ]
-        return LiveState(
-            name=self.name,
-            total=self.total,
-            finished=self.finished - self.failures,
-            failed=self.failures,
-            running=tuple(running),
-            elapsed_s=time.monotonic() - self.started,
-            done_here=self.done_here,
-        )
-
-    def _ended(self, trial) -> None:
-        self.finished += 1
-        self.done_here += 1
-        self.ended.add(trial.trial_id)
-        if self.view:
-            self.view.show(self.state(), force=True)
-        if self.report_libraries is None and self.total - self.finished < self.peak_running:
-            # fewer trials left than slots: a CPU stays idle till the end; import the
-            # report's libraries on it instead of after the last trial
-            self.report_libraries = _in_thread(load_figure_libraries)
-
-    def _times(self) -> str:
-        state = self.state()
-        left = state.remaining_s
-        estimate = "" if left is None else f", ~{format_duration(left)} left"
-        return f" ({format_duration(state.elapsed_s)} elapsed{estimate})"
-
-    def saved(self) -> None:
-        """Sign the state Tune has just staged, before Tune starts copying it to the
-        experiment (see Progress.get_state)."""
-        if self.signer is not None and self.staging is not None:
-            self.signer.sign(self.staging)
-
-    def step_end(self, trials) -> None:
-        """Sign what this step left unsigned: the first save (made before any trial
-        showed Tune's staging folder), then the folder itself."""
-        if self.signer is None:
-            return
-        if trials:
-            self.staging = Path(trials[0].storage.experiment_driver_staging_path)
-        self.saved()
-        self.signer.sign()
-
-    def sign_last(self) -> None:
-        """Sign the state Tune saved after its last step (its final save, on the way out)."""
-        self.saved()
-
-    def completed(self, trial) -> None:
-        self._ended(trial)
-        result = trial.last_result or {}
-        if result.get("diverged"):
-            loss, epoch = result.get("train_loss"), result.get("epoch")
-            self.say(
-                f"[{self.finished}/{self.total}] {_label(trial)}: DIVERGED "
-                f"(loss {loss} in epoch {epoch}; left out of the tables)" + self._times()
-            )
-            return
-        seconds = result.get("train_time_ms", float("nan")) / 1000
-        if self.early_stopping and not result.get("trial_finished"):
-            epoch, accuracy = result.get("epoch"), result.get("test_accuracy", float("nan"))
-            if trial.path and not storage.is_uri(trial.path):
-                mark_stopped_early(Path(trial.path), epoch)
-            self.say(
-                f"[{self.finished}/{self.total}] {_label(trial)}: stopped early after epoch "
-                f"{epoch} (ASHA; {accuracy:.2f}% test, left out of the tables' numbers)"
-                + self._times()
-            )
-            return
-        if metric := trial.config.get("metric"):  # a custom trainable's own
-            shown = f"{metric} {result.get(metric, float('nan')):.4g}"
-        else:
-            shown = f"{result.get('test_accuracy', float('nan')):.2f}%"
-        self.say(
-            f"[{self.finished}/{self.total}] {_label(trial)}: {shown} in {seconds:.1f}s"
-            + self._times()
-        )
-
-    def failed(self, trial) -> None:
-        self.failures += 1
-        self._ended(trial)
-        where = f" (see {trial.path}/error.txt)" if trial.path else ""
-        self.say(f"[{self.finished}/{self.total}] {_label(trial)}: FAILED{where}" + self._times())
-
-    def retrying(self, trial) -> None:
-        # The trial itself picks its newest readable checkpoint (trainables.newest_state),
-        # which a trial killed in its first epoch does not have.
-        self.say(f"retrying {_label(trial)} from its newest saved epoch, or from the start")
-
-
-def _label(trial) -> str:
-    return trial_from_dict(trial.config["trial"]).label
-
-
-class Progress(tune.Callback):
-    """Tune's trial events, forwarded to the active ProgressReport of this process."""
-
-    def __getstate__(self) -> dict:
-        return {}
-
-    def __setstate__(self, state: dict) -> None:  # 0.1.0 pickled counters here: dropped
-        pass
-
-    def on_step_begin(self, iteration, trials, **info):
-        self._forward("step", trials)
-
-    def on_step_end(self, iteration, trials, **info):
-        self._forward("step_end", trials)
-
-    def get_state(self) -> None:
-        # Tune asks for callbacks' state as the last part of each save, after writing the
-        # experiment and search states to its staging folder and before it starts copying
-        # that folder to the experiment's storage in the background: signing here puts the
-        # signatures there first, so a driver killed mid-copy leaves signed state behind.
-        self._forward("saved")
-        return None  # no state of its own: Tune writes no callback-state file
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._forward("completed", trial)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self._forward("failed", trial)
-
-    def on_trial_recover(self, iteration, trials, trial, **info):
-        self._forward("retrying", trial)
-
-    @staticmethod
-    def _forward(event: str, *args) -> None:
-        if ProgressReport._active:  # None outside fit: nobody to tell
-            getattr(ProgressReport._active, event)(*args)
 
 
 class BudgetStopper(tune.Stopper):
