@@ -129,17 +129,20 @@ def test_svm_sweep_on_cpu(local_ray, tmp_path, tiny_data):
 def test_an_svm_sweeps_driver_never_loads_torch(tmp_path, tiny_data):
     """q1b's driver spent 2-5 s of 2 cores importing torch that no SVM trial uses: once for
     FLOPs and devices, once through Tune's TensorBoard logger (tensorboardX imports it).
-    Matplotlib (most of a second) is imported once the last trial leaves a CPU idle, before
-    the report that needs it starts."""
+    The report's libraries (statistics, matplotlib: 2.5 s) are not imported at the start
+    but once the last trials leave a CPU idle, before the report that needs them."""
     space = write_space(tmp_path, **TINY_SVM)
     argv = ["sweep", str(space), "--data-dir", str(tiny_data), "--storage-path", str(tmp_path)]
     code = (
         "import sys\n"
         "from tune_mnist import sweep\n"
         "from tune_mnist.cli import app\n"
+        "print('statsmodels at the start:', 'statsmodels' in sys.modules)\n"
         "report = sweep._timed_summary\n"
         "def spy(*args):\n"
+        "    args[1].result()  # the imports the report waits for\n"
         "    print('matplotlib before the report:', 'matplotlib' in sys.modules)\n"
+        "    print('statsmodels before the report:', 'statsmodels' in sys.modules)\n"
         "    return report(*args)\n"
         "sweep._timed_summary = spy\n"
         f"app({argv!r}, standalone_mode=False)\n"
@@ -148,7 +151,10 @@ def test_an_svm_sweeps_driver_never_loads_torch(tmp_path, tiny_data):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "torch loaded: False"
-    assert "matplotlib before the report: True" in done.stdout.splitlines()
+    lines = done.stdout.splitlines()
+    assert "statsmodels at the start: False" in lines
+    assert "matplotlib before the report: True" in lines
+    assert "statsmodels before the report: True" in lines
     trials = [p.parent for p in (tmp_path / "tiny").glob("*/params.json")]
     assert len(trials) == 4  # and Tune still wrote each trial's TensorBoard events
     assert all(list(folder.glob("events.out.tfevents.*")) for folder in trials)

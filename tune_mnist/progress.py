@@ -22,7 +22,7 @@ from .budget import trial_key
 from .configs import trial_from_dict
 from .experiment import mark_stopped_early
 from .live import LiveState, LiveView, running_trial
-from .report import load_figure_libraries
+from .report import load_report_libraries
 from .status import format_duration
 from .trust import Signer
 
@@ -121,7 +121,7 @@ class ProgressReport:
         if self.report_libraries is None and self.total - self.finished < self.peak_running:
             # fewer trials left than slots: a CPU stays idle till the end; import the
             # report's libraries on it instead of after the last trial
-            self.report_libraries = in_thread(load_figure_libraries)
+            self.report_libraries = in_thread(load_report_libraries)
 
     def _times(self) -> str:
         state = self.state()

@@ -12,19 +12,23 @@ import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .budget import budget_report
 from .experiment import REPORT_DIR, Predictions, read_timings, report_dir, write_atomic
-from .html import write_html
 from .provenance import report_provenance
 from .results import Experiment, load_experiment
 from .storage import is_uri, join, local_experiment, put
-from .tables import CLASS_NAMES, DATASET_NAMES, Table, build_tables
 from .timing import TimingSplit, split, timing_markdown
 from .trust import untrusted_files
+
+# The tables' statistics (scipy.stats, statsmodels: 1.7 s) and the figures' matplotlib
+# are imported when a report is made, not by a sweep's start (see load_report_libraries).
+if TYPE_CHECKING:
+    from .tables import Table
 
 FORMATS = ("md", "csv", "json", "parquet", "html")
 MAX_CONFUSION = 16  # configurations per dataset drawn as confusion matrices
@@ -68,6 +72,8 @@ def summarize(
     # a trial its scheduler stopped early is done: it is reported, not resumed
     done = results["status"].isin(["finished", "stopped early"])
     incomplete = results.loc[~done & ~left_out, ["label", "status", "error"]]
+    from .tables import Table, build_tables
+
     tables, levels = build_tables(results, meta, loaded.predictions)
     if budget:
         tables.append(
@@ -93,10 +99,10 @@ def summarize(
     return summary
 
 
-def load_figure_libraries() -> None:
-    """Import what drawing the figures needs (matplotlib: most of a second) ahead of the
-    report, e.g. while a sweep's last trials leave a CPU idle."""
-    from . import plots  # noqa: F401
+def load_report_libraries() -> None:
+    """Import what a report needs (statistics and matplotlib: 2.5 s on a 2-core EPYC)
+    ahead of it, e.g. while a sweep's last trials leave a CPU idle."""
+    from . import html, plots, tables  # noqa: F401
 
 
 def write_report(folder: Path, summary: Summary, loaded: Experiment, formats=FORMATS) -> list[Path]:
@@ -135,6 +141,8 @@ def write_report(folder: Path, summary: Summary, loaded: Experiment, formats=FOR
     if "html" in formats:
         notes = [] if summary.complete else [f"{len(summary.incomplete)} trials did not finish."]
         title = f"{meta.name}: report" + (" (smoke run)" if meta.smoke else "")
+        from .html import write_html
+
         files.append(write_html(folder, title, summary.tables, summary.figures, notes, provenance))
     return files
 
@@ -161,6 +169,8 @@ def per_class_tables(
     results: pd.DataFrame, predictions: dict[str, Predictions], name: str
 ) -> list[Table]:
     """Per dataset: each configuration's accuracy on each class (%), over its seeds."""
+    from .tables import CLASS_NAMES, DATASET_NAMES, Table
+
     tables = []
     for dataset, matrices in confusion_matrices(results, predictions).items():
         rows = []

@@ -9,9 +9,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TypeVar
 
 import pandas as pd
 from ray import tune
@@ -66,7 +66,6 @@ from .trainables import run_trial
 from .trust import Signer, sign, untrusted_files
 
 __all__ = ["SweepResult", "SweepSettings", "resume_sweep", "run_sweep"]
-T = TypeVar("T")
 
 
 @dataclass
@@ -291,7 +290,7 @@ def _run_sweep(
         _beside(uri, write_timing(experiment, clock.timing(progress.peak_running)))  # for it
         # A local Ray takes about a second to stop and spends it waiting for its processes
         # to exit: the report is made meanwhile (Ray itself stops in this, the main thread).
-        report = in_thread(_timed_summary, uri or experiment)
+        report = in_thread(_timed_summary, uri or experiment, progress.report_libraries)
     summary, report_s = report.result()
     timing = clock.timing(progress.peak_running, report_s)
     _beside(uri, write_timing(experiment, timing))
@@ -301,9 +300,13 @@ def _run_sweep(
     return SweepResult(experiment, summary, progress.peak_running, resources, uri)
 
 
-def _timed_summary(experiment: Path | str) -> tuple[Summary, float]:
-    """The experiment's tables and figures, and the seconds they took."""
+def _timed_summary(experiment: Path | str, imports: Future | None) -> tuple[Summary, float]:
+    """The experiment's tables and figures, and the seconds they took; after `imports`
+    (the report's libraries, imported in a thread of their own) are done, so that two
+    threads never import one module."""
     started = time.perf_counter()
+    if imports is not None:
+        imports.exception()  # waits; a failed import fails again, in the report, with its error
     summary = summarize(experiment, plots=True)
     return summary, time.perf_counter() - started
 
