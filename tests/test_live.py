@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from tune_mnist import load_space
 from tune_mnist.cli import app
-from tune_mnist.live import LiveState, LiveView, RunningTrial, render, summary_line
+from tune_mnist.live import LiveState, LiveView, RunningTrial, Work, render, summary_line
 from tune_mnist.sweep import SweepSettings, run_sweep
 
 from .conftest import TINY_RESNET, TINY_SVM, write_space
@@ -61,18 +61,31 @@ def test_the_estimate_is_the_rate_of_trials_ended_in_this_run():
     assert resumed.remaining_s == pytest.approx(40.0) and resumed.pending == 1
 
 
-def test_with_work_estimates_the_rate_is_of_work_and_counts_reported_epochs():
-    # a ResNet-50 (work 300) ended in 60 s; a ResNet-18 (100) is half way, one (100) waits
+def test_with_work_the_estimate_spreads_it_over_the_slots_at_the_ended_trials_rate():
+    # a ResNet-50 (work 300) ran 60 s; one ResNet-18 (100) is half way, another (100) waits
     running = (RunningTrial("r18-a", 1, 2, 90.0, work=100.0), RunningTrial("r18-b", work=100.0))
-    state = LiveState("x", 3, 1, 0, running, elapsed_s=60, done_here=1, work_done=300.0)
-    weighted = LiveState(**{**state.__dict__, "work_left": 200.0})
+    work = Work(ended=300.0, ended_s=60.0, left=200.0, largest_left=100.0, slots=2)
+    state = LiveState("x", 3, 1, 0, running, elapsed_s=60, done_here=1)
     assert state.remaining_s == pytest.approx(120.0)  # counted: 60 s a trial, 2 left
-    # 350 units in 60 s; 150 left
-    assert weighted.remaining_s == pytest.approx(150 / 350 * 60)
-    # an epoch reported gives a rate before any trial ended
-    first_epoch = LiveState("x", 2, 0, 0, running[:1], elapsed_s=30, work_left=100.0)
-    assert first_epoch.remaining_s == pytest.approx(30.0)
-    assert LiveState("x", 2, 0, 0, running[1:], elapsed_s=30, work_left=100.0).remaining_s is None
+    weighted = LiveState(**{**state.__dict__, "work": work})
+    # 5 units a second per slot; 150 left on 2 slots: 15 s, but the waiting trial alone
+    # needs 20 s
+    assert weighted.remaining_s == pytest.approx(20.0)
+    wide = LiveState(**{**weighted.__dict__, "work": Work(300.0, 60.0, 1200.0, 100.0, 2)})
+    assert wide.remaining_s == pytest.approx((1200 - 50) / 10)
+
+
+def test_before_any_trial_ends_its_epochs_give_the_rate_and_a_resume_counts_its_own():
+    started = RunningTrial("r18", 1, 4, 90.0, work=100.0, running_s=30.0)
+    first_epoch = LiveState("x", 1, 0, 0, (started,), elapsed_s=30, work=Work(left=100.0))
+    assert first_epoch.remaining_s == pytest.approx(90.0)  # 25 units in 30 s, 75 left
+    waiting = RunningTrial("r18", work=100.0, running_s=30.0)
+    assert LiveState("x", 1, 0, 0, (waiting,), 30, work=Work(left=100.0)).remaining_s is None
+    # resumed at epoch 2 of 4, at 3 now: a quarter done here in 30 s, a quarter left
+    resumed = RunningTrial("r18", 3, 4, 90.0, work=100.0, from_epoch=2, running_s=30.0)
+    assert resumed.work_done == 75.0 and resumed.work_done_here == 25.0
+    again = LiveState("x", 1, 0, 0, (resumed,), elapsed_s=30, work=Work(left=100.0))
+    assert again.remaining_s == pytest.approx(30.0)
 
 
 def test_no_running_trials_no_table():
@@ -96,7 +109,7 @@ def live_sweep(local_ray, tiny_data, tmp_path_factory):
 def test_the_live_view_follows_a_real_sweep(live_sweep):
     assert "live: 0/2 finished, 2 running, 0 pending, 0 failed" in live_sweep
     # the trials' reported epochs give an estimate before either has finished
-    assert re.search(r"live: 0/2 finished, 2 running, .* ~\d:\d\d:\d\d left", live_sweep)
+    assert re.search(r"live: 0/2 finished, [12] running, .* ~\d:\d\d:\d\d left", live_sweep)
     # a running trial's epoch and latest accuracy, as the trainable reported them
     assert re.search(r"mnist/resnet18/bs\d\d/\S+\s+[123]/3\s+\d+\.\d\d%", live_sweep), live_sweep
     assert "live: 2/2 finished, 0 running, 0 pending, 0 failed" in live_sweep

@@ -130,14 +130,15 @@ def test_an_svm_sweeps_driver_never_loads_torch(tmp_path, tiny_data):
     """q1b's driver spent 2-5 s of 2 cores importing torch that no SVM trial uses: once for
     FLOPs and devices, once through Tune's TensorBoard logger (tensorboardX imports it).
     The report's libraries (statistics, matplotlib: 2.5 s) are not imported at the start
-    but once the last trials leave a CPU idle, before the report that needs them."""
+    but once the last trials leave a CPU idle, before the report that needs them.
+    The garbage collector is off while Ray stops beside the report (see _run_sweep)."""
     space = write_space(tmp_path, **TINY_SVM)
     argv = ["sweep", str(space), "--data-dir", str(tiny_data), "--storage-path", str(tmp_path)]
     code = (
         "import sys\n"
         "from tune_mnist import sweep\n"
         "from tune_mnist.cli import app\n"
-        "print('statsmodels at the start:', 'statsmodels' in sys.modules)\n"
+        "print('statistics at the start:', {'statsmodels', 'scipy.stats'} & set(sys.modules))\n"
         "report = sweep._timed_summary\n"
         "def spy(*args):\n"
         "    args[1].result()  # the imports the report waits for\n"
@@ -145,16 +146,37 @@ def test_an_svm_sweeps_driver_never_loads_torch(tmp_path, tiny_data):
         "    print('statsmodels before the report:', 'statsmodels' in sys.modules)\n"
         "    return report(*args)\n"
         "sweep._timed_summary = spy\n"
+        "import gc, ray\n"
+        "stop = ray.shutdown\n"
+        "def stopping(*args, **kwargs):\n"
+        "    print('collector on while Ray stops:', gc.isenabled())\n"
+        "    return stop(*args, **kwargs)\n"
+        "ray.shutdown = stopping\n"
         f"app({argv!r}, standalone_mode=False)\n"
+        "print('collector on after the sweep:', gc.isenabled())\n"
         "print('torch loaded:', 'torch' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "torch loaded: False"
     lines = done.stdout.splitlines()
-    assert "statsmodels at the start: False" in lines
+    assert "statistics at the start: set()" in lines
     assert "matplotlib before the report: True" in lines
     assert "statsmodels before the report: True" in lines
+    # Tune's garbage holds Ray handles: none is freed in the report's thread as Ray stops
+    assert "collector on while Ray stops: False" in lines
+    assert "collector on after the sweep: True" in lines
     trials = [p.parent for p in (tmp_path / "tiny").glob("*/params.json")]
     assert len(trials) == 4  # and Tune still wrote each trial's TensorBoard events
     assert all(list(folder.glob("events.out.tfevents.*")) for folder in trials)
+
+
+def test_older_experiments_name_the_progress_callback_in_sweep():
+    """tuner.pkl of experiments from before progress.py pickled tune_mnist.sweep.Progress."""
+    import pickle
+
+    from tune_mnist.progress import Progress
+
+    old = pickle.dumps(Progress(), protocol=0).replace(b"tune_mnist.progress", b"tune_mnist.sweep")
+    assert b"tune_mnist.sweep" in old
+    assert type(pickle.loads(old)) is Progress

@@ -32,13 +32,48 @@ class RunningTrial:
     epochs: int | None = None  # the epochs it trains (ResNets)
     accuracy: float | None = None  # latest test accuracy, %
     work: float = 0.0  # its estimated work in all (order.estimated_work); 0: unknown
+    from_epoch: int = 0  # the epochs it had done when this process started watching it
+    running_s: float = 0.0  # how long it has run in this process
 
     @property
     def work_done(self) -> float:
         """The share of its work its reported epochs stand for (0 without epochs)."""
-        if not (self.work and self.epoch and self.epochs):
+        return self._share(self.epoch or 0)
+
+    @property
+    def work_done_here(self) -> float:
+        """The share of its work done since this process started watching it."""
+        return self._share(self.epoch or 0) - self._share(self.from_epoch)
+
+    def _share(self, epoch: int) -> float:
+        if not (self.work and self.epochs):
             return 0.0
-        return self.work * min(self.epoch / self.epochs, 1.0)
+        return self.work * min(epoch / self.epochs, 1.0)
+
+
+@dataclass(frozen=True)
+class Work:
+    """The estimated work (order.estimated_work) behind the time-left estimate."""
+
+    ended: float = 0.0  # done in this process by the trials that ended in it
+    ended_s: float = 0.0  # the seconds those trials ran in it, summed: slot-seconds
+    left: float = 0.0  # of the trials not ended, running ones whole
+    largest_left: float = 0.0  # of the one trial with the most left (net of its epochs)
+    slots: int = 1  # trials run at once, at most so far
+
+    def remaining_s(self, running: tuple[RunningTrial, ...]) -> float | None:
+        """The work left, spread over the slots, at the rate per slot of the trials that
+        ended in this process (before any: of the running ones' epochs); never less than
+        the one trial with the most left needs alone. None before there is a rate."""
+        epochs_here = sum(trial.work_done_here for trial in running)
+        if self.ended > 0 and self.ended_s > 0:
+            rate = self.ended / self.ended_s
+        elif epochs_here > 0 and (running_s := sum(trial.running_s for trial in running)) > 0:
+            rate = epochs_here / running_s
+        else:
+            return None
+        left = max(self.left - sum(trial.work_done for trial in running), 0.0)
+        return max(left / (rate * max(self.slots, 1)), self.largest_left / rate)
 
 
 @dataclass(frozen=True)
@@ -52,10 +87,7 @@ class LiveState:
     running: tuple[RunningTrial, ...] = ()
     elapsed_s: float = 0.0  # since this process started the sweep (or resumed it)
     done_here: int = 0  # trials that ended in this process: the rate the estimate uses
-    # Estimated work (order.estimated_work) of the trials that ended in this process and
-    # of those not ended yet, running ones whole; work_left None: not known for every trial
-    work_done: float = 0.0
-    work_left: float | None = None
+    work: Work | None = None  # None: some trial's work is not known (counts are used)
 
     @property
     def pending(self) -> int:
@@ -63,18 +95,16 @@ class LiveState:
 
     @property
     def remaining_s(self) -> float | None:
-        """The work left at the rate work was done so far in this run (counting the running
-        trials' reported epochs); without work estimates, the trials left at the rate
-        trials ended. None before there is a rate."""
+        """From the estimated work left (Work.remaining_s); without work estimates, the
+        trials left at the rate trials ended in this run. None before there is a rate.
+        Work is an estimate (order.py), so the time left is too."""
         left = self.total - self.finished - self.failed
         if left <= 0:
             return 0.0
         if self.elapsed_s <= 0:
             return None
-        if self.work_left is not None:
-            partial = sum(trial.work_done for trial in self.running)
-            done = self.work_done + partial
-            return self.elapsed_s / done * max(self.work_left - partial, 0.0) if done else None
+        if self.work is not None:
+            return self.work.remaining_s(self.running)
         if self.done_here <= 0:
             return None
         return self.elapsed_s / self.done_here * left
@@ -144,9 +174,12 @@ class LiveView:
         self.live.update(render(state))
 
 
-def running_trial(trial, label: str, work: float = 0.0) -> RunningTrial:
+def running_trial(
+    trial, label: str, work: float = 0.0, from_epoch: int = 0, running_s: float = 0.0
+) -> RunningTrial:
     """A Tune trial's progress from its latest result (the trainable's report keys);
-    `work`: its estimated work in all."""
+    `work`: its estimated work in all; `from_epoch`: its epochs when first seen;
+    `running_s`: how long it has run since."""
     result = trial.last_result or {}
     config = trial.config or {}
     epochs = (config.get("trial") or {}).get("epochs")
@@ -160,4 +193,6 @@ def running_trial(trial, label: str, work: float = 0.0) -> RunningTrial:
         epochs=epochs,
         accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
         work=work,
+        from_epoch=from_epoch,
+        running_s=running_s,
     )

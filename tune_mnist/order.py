@@ -11,10 +11,12 @@ Seeds stay in their rounds: a space runs every configuration at its first seed, 
 one at the next (spaces.with_repeats), so that a sweep stopped part way holds a complete
 design at fewer seeds. The longest first is the order within each round.
 
-The estimate only has to rank trials, not time them: a ResNet trial's work is its model's
-forward FLOPs per image x epochs x (3 x training images + test images): a backward pass
-costs about two forward ones. An SVM trial's is n², the size of its kernel. Custom
-trainables have no estimate and keep their order. Ties keep the space's order.
+A ResNet trial's work is its model's forward FLOPs per image x epochs x (3 x training
+images + test images): a backward pass costs about two forward ones. An SVM trial's is
+n², the size of its kernel. Custom trainables have no estimate and keep their order.
+Ties keep the space's order. The order needs only the ranks; the time-left estimate
+(live.py) uses the numbers in proportion, which they are only roughly: batch size
+changes a trial's time but not its FLOPs, and an SVM's fit grows faster than n².
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from . import storage
 from .budget import trial_key
 from .configs import trial_from_dict
 from .experiment import mark_stopped_early
-from .live import LiveState, LiveView, running_trial
+from .live import LiveState, LiveView, RunningTrial, Work, running_trial
 from .report import load_report_libraries
 from .status import format_duration
 from .trust import Signer
@@ -67,7 +67,10 @@ class ProgressReport:
         self.report_libraries: Future | None = None  # imported once a slot has gone idle
         # trial key -> estimated work, for the trials left to run (None: not known)
         self.work: dict[str, float] | None = None
-        self.work_done = 0.0  # of the trials ended here
+        self.work_ended = 0.0  # done here by the trials that ended here
+        self.ended_s = 0.0  # the seconds those trials ran here, summed
+        self.first_epoch: dict[str, int] = {}  # trial id -> its epochs when first seen
+        self.since: dict[str, float] = {}  # trial id -> when first seen running
 
     @contextlib.contextmanager
     def active(self) -> Iterator[ProgressReport]:
@@ -78,8 +81,12 @@ class ProgressReport:
             ProgressReport._active = None
 
     def step(self, trials) -> None:
-        if trials and self.signer is not None:  # where Tune stages the state it saves
-            self.staging = Path(trials[0].storage.experiment_driver_staging_path)
+        self._note_staging(trials)
+        now = time.monotonic()
+        for trial in trials:  # a restored trial has done some epochs before this process
+            self.first_epoch.setdefault(trial.trial_id, _epoch(trial))
+            if trial.status == "RUNNING":
+                self.since.setdefault(trial.trial_id, now)
         running = sum(t.status == "RUNNING" for t in trials)
         self.peak_running = max(self.peak_running, running)
         self.trials = trials
@@ -90,7 +97,7 @@ class ProgressReport:
         """The sweep now, for the live view: counts, running trials, times."""
         work = self.work or {}
         running = [
-            running_trial(t, label(t), work.get(trial_key(t.config["trial"]), 0.0))
+            (_key(t), self._progress(t, label(t), work.get(_key(t), 0.0)))
             for t in self.trials
             if t.status == "RUNNING" and t.trial_id not in self.ended  # Tune marks it later
         ]
@@ -99,28 +106,45 @@ class ProgressReport:
             total=self.total,
             finished=self.finished - self.failures,
             failed=self.failures,
-            running=tuple(running),
+            running=tuple(trial for _, trial in running),
             elapsed_s=time.monotonic() - self.started,
             done_here=self.done_here,
-            work_done=self.work_done,
-            work_left=sum(work.values()) if self.work is not None else None,
+            work=None if self.work is None else self._work(self.work, dict(running)),
         )
+
+    def _work(self, work: dict[str, float], running: dict[str, RunningTrial]) -> Work:
+        """The estimate's work: `work` of the trials left, `running` ones by trial key."""
+        left = [w - (running[k].work_done if k in running else 0.0) for k, w in work.items()]
+        return Work(
+            ended=self.work_ended,
+            ended_s=self.ended_s,
+            left=sum(work.values()),
+            largest_left=max(left, default=0.0),
+            slots=self.peak_running,
+        )
+
+    def _progress(self, trial, shown: str, work: float = 0.0) -> RunningTrial:
+        since = self.since.get(trial.trial_id)
+        running_s = time.monotonic() - since if since is not None else 0.0
+        return running_trial(trial, shown, work, self.first_epoch.get(trial.trial_id, 0), running_s)
 
     def _ended(self, trial, completed: bool = True) -> None:
         self.finished += 1
         self.done_here += 1
         self.ended.add(trial.trial_id)
         if self.work is not None:
-            # what it did: its epochs' share (a trial stopped early did part), else all of
-            # it if it completed (an SVM), none if it failed
-            work = self.work.pop(trial_key(trial.config["trial"]), 0.0)
-            did = running_trial(trial, "", work)
-            self.work_done += did.work_done if did.epochs else work * completed
+            # what it did here: its epochs' share (a trial stopped early did part), else
+            # all of it if it completed (an SVM), none if it failed
+            work = self.work.pop(_key(trial), 0.0)
+            did = self._progress(trial, "", work)
+            self.work_ended += did.work_done_here if did.epochs else work * completed
+            self.ended_s += did.running_s
+            self.since.pop(trial.trial_id, None)
         if self.view:
             self.view.show(self.state(), force=True)
         if self.report_libraries is None and self.total - self.finished < self.peak_running:
-            # fewer trials left than slots: a CPU stays idle till the end; import the
-            # report's libraries on it instead of after the last trial
+            # fewer trials left than have run at once: a CPU stays idle till the end;
+            # import the report's libraries on it instead of after the last trial
             self.report_libraries = in_thread(load_report_libraries)
 
     def _times(self) -> str:
@@ -140,14 +164,18 @@ class ProgressReport:
         showed Tune's staging folder), then the folder itself."""
         if self.signer is None:
             return
-        if trials:
-            self.staging = Path(trials[0].storage.experiment_driver_staging_path)
+        self._note_staging(trials)
         self.saved()
         self.signer.sign()
 
     def sign_last(self) -> None:
-        """Sign the state Tune saved after its last step (its final save, on the way out)."""
+        """Sign the staging folder once more after `fit`: Tune's last save, on the way out,
+        is signed through get_state already; this is the safety net if it was not."""
         self.saved()
+
+    def _note_staging(self, trials) -> None:
+        if trials and self.signer is not None:  # where Tune stages the state it saves
+            self.staging = Path(trials[0].storage.experiment_driver_staging_path)
 
     def completed(self, trial) -> None:
         self._ended(trial)
@@ -193,6 +221,16 @@ class ProgressReport:
 
 def label(trial) -> str:
     return trial_from_dict(trial.config["trial"]).label
+
+
+def _key(trial) -> str:
+    """A Tune trial's budget.trial_key, through its config (the planned trials' key form)."""
+    return trial_key(trial_from_dict(trial.config["trial"]))
+
+
+def _epoch(trial) -> int:
+    epoch = (trial.last_result or {}).get("epoch")
+    return epoch if isinstance(epoch, int) else 0
 
 
 class Progress(tune.Callback):

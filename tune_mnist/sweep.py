@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -207,7 +208,7 @@ def _run_sweep(
             plan = replace(plan, runs=[*plan.runs[:-1], replace(plan.run, trials=ordered)])
             spec = replace(spec, trials=ordered)
     clock.lap("data")
-    with ray_session(address, settings.verbose, settings.dashboard):
+    with _collection_restored(), ray_session(address, settings.verbose, settings.dashboard):
         clock.lap("ray")
         sizes = {n: (*d.sizes, math.prod(d.train_images.shape[1:])) for n, d in datasets.items()}
         placement = trial_resources(spec, settings, sizes)  # refuses what fits no node
@@ -226,8 +227,8 @@ def _run_sweep(
             # per trial: SVM trials of one space may train on different numbers of images
             lambda config: placement.asks_for(config["trial"]),
         )
-        finished = _finished_keys(experiment, spec.trials) if settings.resume else set()
-        done = len(finished)
+        ended = _ended_keys(experiment, spec.trials) if settings.resume else set()
+        done = len(ended)
         param_space = _param_space(spec, settings, plan.version)
         restoring = settings.resume and tune.Tuner.can_restore(where)
         _tensorboard_without_torch()  # before Tune builds its TensorBoard logger
@@ -235,7 +236,7 @@ def _run_sweep(
         progress = ProgressReport(
             _planned(spec), say, done, signer, view=view, name=experiment.name
         )
-        progress.work = _work_left(spec, costs, datasets, settings, finished)
+        progress.work = _work_left(spec, costs, datasets, settings, ended)
         progress.early_stopping = bool(spec.search and spec.search.asha)
         tracked = None
         if restoring:
@@ -290,6 +291,12 @@ def _run_sweep(
         _beside(uri, write_timing(experiment, clock.timing(progress.peak_running)))  # for it
         # A local Ray takes about a second to stop and spends it waiting for its processes
         # to exit: the report is made meanwhile (Ray itself stops in this, the main thread).
+        # Tune leaves cycles that hold Ray's handles; the garbage collector, run in the
+        # report's thread while Ray stops, would free one there, and Ray ends the process
+        # when its stopped core worker is called (seen once: exit 1, no report). So they
+        # are freed now, and nothing is collected until Ray has stopped.
+        gc.collect()
+        gc.disable()
         report = in_thread(_timed_summary, uri or experiment, progress.report_libraries)
     summary, report_s = report.result()
     timing = clock.timing(progress.peak_running, report_s)
@@ -300,10 +307,21 @@ def _run_sweep(
     return SweepResult(experiment, summary, progress.peak_running, resources, uri)
 
 
+@contextlib.contextmanager
+def _collection_restored() -> Iterator[None]:
+    """Turn the garbage collector back on at the end, if it was on (see _run_sweep)."""
+    enabled = gc.isenabled()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _timed_summary(experiment: Path | str, imports: Future | None) -> tuple[Summary, float]:
     """The experiment's tables and figures, and the seconds they took; after `imports`
-    (the report's libraries, imported in a thread of their own) are done, so that two
-    threads never import one module."""
+    (the report's libraries, imported in a thread of their own) are done, so that the
+    report never imports a module while that thread does."""
     started = time.perf_counter()
     if imports is not None:
         imports.exception()  # waits; a failed import fails again, in the report, with its error
@@ -431,15 +449,16 @@ def _check_batches_fit(spec: Spec, datasets) -> None:
                 )
 
 
-def _finished_keys(experiment: Path, trials: list) -> set[str]:
-    """Which of these trials (budget.trial_key) the experiment's files hold as finished."""
+def _ended_keys(experiment: Path, trials: list) -> set[str]:
+    """Which of these trials (budget.trial_key) the experiment's files hold as ended for
+    good: finished, diverged or stopped early (a resume reruns only errors and the rest)."""
     status = load_results(experiment)["status"]
-    done = [t for t, s in zip(read_meta(experiment).trials, status, strict=True) if s == "finished"]
-    finished = set(map(trial_key, done))
-    return {trial_key(t) for t in trials} & finished
+    for_good = {"finished", "diverged", "stopped early"}
+    done = [t for t, s in zip(read_meta(experiment).trials, status, strict=True) if s in for_good]
+    return {trial_key(t) for t in trials} & set(map(trial_key, done))
 
 
-def _work_left(spec: Spec, costs, datasets, settings: SweepSettings, finished: set[str]):
+def _work_left(spec: Spec, costs, datasets, settings: SweepSettings, ended: set[str]):
     """Per trial left to run (budget.trial_key), its estimated work (order.estimated_work)
     for the time-left estimate; None where a trial has none (a custom trainable) or the
     trials are not known ahead (a sampled search)."""
@@ -449,7 +468,7 @@ def _work_left(spec: Spec, costs, datasets, settings: SweepSettings, finished: s
     work = {
         key: estimated_work(t, costs, images, settings.max_epochs)
         for t in spec.trials
-        if (key := trial_key(t)) not in finished
+        if (key := trial_key(t)) not in ended
     }
     return work if all(work.values()) else None
 
