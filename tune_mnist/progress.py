@@ -61,6 +61,7 @@ class ProgressReport:
         self.total, self.say, self.finished, self.peak_running = total, say, finished, 0
         self.signer = signer
         self.staging: Path | None = None  # Tune's local staging copy of the experiment
+        self.saves_signed = False  # Tune's saves are signed as it makes them (get_state)
         self.early_stopping = False  # a scheduler may stop trials: mark those it stops
         self.view, self.name, self.failures, self.done_here = view, name, 0, 0
         self.started, self.trials, self.ended = time.monotonic(), [], set()
@@ -82,12 +83,12 @@ class ProgressReport:
 
     def step(self, trials) -> None:
         self._note_staging(trials)
-        now = time.monotonic()
+        now, running = time.monotonic(), 0
         for trial in trials:  # a restored trial has done some epochs before this process
             self.first_epoch.setdefault(trial.trial_id, _epoch(trial))
             if trial.status == "RUNNING":
                 self.since.setdefault(trial.trial_id, now)
-        running = sum(t.status == "RUNNING" for t in trials)
+                running += 1
         self.peak_running = max(self.peak_running, running)
         self.trials = trials
         if self.view:
@@ -95,12 +96,11 @@ class ProgressReport:
 
     def state(self) -> LiveState:
         """The sweep now, for the live view: counts, running trials, times."""
-        work = self.work or {}
-        running = [
-            (_key(t), self._progress(t, label(t), work.get(_key(t), 0.0)))
-            for t in self.trials
-            if t.status == "RUNNING" and t.trial_id not in self.ended  # Tune marks it later
-        ]
+        work, running = self.work or {}, []
+        for t in self.trials:
+            if t.status == "RUNNING" and t.trial_id not in self.ended:  # Tune marks it later
+                key = _key(t)
+                running.append((key, self._progress(t, label(t), work.get(key, 0.0))))
         return LiveState(
             name=self.name,
             total=self.total,
@@ -158,20 +158,17 @@ class ProgressReport:
         experiment (see Progress.get_state)."""
         if self.signer is not None and self.staging is not None:
             self.signer.sign(self.staging)
+            self.saves_signed = True
 
     def step_end(self, trials) -> None:
-        """Sign what this step left unsigned: the first save (made before any trial
-        showed Tune's staging folder), then the folder itself."""
+        """Sign the folder itself; and the staged state until saves are signed as Tune
+        makes them (its first save comes before any trial shows the staging folder)."""
         if self.signer is None:
             return
         self._note_staging(trials)
-        self.saved()
+        if not self.saves_signed:
+            self.saved()
         self.signer.sign()
-
-    def sign_last(self) -> None:
-        """Sign the staging folder once more after `fit`: Tune's last save, on the way out,
-        is signed through get_state already; this is the safety net if it was not."""
-        self.saved()
 
     def _note_staging(self, trials) -> None:
         if trials and self.signer is not None:  # where Tune stages the state it saves

@@ -201,8 +201,8 @@ def _run_sweep(
     _check_batches_fit(spec, datasets)
     check_space(spec, datasets)  # every model imports, builds and fits its data
     costs = model_costs(spec, datasets)
+    images = {n: d.sizes for n, d in datasets.items()}  # (train, test) per dataset
     if not (settings.resume or plan.run.budget or spec.search):  # a budget: the space's order
-        images = {n: d.sizes for n, d in datasets.items()}  # (train, test) per dataset
         ordered = longest_first(spec.trials, costs, images, settings.max_epochs)
         if ordered is not None:  # kept with the run: a resume hands Tune the same order
             plan = replace(plan, runs=[*plan.runs[:-1], replace(plan.run, trials=ordered)])
@@ -236,7 +236,7 @@ def _run_sweep(
         progress = ProgressReport(
             _planned(spec), say, done, signer, view=view, name=experiment.name
         )
-        progress.work = _work_left(spec, costs, datasets, settings, ended)
+        progress.work = _work_left(spec, costs, images, settings, ended)
         progress.early_stopping = bool(spec.search and spec.search.asha)
         tracked = None
         if restoring:
@@ -281,7 +281,7 @@ def _run_sweep(
             raise
         finally:  # whatever state Tune left, this run wrote it
             clock.lap("trials")
-            progress.sign_last()
+            progress.saved()  # Tune's last save is signed as made; if it was not, it is now
             sign(run_dir)
             if run_dir != experiment:  # the experiment's signatures cover its runs' pickles
                 sign(experiment)
@@ -458,13 +458,12 @@ def _ended_keys(experiment: Path, trials: list) -> set[str]:
     return {trial_key(t) for t in trials} & set(map(trial_key, done))
 
 
-def _work_left(spec: Spec, costs, datasets, settings: SweepSettings, ended: set[str]):
+def _work_left(spec: Spec, costs, images, settings: SweepSettings, ended: set[str]):
     """Per trial left to run (budget.trial_key), its estimated work (order.estimated_work)
     for the time-left estimate; None where a trial has none (a custom trainable) or the
-    trials are not known ahead (a sampled search)."""
+    trials are not known ahead (a sampled search). `images`: (train, test) per dataset."""
     if spec.search and spec.search.samples:
         return None
-    images = {n: d.sizes for n, d in datasets.items()}
     work = {
         key: estimated_work(t, costs, images, settings.max_epochs)
         for t in spec.trials
