@@ -18,7 +18,7 @@ import pandas as pd
 from ray import tune
 
 from . import budget as budgets
-from . import storage, tracking
+from . import storage, tracking, trial_logs
 from .budget import BudgetClock, admitted, trial_key
 from .checks import check_space, model_costs
 from .cluster import (
@@ -485,7 +485,7 @@ def _run_config(
         failure_config=tune.FailureConfig(max_failures=settings.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         verbose=1 if settings.verbose else 0,
-        callbacks=[Progress()] + ([tracked.callback()] if tracked else []),
+        callbacks=[Progress(), *trial_logs.loggers()] + ([tracked.callback()] if tracked else []),
         stop=BudgetStopper() if budgeted else None,
     )
 
