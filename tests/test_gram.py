@@ -20,7 +20,7 @@ from tune_mnist import load_space
 from tune_mnist.configs import SVMConfig
 from tune_mnist.data import load_dataset
 from tune_mnist.experiment import read_predictions
-from tune_mnist.gram import gram_matrix, kernel_from_gram, share_grams, shareable
+from tune_mnist.gram import gram_matrix, kernel_from_gram, populated, share_grams, shareable
 from tune_mnist.svm import MiB, estimate_memory, fit_predict, kernel_params, svm_features
 from tune_mnist.sweep import SweepSettings, run_sweep
 
@@ -282,3 +282,23 @@ def test_grams_of_one_size_made_in_one_buffer_each_keep_their_own_values(small_s
     for name, data in datasets.items():  # different images: the store holds each one's own
         expected = gram_matrix(svm_features(data.train_images[:150]))
         assert np.array_equal(ray.get(shared.refs[(name, 150)]), expected)
+
+
+def resident_bytes() -> int:
+    """This process's resident memory, from /proc (Linux)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads Linux's /proc")
+def test_a_populated_matrix_is_in_memory_before_it_is_written():
+    n = 2048  # 32 MiB
+    before = resident_bytes()
+    matrix = populated(n)
+    grown = resident_bytes() - before
+    assert grown >= 0.9 * n * n * 8  # np.zeros((n, n)) would map no page until written
+    assert matrix.shape == (n, n) and matrix.dtype == np.float64 and matrix.flags.writeable
+    assert not matrix.any()
+    matrix[-1, -1] = 1.0  # writable to its last byte
+    assert matrix.sum() == 1.0
+    assert populated(0).shape == (0, 0)

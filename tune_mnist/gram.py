@@ -38,6 +38,7 @@ are in its estimate's `shared` field.
 
 from __future__ import annotations
 
+import mmap
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -58,6 +59,22 @@ ONE_CALL_ROWS = 16_384
 BLOCK_ROWS = 4_096
 
 
+def populated(n: int) -> np.ndarray:
+    """A new n x n float64 array (zeros), its pages mapped in one system call (Linux's
+    MAP_POPULATE) rather than one fault at a time as it is first written.
+
+    Why: numpy asks for transparent huge pages for large arrays, and on the 2-core VMs
+    measured (benchmarks/RESULTS.md) the first write into a new 800 MB array took 1.9-4.0 s,
+    against 0.3-0.4 s to populate it; a Gram or kernel written into it then takes 0.2-0.5 s
+    longer on small pages. Elsewhere (no MAP_POPULATE): numpy's own array.
+    """
+    if not hasattr(mmap, "MAP_POPULATE") or n == 0:
+        return np.zeros((n, n))
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
+    # the array holds the mapping; it is unmapped when the last view of it goes
+    return np.frombuffer(mmap.mmap(-1, n * n * 8, flags=flags), dtype=np.float64).reshape(n, n)
+
+
 def gram_matrix(features: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """X·Xᵀ of float64 features: as scikit-learn's kernels compute it (X @ X.T) up to
     ONE_CALL_ROWS rows; above, BLOCK_ROWS rows at a time (whole rows: computing only the
@@ -65,9 +82,9 @@ def gram_matrix(features: np.ndarray, out: np.ndarray | None = None) -> np.ndarr
     fit), whose values may differ from one call's in the last bits (libsvm's own kernel
     differs from both in the same way). `out`: an n x n float64 array to write it into."""
     n = len(features)
-    if n <= ONE_CALL_ROWS:
-        return np.matmul(features, features.T, out=out)  # X @ X.T: the same BLAS call
-    gram = np.empty((n, n)) if out is None else out
+    if n <= ONE_CALL_ROWS:  # X @ X.T: the same BLAS call
+        return np.matmul(features, features.T, out=populated(n) if out is None else out)
+    gram = populated(n) if out is None else out
     for start in range(0, n, BLOCK_ROWS):
         rows = slice(start, start + BLOCK_ROWS)
         np.matmul(features[rows], features.T, out=gram[rows])
@@ -84,9 +101,13 @@ def kernel_from_gram(
     then `gram` becomes the kernel, and no second n x n array is made.
     """
     if kernel == "linear":
-        return gram if in_place else np.array(gram)
+        if in_place:
+            return gram
+        copy = populated(len(gram))
+        np.copyto(copy, gram)
+        return copy
     if kernel in ("poly", "sigmoid"):
-        k = gram if in_place else np.empty_like(gram)
+        k = gram if in_place else populated(len(gram))
         np.multiply(gram, params["gamma"], out=k)  # sklearn: K = X @ Y.T; K *= gamma
         k += params["coef0"]
         if kernel == "poly":
@@ -100,7 +121,7 @@ def kernel_from_gram(
 
     # sklearn's _euclidean_distances for float64 X is Y, then rbf_kernel's exp
     norms = row_norms(features, squared=True)[:, np.newaxis]
-    k = gram if in_place else np.empty_like(gram)
+    k = gram if in_place else populated(len(gram))
     np.multiply(gram, -2, out=k)
     k += norms
     k += norms.T
@@ -184,11 +205,10 @@ def share_grams(spec, datasets: dict[str, Dataset], placement) -> SharedGrams:
     start, refs, buffer = time.perf_counter(), {}, None
     for (name, samples), n in wanted.items():
         # One buffer for every Gram of a size: the store copies each, and writing the next
-        # into pages already touched spares the first touch of 8n² more bytes, which took
-        # 2.3 s for 800 MB on the 2-core VM (numpy asks for transparent huge pages there)
+        # into pages already mapped spares mapping 8n² more bytes (see populated)
         if buffer is None or buffer.shape != (n, n):
             buffer = None  # the old one freed before the new one is made
-            buffer = np.empty((n, n))
+            buffer = populated(n)
         features = svm_features(datasets[name].train_images[:n])
         refs[(name, samples)] = ray.put(gram_matrix(features, out=buffer))
     del buffer  # the store holds them now
