@@ -152,6 +152,12 @@ def test_an_svm_sweeps_driver_never_loads_torch(tmp_path, tiny_data):
         "    print('collector on while Ray stops:', gc.isenabled())\n"
         "    return stop(*args, **kwargs)\n"
         "ray.shutdown = stopping\n"
+        "fit = ray.tune.Tuner.fit\n"
+        "def fitting(self):\n"
+        "    loaded = 'ray.air.integrations.mlflow' in sys.modules\n"
+        "    print('Tune usage imports before fit:', loaded)\n"
+        "    return fit(self)\n"
+        "ray.tune.Tuner.fit = fitting\n"
         f"app({argv!r}, standalone_mode=False)\n"
         "print('collector on after the sweep:', gc.isenabled())\n"
         "print('torch loaded:', 'torch' in sys.modules)\n"
@@ -166,6 +172,8 @@ def test_an_svm_sweeps_driver_never_loads_torch(tmp_path, tiny_data):
     # Tune's garbage holds Ray handles: none is freed in the report's thread as Ray stops
     assert "collector on while Ray stops: False" in lines
     assert "collector on after the sweep: True" in lines
+    # what Ray Tune imports as fit starts was imported while Ray started
+    assert "Tune usage imports before fit: True" in lines
     trials = [p.parent for p in (tmp_path / "tiny").glob("*/params.json")]
     assert len(trials) == 4  # and Tune still wrote each trial's TensorBoard events
     assert all(list(folder.glob("events.out.tfevents.*")) for folder in trials)
