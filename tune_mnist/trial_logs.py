@@ -11,10 +11,13 @@ These loggers copy the stored log back whenever there is one.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pyarrow.fs
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+logger = logging.getLogger(__name__)
 
 
 class _KeepStoredLog:
@@ -26,10 +29,13 @@ class _KeepStoredLog:
             return
         fs = trial.storage.storage_filesystem
         stored = Path(trial.storage.trial_fs_path, file_name).as_posix()
-        if fs.get_file_info(stored).type != pyarrow.fs.FileType.File:
-            return  # a trial's first start: nothing stored yet
-        local = Path(trial.local_path, file_name).as_posix()
-        pyarrow.fs.copy_files(stored, local, source_filesystem=fs)
+        try:
+            if fs.get_file_info(stored).type != pyarrow.fs.FileType.File:
+                return  # a trial's first start: nothing stored yet
+            local = Path(trial.local_path, file_name).as_posix()
+            pyarrow.fs.copy_files(stored, local, source_filesystem=fs)
+        except OSError as e:  # as Tune does when its own copy fails: the trial goes on
+            logger.warning("could not copy back %s of %s: %s", file_name, trial, e)
 
 
 class ResultJson(_KeepStoredLog, JsonLoggerCallback):
