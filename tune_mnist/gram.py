@@ -65,7 +65,7 @@ def populated(n: int) -> np.ndarray:
 
     Why: numpy asks for transparent huge pages for large arrays, and on the 2-core VMs
     measured (benchmarks/RESULTS.md) the first write into a new 800 MB array took 1.9-4.0 s,
-    against 0.3-0.4 s to populate it; a Gram or kernel written into it then takes 0.2-0.5 s
+    against 0.3-0.4 s to populate it; a Gram or kernel written into it then takes 0.3-0.6 s
     longer on small pages. Elsewhere (no MAP_POPULATE): numpy's own array.
     """
     if not hasattr(mmap, "MAP_POPULATE") or n == 0:
