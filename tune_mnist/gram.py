@@ -82,9 +82,9 @@ def gram_matrix(features: np.ndarray, out: np.ndarray | None = None) -> np.ndarr
     fit), whose values may differ from one call's in the last bits (libsvm's own kernel
     differs from both in the same way). `out`: an n x n float64 array to write it into."""
     n = len(features)
-    if n <= ONE_CALL_ROWS:  # X @ X.T: the same BLAS call
-        return np.matmul(features, features.T, out=populated(n) if out is None else out)
     gram = populated(n) if out is None else out
+    if n <= ONE_CALL_ROWS:  # X @ X.T: the same BLAS call
+        return np.matmul(features, features.T, out=gram)
     for start in range(0, n, BLOCK_ROWS):
         rows = slice(start, start + BLOCK_ROWS)
         np.matmul(features[rows], features.T, out=gram[rows])
@@ -100,14 +100,14 @@ def kernel_from_gram(
     Returns a new array and never writes `gram` (read-only, shared), unless `in_place`:
     then `gram` becomes the kernel, and no second n x n array is made.
     """
+    if kernel not in KERNELS:
+        raise ValueError(f"no Gram form for kernel {kernel!r}")
+    k = gram if in_place else populated(len(gram))
     if kernel == "linear":
-        if in_place:
-            return gram
-        copy = populated(len(gram))
-        np.copyto(copy, gram)
-        return copy
+        if k is not gram:
+            np.copyto(k, gram)
+        return k
     if kernel in ("poly", "sigmoid"):
-        k = gram if in_place else populated(len(gram))
         np.multiply(gram, params["gamma"], out=k)  # sklearn: K = X @ Y.T; K *= gamma
         k += params["coef0"]
         if kernel == "poly":
@@ -115,13 +115,10 @@ def kernel_from_gram(
         else:
             np.tanh(k, out=k)
         return k
-    if kernel != "rbf":
-        raise ValueError(f"no Gram form for kernel {kernel!r}")
     from sklearn.utils.extmath import row_norms
 
     # sklearn's _euclidean_distances for float64 X is Y, then rbf_kernel's exp
     norms = row_norms(features, squared=True)[:, np.newaxis]
-    k = gram if in_place else populated(len(gram))
     np.multiply(gram, -2, out=k)
     k += norms
     k += norms.T

@@ -174,6 +174,13 @@ class LiveView:
         self.live.update(render(state))
 
 
+def reported_epoch(trial) -> int | None:
+    """The epoch a Tune trial's latest result reports (trainables report it as an int);
+    None before one."""
+    epoch = (trial.last_result or {}).get("epoch")
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+
+
 def running_trial(
     trial, label: str, work: float = 0.0, from_epoch: int = 0, running_s: float = 0.0
 ) -> RunningTrial:
@@ -189,7 +196,7 @@ def running_trial(
     accuracy = result.get("test_accuracy")
     return RunningTrial(
         label=label,
-        epoch=result.get("epoch"),
+        epoch=reported_epoch(trial),
         epochs=epochs,
         accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
         work=work,

@@ -21,7 +21,7 @@ from . import storage
 from .budget import trial_key
 from .configs import trial_from_dict
 from .experiment import mark_stopped_early
-from .live import LiveState, LiveView, RunningTrial, Work, running_trial
+from .live import LiveState, LiveView, RunningTrial, Work, reported_epoch, running_trial
 from .report import load_report_libraries
 from .status import format_duration
 from .trust import Signer
@@ -85,7 +85,8 @@ class ProgressReport:
         self._note_staging(trials)
         now, running = time.monotonic(), 0
         for trial in trials:  # a restored trial has done some epochs before this process
-            self.first_epoch.setdefault(trial.trial_id, _epoch(trial))
+            if trial.trial_id not in self.first_epoch:
+                self.first_epoch[trial.trial_id] = reported_epoch(trial) or 0
             if trial.status == "RUNNING":
                 self.since.setdefault(trial.trial_id, now)
                 running += 1
@@ -223,11 +224,6 @@ def label(trial) -> str:
 def _key(trial) -> str:
     """A Tune trial's budget.trial_key, through its config (the planned trials' key form)."""
     return trial_key(trial_from_dict(trial.config["trial"]))
-
-
-def _epoch(trial) -> int:
-    epoch = (trial.last_result or {}).get("epoch")
-    return epoch if isinstance(epoch, int) else 0
 
 
 class Progress(tune.Callback):

@@ -21,12 +21,10 @@ logger = logging.getLogger(__name__)
 
 
 class _KeepStoredLog:
-    """Restore a trial's stored log before appending to it, checkpoint on record or not."""
+    """Restore a trial's stored log before appending to it, checkpoint on record or not
+    (Tune's own copy, without its `if not trial.checkpoint: return`)."""
 
     def _restore_from_remote(self, file_name: str, trial) -> None:
-        if trial.checkpoint:  # Tune's own case, unchanged
-            super()._restore_from_remote(file_name, trial)
-            return
         fs = trial.storage.storage_filesystem
         stored = Path(trial.storage.trial_fs_path, file_name).as_posix()
         try:
