@@ -9,8 +9,11 @@ with one change to its input pipeline, to test the setups a study may have used:
                     training images, drawn per image from the trial's seed
     --normalize M S the study may have used torchvision's common Normalize((0.5,), (0.5,))
                     rather than the dataset's own mean and std
-    --resize N      images resized (bilinear) to N x N for training and testing, as when
-                    a pipeline upsamples before a ResNet made for larger images
+    --image-size N  images resized (bilinear) to N x N for training and testing, as when
+                    a pipeline upsamples before a ResNet made for larger images (--resize:
+                    the same, its older name)
+    --checkpoint F  save the trial's state to F after every epoch and, when F exists, go
+                    on from it: a long probe survives the end of a session
 
 Prints each epoch's train and test accuracy and writes a JSON file with --out. One torch
 thread, as Ray runs a one-CPU trial; run several probes as separate processes. Run by
@@ -104,7 +107,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--augment", action="store_true")
     parser.add_argument("--normalize", type=float, nargs=2, metavar=("MEAN", "STD"))
-    parser.add_argument("--resize", type=int)
+    parser.add_argument("--image-size", "--resize", dest="resize", type=int)
+    parser.add_argument("--checkpoint", type=Path, help="state after each epoch; resumed")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = common.parse_args(parser)
 
@@ -123,20 +127,32 @@ def main() -> None:
     )
     change = {"augment": args.augment, "normalize": args.normalize, "resize": args.resize}
 
-    def on_epoch(stats, _state) -> None:
+    resume = None
+    if args.checkpoint and args.checkpoint.exists():
+        resume = torch.load(args.checkpoint, weights_only=True)
+        print(f"going on after epoch {resume['epoch']} from {args.checkpoint}", flush=True)
+
+    def on_epoch(stats, state) -> None:
         print(
             f"epoch {stats.epoch}: train {stats.train_accuracy:.2f}%  test "
             f"{stats.test_accuracy:.2f}%  {stats.epoch_seconds:.0f} s",
             flush=True,
         )
+        if args.checkpoint:  # written whole, then renamed: a kill never leaves half a file
+            partial = args.checkpoint.with_suffix(".partial")
+            torch.save(state(), partial)
+            partial.replace(args.checkpoint)
 
     start = time.time()
-    result = train.train_resnet(trial, data, train.TrainOptions(device="cpu"), on_epoch=on_epoch)
+    result = train.train_resnet(
+        trial, data, train.TrainOptions(device="cpu"), resume=resume, on_epoch=on_epoch
+    )
     report = {
         "benchmark": "train_probe",
         **common.stamp(),
         "trial": asdict(trial),
         "change": change,
+        "resumed_from_epoch": resume["epoch"] if resume else 0,
         "test_accuracy": result.test_accuracy,
         "history": [asdict(h) for h in result.history],
         "wall_s": round(time.time() - start, 1),
