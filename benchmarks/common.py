@@ -46,7 +46,7 @@ def machine() -> dict:
     """The CPU's model and vector extensions (from /proc/cpuinfo), cores, memory, Python."""
     import platform
 
-    from tune_mnist.provenance import cpuinfo  # the project's own /proc/cpuinfo reader
+    from tune_mnist.store.provenance import cpuinfo  # the project's own /proc/cpuinfo reader
 
     first = (cpuinfo() or [{}])[0]
     model = platform.processor() or "unknown"

@@ -60,8 +60,8 @@ def run_plain(data_dir: str, out: Path) -> dict:
 
 def sweep_predictions(experiment: Path) -> dict[str, np.ndarray]:
     """Each finished q1b trial's saved test predictions, by "dataset/kernel"."""
-    from tune_mnist.experiment import read_predictions
-    from tune_mnist.results import load_results
+    from tune_mnist.store.experiment import read_predictions
+    from tune_mnist.store.results import load_results
 
     found = {}
     for _, row in load_results(experiment).iterrows():
@@ -73,7 +73,7 @@ def sweep_predictions(experiment: Path) -> dict[str, np.ndarray]:
 
 def sweep_trials(experiment: Path) -> dict[str, dict]:
     """Each trial's fit and predict ms, backend and whether it read a shared Gram matrix."""
-    from tune_mnist.results import load_results
+    from tune_mnist.store.results import load_results
 
     keys = ["train_time_ms", "predict_time_ms", "backend", "shared_gram", "test_accuracy"]
     frame = load_results(experiment)

@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # benchmarks/common.py, beside this script
 import naive  # benchmarks/naive.py, beside this script
 
-from tune_mnist.configs import ResNetConfig
-from tune_mnist.data import Dataset, load_dataset
-from tune_mnist.train import TrainOptions, train_resnet
+from tune_mnist.spec.configs import ResNetConfig
+from tune_mnist.train.data import Dataset, load_dataset
+from tune_mnist.train.resnet import TrainOptions, train_resnet
 
 EPOCH_TRIAL = naive.trial("resnet18", batch_size=16, pin_memory=True)
 
@@ -52,7 +52,7 @@ def dataset(name: str, data_dir: str | None, images: int | None) -> Dataset:
 
 
 def ours(trial: ResNetConfig, data_dir, images, options, threads=None) -> dict:
-    """Train one trial with tune_mnist.train in this process: its last epoch's figures."""
+    """Train one trial with tune_mnist.train.resnet in this process: its last epoch's figures."""
     if threads:  # packed processes share the host's cores, as Ray's OMP_NUM_THREADS does
         torch.set_num_threads(threads)
     result = train_resnet(trial, dataset(trial.dataset, data_dir, images), TrainOptions(**options))

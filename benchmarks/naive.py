@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from tune_mnist.configs import ResNetConfig
-from tune_mnist.data import FILES, NORMALIZATION, TORCHVISION_CLASS
-from tune_mnist.models import build_resnet
+from tune_mnist.spec.configs import ResNetConfig
+from tune_mnist.train.data import FILES, NORMALIZATION, TORCHVISION_CLASS
+from tune_mnist.train.models import build_resnet
 
 
 def trial(model="resnet18", batch_size=16, epochs=1, pin_memory=False) -> ResNetConfig:

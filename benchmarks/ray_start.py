@@ -1,7 +1,7 @@
 """A local Ray's start with and without its dashboard, as a sweep starts it.
 
 Each round starts a fresh Python process per variant (alternating which goes first) that
-imports Ray, runs `ray.init(address="local", ...)` as tune_mnist.cluster.ray_session does,
+imports Ray, runs `ray.init(address="local", ...)` as tune_mnist.run.cluster.ray_session does,
 runs one task on each CPU (a worker started and answering), and shuts Ray down; the
 process reports each part's seconds. Run by hand on a quiet machine, not in CI:
 

@@ -3,7 +3,7 @@
 For every ResNet trial of a space at --smoke size (one epoch on the first 1,000 training
 images, tested on the first 500) and for each seed, trains twice from the same initial
 weights: the plain path (benchmarks/naive.py: torchvision datasets, DataLoader, eager fp32,
-torch's default optimizer implementations) and tune_mnist.train.train_resnet exactly as a
+torch's default optimizer implementations) and tune_mnist.train.resnet.train_resnet exactly as a
 trial runs it.
 Prints, per configuration, the mean and std over seeds of both, and over all
 (configuration, seed) pairs the paired difference ours - plain with its 95% t-interval,
@@ -37,11 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import naive  # benchmarks/naive.py, beside this script
 
-from tune_mnist.configs import ResNetConfig
-from tune_mnist.data import SMOKE_TEST, SMOKE_TRAIN, Dataset, load_dataset
-from tune_mnist.spaces import load_space
-from tune_mnist.stats import aggregate, paired_difference
-from tune_mnist.train import TrainOptions, train_resnet
+from tune_mnist.spec.configs import ResNetConfig
+from tune_mnist.train.data import SMOKE_TEST, SMOKE_TRAIN, Dataset, load_dataset
+from tune_mnist.spec.spaces import load_space
+from tune_mnist.analysis.stats import aggregate, paired_difference
+from tune_mnist.train.resnet import TrainOptions, train_resnet
 
 CONFIG = ["dataset", "model", "batch_size", "optimizer", "lr"]
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tune_mnist.models import build_resnet, skip_padding_taps
+from tune_mnist.train.models import build_resnet, skip_padding_taps
 
 
 def milliseconds(fn, steps: int) -> float:

@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import common  # benchmarks/common.py, beside this script
 
-from tune_mnist.configs import SVM_BACKENDS, SVMConfig
-from tune_mnist.data import load_dataset
-from tune_mnist.spaces import load_space
-from tune_mnist.svm import fit_predict
+from tune_mnist.spec.configs import SVM_BACKENDS, SVMConfig
+from tune_mnist.train.data import load_dataset
+from tune_mnist.spec.spaces import load_space
+from tune_mnist.train.svm import fit_predict
 
 
 def run(trial: SVMConfig, data, backend: str) -> tuple[dict, np.ndarray]:

@@ -1,5 +1,5 @@
 """SVC cost against training-set size: fit time and peak memory per backend, beside the
-memory each backend's model (tune_mnist.svm.estimate_memory) predicts.
+memory each backend's model (tune_mnist.train.svm.estimate_memory) predicts.
 
 Each (size, backend) runs in a fresh process, so its peak resident memory (ru_maxrss) is its
 own; a backend whose estimate exceeds the available memory is skipped with its estimate,
@@ -28,15 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import common  # benchmarks/common.py, beside this script
 
-from tune_mnist.configs import SVMConfig
-from tune_mnist.provenance import machine
-from tune_mnist.svm import GiB, available_budget, estimate_memory
+from tune_mnist.spec.configs import SVMConfig
+from tune_mnist.store.provenance import machine
+from tune_mnist.train.svm import GiB, available_budget, estimate_memory
 
 
 def one(args: argparse.Namespace) -> dict:
     """Fit and predict once in this process; its peak memory and times."""
-    from tune_mnist.data import load_dataset
-    from tune_mnist.svm import fit_predict
+    from tune_mnist.train.data import load_dataset
+    from tune_mnist.train.svm import fit_predict
 
     data = load_dataset(args.dataset, args.data_dir)
     loaded_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -7,7 +7,7 @@ before the split existed (--repo OLD_CHECKOUT, the "before" figures): start-up (
 start to the first trial's start), the trials (first start to last finish), the tail
 (last finish to the command's end: the report, figures, Ray's shutdown); and in the
 trials, training + evaluation against everything else (per-trial overhead), in
-slot-seconds. The fine one is the experiment's own timing.json (tune_mnist.timing),
+slot-seconds. The fine one is the experiment's own timing.json (tune_mnist.analysis.timing),
 where the checkout records it. Run by hand, not in CI:
 
     python benchmarks/sweep_split.py q1a --smoke --json --out q1a-smoke-split.json
@@ -64,7 +64,7 @@ def run_timed(command: list[str], repo: Path) -> dict:
 
 def coarse_split(experiment: Path, started_at: float, ended_at: float) -> dict:
     """The split every tune-mnist version's results allow (see the module's docstring)."""
-    from tune_mnist.results import load_results, numbers
+    from tune_mnist.store.results import load_results, numbers
 
     results = load_results(experiment)
     first, last = numbers(results, "started_at").min(), numbers(results, "finished_at").max()
@@ -95,7 +95,7 @@ def coarse_split(experiment: Path, started_at: float, ended_at: float) -> dict:
 
 
 def _peak_running(results) -> int:
-    from tune_mnist.results import numbers
+    from tune_mnist.store.results import numbers
 
     events = sorted(
         [(t, 1) for t in numbers(results, "started_at").dropna()]
@@ -110,7 +110,7 @@ def _peak_running(results) -> int:
 
 def fine_split(experiment: Path) -> dict | None:
     """The experiment's own timing.json split (None for a checkout that records none)."""
-    from tune_mnist.timing import timing_split
+    from tune_mnist.analysis.timing import timing_split
 
     found = timing_split(experiment)
     if found is None:

@@ -2,7 +2,7 @@
 
 The full-scale q2 runs end 1.5 to 3 points below the study on Fashion-MNIST, and how the
 final checkpoints are scored does not explain it (eval_probe.py). This retrains one
-ResNet trial with tune_mnist.train.train_resnet, exactly as a sweep's trial runs it, but
+ResNet trial with tune_mnist.train.resnet.train_resnet, exactly as a sweep's trial runs it, but
 with one change to its input pipeline, to test the setups a study may have used:
 
     --augment       random crops (zero padding of 2 pixels) and horizontal flips of the
@@ -42,9 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import common  # benchmarks/common.py, beside this script
 
-import tune_mnist.train as train
-from tune_mnist.configs import ResNetConfig
-from tune_mnist.data import load_dataset
+import tune_mnist.train.resnet as train
+from tune_mnist.spec.configs import ResNetConfig
+from tune_mnist.train.data import load_dataset
 
 
 def crop_and_flip(

@@ -3,7 +3,7 @@
 naive: benchmarks/naive.py: torchvision FashionMNIST with ToTensor + Normalize, a
        shuffling DataLoader with worker processes, a plain eager step with torch's
        default Adam that reads the loss every step (.item()).
-ours:  tune_mnist.train: uint8 tensors, index shuffling, normalization on the device, no
+ours:  tune_mnist.train.resnet: uint8 tensors, index shuffling, normalization on the device, no
        host sync inside the epoch, fused Adam, and on the CPU convolutions that skip the
        kernel taps which only see padding (train_resnet, exactly as trials run it).
        `--option skip_padding_taps=false` (any TrainOptions field) measures without one.
@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # benchmarks/common.py, beside this script
 import naive  # benchmarks/naive.py, beside this script
 
-from tune_mnist.configs import ResNetConfig
-from tune_mnist.data import load_dataset
-from tune_mnist.train import TrainOptions, train_resnet
+from tune_mnist.spec.configs import ResNetConfig
+from tune_mnist.train.data import load_dataset
+from tune_mnist.train.resnet import TrainOptions, train_resnet
 
 
 def naive_images_per_s(root, trial: ResNetConfig, images, device, workers) -> float:
@@ -58,7 +58,7 @@ def naive_images_per_s(root, trial: ResNetConfig, images, device, workers) -> fl
 
 
 def ours_images_per_s(data, trial: ResNetConfig, device, options) -> float:
-    """tune_mnist.train.train_resnet over the same images: its last epoch's rate."""
+    """tune_mnist.train.resnet.train_resnet over the same images: its last epoch's rate."""
     result = train_resnet(trial, data, TrainOptions(device=str(device), **options))
     return result.history[-1].images_per_s
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tune_mnist.data import FILES, write_idx
+from tune_mnist.train.data import FILES, write_idx
 
 # Ray binds the machine's routable address even for "127.0.0.1" unless this is off; Ray
 # reads it once at import, so it is set before anything imports Ray. Test clusters then
@@ -121,7 +121,7 @@ def ray_with_gpus():
 @pytest.fixture
 def repeated(tmp_path):
     """A finished comparison: ResNet-18 at 90, 91, 92 % (seeds 0-2), ResNet-50 at 80, 80.5, 81."""
-    from tune_mnist.spaces import load_space
+    from tune_mnist.spec.spaces import load_space
 
     from .experiments import COMPARE, make_experiment
 

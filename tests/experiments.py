@@ -5,9 +5,9 @@ Ray Tune writes (params.json, result.json with one report per line)."""
 import json
 from pathlib import Path
 
-from tune_mnist.configs import TrainOptions, trial_to_dict
-from tune_mnist.experiment import DataInfo, new_meta, save_predictions, write_meta
-from tune_mnist.settings import SweepSettings
+from tune_mnist.spec.configs import TrainOptions, trial_to_dict
+from tune_mnist.store.experiment import DataInfo, new_meta, save_predictions, write_meta
+from tune_mnist.store.settings import SweepSettings
 
 COMPARE = {
     "trainable": "resnet",

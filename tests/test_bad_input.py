@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tune_mnist.cli import app
-from tune_mnist.data import write_idx
+from tune_mnist.cli.main import app
+from tune_mnist.train.data import write_idx
 
 from .conftest import TINY_SVM, write_dataset, write_space
 

@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from tune_mnist import load_results, load_space
-from tune_mnist.budget import make_budget, parse_duration
-from tune_mnist.cli import app
-from tune_mnist.experiment import META_FILE, Budget, TuneRun, read_meta, write_meta
-from tune_mnist.spaces import parse_space
-from tune_mnist.sweep import SweepSettings, _check_experiment_dir, resume_sweep, run_sweep
+from tune_mnist.cli.main import app
+from tune_mnist.run.sweep import SweepSettings, _check_experiment_dir, resume_sweep, run_sweep
+from tune_mnist.spec.budget import make_budget, parse_duration
+from tune_mnist.spec.spaces import parse_space
+from tune_mnist.store.experiment import META_FILE, Budget, TuneRun, read_meta, write_meta
 
 from .conftest import TINY_RESNET, write_space
 from .experiments import make_experiment

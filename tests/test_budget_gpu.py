@@ -3,9 +3,9 @@ trials hold 0.25 GPU each and train on the CPU, so their GPU-seconds are counted
 compute table counts them (train time x GPU fraction)."""
 
 from tune_mnist import load_results, load_space
-from tune_mnist.budget import make_budget
-from tune_mnist.experiment import read_meta
-from tune_mnist.sweep import SweepSettings, run_sweep
+from tune_mnist.run.sweep import SweepSettings, run_sweep
+from tune_mnist.spec.budget import make_budget
+from tune_mnist.store.experiment import read_meta
 
 from .conftest import TINY_RESNET, write_space
 

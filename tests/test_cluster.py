@@ -16,7 +16,7 @@ import pytest
 import ray
 
 from tune_mnist import load_results
-from tune_mnist.cluster import dashboard_url, ray_session
+from tune_mnist.run.cluster import dashboard_url, ray_session
 
 from .conftest import TINY_RESNET, TINY_SVM, write_space
 

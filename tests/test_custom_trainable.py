@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tune_mnist import load_space
-from tune_mnist.cli import app
-from tune_mnist.results import load_experiment
+from tune_mnist.cli.main import app
+from tune_mnist.store.results import load_experiment
 
 from .conftest import write_space
 

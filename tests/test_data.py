@@ -5,7 +5,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from tune_mnist.data import (
+from tune_mnist.errors import TuneMnistError
+from tune_mnist.train.data import (
     SMOKE_TEST,
     SMOKE_TRAIN,
     load_dataset,
@@ -14,7 +15,6 @@ from tune_mnist.data import (
     read_idx,
     write_idx,
 )
-from tune_mnist.errors import TuneMnistError
 
 from .conftest import TINY_TEST, TINY_TRAIN, patterned_split, write_dataset
 

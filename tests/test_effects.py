@@ -10,7 +10,7 @@ import statsmodels.formula.api as smf
 from scipy import stats as scipy_stats
 from statsmodels.stats.anova import anova_lm
 
-from tune_mnist.effects import design_effects
+from tune_mnist.analysis.effects import design_effects
 
 FACTORS = ["model", "batch_size", "optimizer", "lr", "epochs", "pin_memory"]
 Q2 = """r18,16,adam,0.001,5,True / r18,16,adam,0.001,15,False / r18,16,adam,0.001,15,True /

@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from tune_mnist.configs import ResNetConfig, TrainOptions, trial_to_dict
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.experiment import (
+from tune_mnist.spec.configs import ResNetConfig, TrainOptions, trial_to_dict
+from tune_mnist.spec.spaces import load_space, select
+from tune_mnist.store.experiment import (
     META_FILE,
     META_VERSION,
     DataInfo,
@@ -14,8 +15,7 @@ from tune_mnist.experiment import (
     read_meta,
     write_meta,
 )
-from tune_mnist.settings import SweepSettings
-from tune_mnist.spaces import load_space, select
+from tune_mnist.store.settings import SweepSettings
 
 
 def test_metadata_round_trips_through_its_file(tmp_path):

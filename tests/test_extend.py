@@ -9,12 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from tune_mnist import load_results, load_space
-from tune_mnist.cli import app
-from tune_mnist.data import dataset_files
-from tune_mnist.experiment import LOCK_FILE, DataInfo, read_meta, write_meta
-from tune_mnist.extend import content_key
-from tune_mnist.spaces import parse_space
-from tune_mnist.sweep import SweepSettings, resume_sweep, run_sweep
+from tune_mnist.cli.main import app
+from tune_mnist.run.extend import content_key
+from tune_mnist.run.sweep import SweepSettings, resume_sweep, run_sweep
+from tune_mnist.spec.spaces import parse_space
+from tune_mnist.store.experiment import LOCK_FILE, DataInfo, read_meta, write_meta
+from tune_mnist.train.data import dataset_files
 
 from .conftest import write_dataset, write_space
 from .experiments import make_experiment

@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tune_mnist import load_epochs, load_results, load_space
-from tune_mnist.cli import app
-from tune_mnist.sweep import SweepSettings, run_sweep
+from tune_mnist.cli.main import app
+from tune_mnist.run.sweep import SweepSettings, run_sweep
 
 from .conftest import TINY_RESNET, write_dataset, write_space
 

@@ -17,12 +17,12 @@ from sklearn.metrics.pairwise import pairwise_kernels
 from sklearn.svm import SVC
 
 from tune_mnist import load_space
-from tune_mnist.configs import SVMConfig
-from tune_mnist.data import load_dataset
-from tune_mnist.experiment import read_predictions
-from tune_mnist.gram import gram_matrix, kernel_from_gram, populated, share_grams, shareable
-from tune_mnist.svm import MiB, estimate_memory, fit_predict, kernel_params, svm_features
-from tune_mnist.sweep import SweepSettings, run_sweep
+from tune_mnist.run.sweep import SweepSettings, run_sweep
+from tune_mnist.spec.configs import SVMConfig
+from tune_mnist.store.experiment import read_predictions
+from tune_mnist.train.data import load_dataset
+from tune_mnist.train.gram import gram_matrix, kernel_from_gram, populated, share_grams, shareable
+from tune_mnist.train.svm import MiB, estimate_memory, fit_predict, kernel_params, svm_features
 
 from .conftest import write_dataset, write_space
 
@@ -115,10 +115,10 @@ MEASURE = textwrap.dedent(
     import json, sys
     import sklearn.metrics.pairwise, sklearn.svm
     from tests.conftest import patterned_split
-    from tune_mnist.configs import SVMConfig
-    from tune_mnist.data import Dataset
-    from tune_mnist.gram import gram_matrix
-    from tune_mnist.svm import fit_predict, svm_features
+    from tune_mnist.spec.configs import SVMConfig
+    from tune_mnist.train.data import Dataset
+    from tune_mnist.train.gram import gram_matrix
+    from tune_mnist.train.svm import fit_predict, svm_features
 
     n, n_test = int(sys.argv[1]), int(sys.argv[2])
     (xs, ys), (xt, yt) = patterned_split(n, 0), patterned_split(n_test, 1)
@@ -229,7 +229,7 @@ def test_a_sweep_shares_one_gram_per_dataset_and_predicts_as_plain_svc(swept, da
 
 
 def test_a_gram_is_shared_only_where_two_precomputed_trials_fit_the_same_images(tmp_path):
-    from tune_mnist.cluster import plan, svm_sizes
+    from tune_mnist.run.cluster import plan, svm_sizes
 
     nodes = pd.DataFrame(
         [{"node_id": "n1", "address": "a", "hostname": "h", "cpus": 2.0, "gpus": 0.0,
@@ -253,7 +253,7 @@ def test_a_gram_is_shared_only_where_two_precomputed_trials_fit_the_same_images(
 
 
 def test_grams_that_would_crowd_the_object_store_are_not_shared(small_store_ray, tmp_path):
-    from tune_mnist.cluster import trial_resources
+    from tune_mnist.run.cluster import trial_resources
 
     big = write_dataset(tmp_path / "big" / "mnist", n_train=9000, n_test=20).parent
     spec = load_space(write_space(tmp_path, name="big", trainable="svm",
@@ -271,7 +271,7 @@ def test_grams_that_would_crowd_the_object_store_are_not_shared(small_store_ray,
 def test_grams_of_one_size_made_in_one_buffer_each_keep_their_own_values(small_store_ray, tmp_path):
     import ray
 
-    from tune_mnist.cluster import trial_resources
+    from tune_mnist.run.cluster import trial_resources
 
     spec = load_space(write_space(tmp_path, name="both", **SVMS))
     datasets = {name: load_dataset(name, smoke=True) for name in ("mnist", "fashion-mnist")}

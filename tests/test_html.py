@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tune_mnist.html import render_html, write_html
-from tune_mnist.tables import Table
+from tune_mnist.analysis.html import render_html, write_html
+from tune_mnist.analysis.table import Table
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 CHROMIUM = next((path for name in BROWSERS if (path := shutil.which(name))), None)

@@ -17,7 +17,7 @@ import requests
 from typer.testing import CliRunner
 
 from tune_mnist import load_epochs, load_results
-from tune_mnist.cli import app
+from tune_mnist.cli.main import app
 
 from .conftest import TINY_RESNET, TINY_SVM, write_dataset, write_space
 
@@ -238,7 +238,7 @@ def test_a_shipped_package_runs_a_builtin_space_on_its_sample(cluster, tmp_path)
 
 
 def test_the_shipped_package_holds_the_builtin_spaces(tmp_path):
-    from tune_mnist.jobs import package_copy
+    from tune_mnist.run.jobs import package_copy
 
     copy = package_copy(tmp_path)
     assert (copy / "search_spaces" / "q1a.yaml").is_file()
@@ -247,7 +247,7 @@ def test_the_shipped_package_holds_the_builtin_spaces(tmp_path):
         [
             sys.executable,
             "-c",
-            "import tune_mnist, sys; from tune_mnist.spaces import load_space; "
+            "import tune_mnist, sys; from tune_mnist.spec.spaces import load_space; "
             "print(tune_mnist.__file__, len(load_space('q1a').trials))",
         ],
         cwd=tmp_path,

@@ -8,9 +8,10 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from tune_mnist import load_space
-from tune_mnist.cli import app
-from tune_mnist.live import LiveState, LiveView, RunningTrial, Work, render, summary_line
-from tune_mnist.sweep import SweepSettings, run_sweep
+from tune_mnist.cli.live import LiveView, render
+from tune_mnist.cli.main import app
+from tune_mnist.run.sweep import SweepSettings, run_sweep
+from tune_mnist.run.timeleft import LiveState, RunningTrial, Work, summary_line
 
 from .conftest import TINY_RESNET, TINY_SVM, write_space
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from tune_mnist.models import (
+from tune_mnist.train.models import (
     FLOPS_CONVENTION,
     PaddingSkippingConv2d,
     build_resnet,

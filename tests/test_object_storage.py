@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tune_mnist import load_epochs, load_results
-from tune_mnist.cli import app
-from tune_mnist.storage import cache_dir
+from tune_mnist.cli.main import app
+from tune_mnist.store.storage import cache_dir
 
 from .conftest import TINY_RESNET, TINY_SVM, write_space
 from .servers import s3_server, tensorboard_scalar_tags

@@ -4,11 +4,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from tune_mnist import load_space
-from tune_mnist.configs import CustomConfig, ResNetConfig, SVMConfig
-from tune_mnist.experiment import read_meta
-from tune_mnist.models import ModelCost
-from tune_mnist.order import estimated_work, longest_first
-from tune_mnist.sweep import SweepSettings, run_sweep
+from tune_mnist.run.order import estimated_work, longest_first
+from tune_mnist.run.sweep import SweepSettings, run_sweep
+from tune_mnist.spec.configs import CustomConfig, ResNetConfig, SVMConfig
+from tune_mnist.store.experiment import read_meta
+from tune_mnist.train.models import ModelCost
 
 from .conftest import write_space
 

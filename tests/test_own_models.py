@@ -14,14 +14,14 @@ import yaml
 from typer.testing import CliRunner
 
 from tune_mnist import load_space
-from tune_mnist.checks import check_space, space_datasets
-from tune_mnist.cli import app
-from tune_mnist.configs import MODELS, SHIPPED_ENV, ResNetConfig, SVMConfig, model_names
-from tune_mnist.data import FILES, channel_stats, write_idx
+from tune_mnist.cli.main import app
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.models import build_model, model_cost, model_cost_at, registry
-from tune_mnist.svm import fit_svm
-from tune_mnist.train import Batches, train_resnet
+from tune_mnist.spec.configs import MODELS, SHIPPED_ENV, ResNetConfig, SVMConfig, model_names
+from tune_mnist.train.checks import check_space, space_datasets
+from tune_mnist.train.data import FILES, channel_stats, write_idx
+from tune_mnist.train.models import build_model, model_cost, model_cost_at, registry
+from tune_mnist.train.resnet import Batches, train_resnet
+from tune_mnist.train.svm import fit_svm
 
 NETS = '''
 import torch.nn as nn
@@ -212,7 +212,7 @@ def ray_with_own_module(tmp_path_factory):
 
 
 def test_a_sweep_trains_own_models_on_an_own_npz(ray_with_own_module, tmp_path):
-    from tune_mnist.sweep import SweepSettings, run_sweep
+    from tune_mnist.run.sweep import SweepSettings, run_sweep
 
     path = own_space(tmp_path, model=["./nets.py:build", "own_sweep_module:build"])
     spec = load_space(path)
@@ -386,7 +386,7 @@ def test_where_picks_a_file_model_by_the_name_show_prints(tmp_path):
 
 
 def test_a_job_ships_the_files_its_space_refers_to(tmp_path):
-    from tune_mnist.jobs import space_files
+    from tune_mnist.run.jobs import space_files
 
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "deep.py").write_text(NETS)

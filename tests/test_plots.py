@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tune_mnist.plots import (
+from tune_mnist.analysis.plots import (
     confusion_figure,
     draw_confusion,
     draw_effects,
@@ -20,8 +20,8 @@ from tune_mnist.plots import (
     scale_of,
     with_rows,
 )
-from tune_mnist.results import load_experiment
-from tune_mnist.spaces import load_space
+from tune_mnist.spec.spaces import load_space
+from tune_mnist.store.results import load_experiment
 
 from .conftest import write_space
 from .experiments import COMPARE, make_experiment

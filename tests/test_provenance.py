@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tune_mnist import data, provenance
-from tune_mnist.data import FILES, dataset_files, load_dataset, sample_root
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.provenance import (
+from tune_mnist.store import provenance
+from tune_mnist.store.provenance import (
     SWEEP_KEYS,
     code_version,
     cpu,
@@ -29,6 +28,8 @@ from tune_mnist.provenance import (
     sha256_files,
     torch_build,
 )
+from tune_mnist.train import data
+from tune_mnist.train.data import FILES, dataset_files, load_dataset, sample_root
 
 from .conftest import write_dataset
 
@@ -262,9 +263,9 @@ def test_a_sweep_of_svms_only_imports_no_torch_in_the_driver(tmp_path):
     # q1b's driver spent 5 s of 2 cores importing torch for nothing a trial used
     code = (
         "import sys\n"
-        "from tune_mnist.checks import model_costs\n"
-        "from tune_mnist.provenance import provenance\n"
-        "from tune_mnist.spaces import load_space\n"
+        "from tune_mnist.train.checks import model_costs\n"
+        "from tune_mnist.store.provenance import provenance\n"
+        "from tune_mnist.spec.spaces import load_space\n"
         "record = provenance(with_torch=False)\n"
         "assert model_costs(load_space('q1b'), {}) == {}\n"
         "print('torch' in sys.modules, record['driver_devices'], record['machine']['gpu'],"

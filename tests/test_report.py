@@ -5,8 +5,8 @@ import json
 import pandas as pd
 from typer.testing import CliRunner
 
-from tune_mnist.cli import app
-from tune_mnist.report import summarize
+from tune_mnist.analysis.report import summarize
+from tune_mnist.cli.main import app
 
 
 def test_every_export_format_is_written_and_reads_back(repeated):

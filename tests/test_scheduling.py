@@ -4,7 +4,7 @@ import pytest
 
 from tune_mnist import load_space
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.sweep import SweepSettings, run_sweep
+from tune_mnist.run.sweep import SweepSettings, run_sweep
 
 from .conftest import TINY_RESNET, TINY_SVM, write_space
 

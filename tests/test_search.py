@@ -10,14 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from tune_mnist import load_space
-from tune_mnist.best import best_configuration
-from tune_mnist.cli import app
-from tune_mnist.data import Dataset
+from tune_mnist.analysis.best import best_configuration
+from tune_mnist.analysis.report import summarize
+from tune_mnist.cli.main import app
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.experiment import mark_stopped_early
-from tune_mnist.report import summarize
-from tune_mnist.split import hold_out, split_indices
-from tune_mnist.sweep import SweepSettings, run_sweep
+from tune_mnist.run.sweep import SweepSettings, run_sweep
+from tune_mnist.store.experiment import mark_stopped_early
+from tune_mnist.train.data import Dataset
+from tune_mnist.train.split import hold_out, split_indices
 
 from .conftest import TINY_TRAIN, write_space
 from .experiments import COMPARE, make_experiment, trial_folder

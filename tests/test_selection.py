@@ -6,9 +6,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tune_mnist import load_results
-from tune_mnist.cli import app
+from tune_mnist.cli.main import app
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.spaces import load_space, restrict, select
+from tune_mnist.spec.spaces import load_space, restrict, select
 
 from .conftest import TINY_SVM, write_space
 

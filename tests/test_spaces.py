@@ -1,8 +1,8 @@
 import pytest
 
-from tune_mnist.configs import SVMConfig, trial_from_dict, trial_to_dict
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.spaces import builtin_names, load_space, parse_space
+from tune_mnist.spec.configs import SVMConfig, trial_from_dict, trial_to_dict
+from tune_mnist.spec.spaces import builtin_names, load_space, parse_space
 
 from .conftest import write_space
 

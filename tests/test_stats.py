@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from tune_mnist import stats
+from tune_mnist.analysis import stats
 
 
 def test_t_interval_matches_the_textbook():

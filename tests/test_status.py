@@ -10,11 +10,11 @@ from datetime import datetime
 import pytest
 from typer.testing import CliRunner
 
-from tune_mnist.cli import app
-from tune_mnist.configs import trial_to_dict
-from tune_mnist.experiment import OWNER_FILE
-from tune_mnist.spaces import load_space
-from tune_mnist.status import experiment_status, format_duration
+from tune_mnist.analysis.status import experiment_status, format_duration
+from tune_mnist.cli.main import app
+from tune_mnist.spec.configs import trial_to_dict
+from tune_mnist.spec.spaces import load_space
+from tune_mnist.store.experiment import OWNER_FILE
 
 from .conftest import write_space
 from .experiments import COMPARE, make_experiment, trial_folder

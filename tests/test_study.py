@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 import tune_mnist
-from tune_mnist import study
+from tune_mnist.analysis import study
 from tune_mnist.errors import TuneMnistError
+from tune_mnist.spec import reference as references
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "search_spaces"
@@ -50,14 +51,14 @@ def write(tmp_path, text, name="ref.csv"):
 def test_builtin_references_are_package_data(checkout_spaces):
     package = Path(str(resources.files("tune_mnist.search_spaces")))
     for space in ("q1a", "q1b", "q2"):
-        assert study.reference_path(space) == package / "reference" / f"{space}.csv"
-    assert study.reference_path("q2-full") == study.reference_path("q2")
-    benchmark = study.builtin_reference("q1b-full")
+        assert references.reference_path(space) == package / "reference" / f"{space}.csv"
+    assert references.reference_path("q2-full") == references.reference_path("q2")
+    benchmark = references.builtin_reference("q1b-full")
     assert benchmark[["dataset", "kernel", "train_samples", "C"]].values.tolist() == [
         ["fashion-mnist", "rbf", 60000, 10.0]
     ]
     assert benchmark["study_accuracy"].tolist() == [89.7]
-    assert study.reference_path("my-space") is None
+    assert references.reference_path("my-space") is None
     assert (package / "reference" / "README.md").is_file()
 
 
@@ -80,7 +81,7 @@ def test_the_reference_readme_points_nowhere_outside():
 
 
 def test_q1a_wide_table_becomes_two_rows_per_design_row(checkout_spaces):
-    ref = study.builtin_reference("q1a")
+    ref = references.builtin_reference("q1a")
     assert len(ref) == 16
     assert list(ref.columns) == [
         "dataset",
@@ -102,14 +103,14 @@ def test_q1a_wide_table_becomes_two_rows_per_design_row(checkout_spaces):
         False,
     )
     assert row["study_accuracy"] == 99.71
-    assert ref.attrs["notes"] == [study.DATASET_NOTE]
+    assert ref.attrs["notes"] == [references.DATASET_NOTE]
 
 
 def test_q1b_and_q2_references(checkout_spaces):
-    q1b = study.builtin_reference("q1b")
+    q1b = references.builtin_reference("q1b")
     assert list(q1b["kernel"]) == ["rbf", "poly", "rbf", "poly"]
     assert q1b["study_train_time_ms"].iloc[0] == 7150.62
-    q2 = study.builtin_reference("q2-full")
+    q2 = references.builtin_reference("q2-full")
     assert len(q2) == 10 and set(q2["dataset"]) == {"fashion-mnist"}
     assert q2.iloc[9][["model", "study_gflops", "study_params_m"]].tolist() == [
         "resnet50",
@@ -126,7 +127,7 @@ def test_names_and_numbers_are_normalized(tmp_path):
         "Fashion-MNIST,ResNet-18,16,Adam,1e-3,5,yes,92.5,\n"
         "FashionMNIST,resnet_34, 32 ,SGD,0.0001,15.0,False,90,0.0699\n",
     )
-    ref = study.load_reference(path)
+    ref = references.load_reference(path)
     assert ref["dataset"].tolist() == ["fashion-mnist", "fashion-mnist"]
     assert ref["model"].tolist() == ["resnet18", "resnet34"]
     assert ref["optimizer"].tolist() == ["adam", "sgd"]
@@ -138,7 +139,7 @@ def test_names_and_numbers_are_normalized(tmp_path):
 
 def test_a_long_table_without_dataset_takes_the_named_one(tmp_path):
     path = write(tmp_path, "kernel,train_samples,test_accuracy\nRBF,1000,90\n")
-    assert study.load_reference(path, "mnist")["dataset"].tolist() == ["mnist"]
+    assert references.load_reference(path, "mnist")["dataset"].tolist() == ["mnist"]
 
 
 HEADER = "dataset,model,batch_size,optimizer,lr,epochs,pin_memory,test_accuracy\n"
@@ -173,14 +174,14 @@ GOOD = "mnist,resnet18,16,sgd,0.001,5,false,99.1\n"
 def test_a_malformed_reference_is_one_clear_line(tmp_path, text, message):
     path = write(tmp_path, text)
     with pytest.raises(TuneMnistError) as error:
-        study.load_reference(path)
+        references.load_reference(path)
     assert message in str(error.value)
     assert str(error.value).startswith(str(path)) and "\n" not in str(error.value)
 
 
 def test_a_missing_reference_file(tmp_path):
     with pytest.raises(TuneMnistError, match="cannot read the reference table"):
-        study.load_reference(tmp_path / "absent.csv")
+        references.load_reference(tmp_path / "absent.csv")
 
 
 # ---------------------------------------------------------------- side by side
@@ -199,7 +200,7 @@ def run_row(mean, low=math.nan, high=math.nan, interval="Wilson", correct=None, 
 
 
 def test_study_vs_run_matches_rows_and_marks_the_interval(tmp_path):
-    reference = study.load_reference(
+    reference = references.load_reference(
         write(
             tmp_path,
             "batch_size,optimizer,lr,epochs,pin_memory,resnet18_test_accuracy,resnet50_test_accuracy\n"
@@ -242,14 +243,14 @@ def test_study_vs_run_matches_rows_and_marks_the_interval(tmp_path):
     assert table["difference (pp)"].tolist() == [0.12, 0.42, -0.14]
     assert table["95% CI"].tolist() == ["[99.10, 99.50]", "[99.20, 99.60]", "—"]
     assert table["study inside CI"].tolist() == ["yes", "no", "—"]
-    assert study.DATASET_NOTE in table.attrs["notes"]
+    assert references.DATASET_NOTE in table.attrs["notes"]
     assert "95% CI of this run: Wilson." in table.attrs["notes"]
 
 
 def test_study_vs_run_needs_the_keys_in_the_reference(checkout_spaces):
     run = pd.DataFrame([run_row(90, dataset="mnist", kernel="rbf", C=1.0)])
     with pytest.raises(TuneMnistError, match="no 'C' column"):
-        study.study_vs_run(study.builtin_reference("q1b"), run, ["dataset", "kernel", "C"])
+        study.study_vs_run(references.builtin_reference("q1b"), run, ["dataset", "kernel", "C"])
 
 
 def test_study_vs_run_against_the_packaged_q2(checkout_spaces):
@@ -263,7 +264,7 @@ def test_study_vs_run_against_the_packaged_q2(checkout_spaces):
         "pin_memory": True,
     }
     run = pd.DataFrame([run_row(90.0, 89.4, 90.6, **config)])
-    table = study.study_vs_run(study.builtin_reference("q2"), run, list(config))
+    table = study.study_vs_run(references.builtin_reference("q2"), run, list(config))
     assert table[["study (%)", "difference (pp)", "study inside CI"]].values.tolist() == [
         [90.73, -0.73, "no"]
     ]

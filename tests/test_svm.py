@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from sklearn.svm import SVC
 
-from tune_mnist.configs import SVMConfig
-from tune_mnist.data import load_dataset
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.svm import fit_svm, svm_features
+from tune_mnist.spec.configs import SVMConfig
+from tune_mnist.train.data import load_dataset
+from tune_mnist.train.svm import fit_svm, svm_features
 
 RBF = SVMConfig(dataset="mnist", kernel="rbf", train_samples=80)
 

@@ -16,12 +16,13 @@ import pytest
 from typer.testing import CliRunner
 
 from tune_mnist import load_space
-from tune_mnist.cli import app
-from tune_mnist.cluster import plan
-from tune_mnist.configs import SVMConfig
-from tune_mnist.data import load_dataset
+from tune_mnist.cli.main import app
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.svm import (
+from tune_mnist.run.cluster import plan
+from tune_mnist.run.sweep import SweepSettings, run_sweep
+from tune_mnist.spec.configs import SVMConfig
+from tune_mnist.train.data import load_dataset
+from tune_mnist.train.svm import (
     DEFAULT_CACHE_MB,
     GiB,
     MiB,
@@ -30,7 +31,6 @@ from tune_mnist.svm import (
     fit_predict,
     request_memory,
 )
-from tune_mnist.sweep import SweepSettings, run_sweep
 
 from .conftest import write_dataset, write_space
 
@@ -44,9 +44,9 @@ MEASURE = textwrap.dedent(
     import json, sys
     import sklearn.metrics.pairwise, sklearn.svm  # imported before the baseline: not the fit's
     from tests.conftest import patterned_split
-    from tune_mnist.configs import SVMConfig
-    from tune_mnist.data import Dataset
-    from tune_mnist.svm import fit_predict
+    from tune_mnist.spec.configs import SVMConfig
+    from tune_mnist.train.data import Dataset
+    from tune_mnist.train.svm import fit_predict
 
     n, n_test, backend, kernel = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
     (xs, ys), (xt, yt) = patterned_split(n, 0), patterned_split(n_test, 1)
@@ -155,7 +155,7 @@ def test_predictions_identical_across_backends(sample, kernel):
 def test_precomputed_predicts_in_blocks_like_one_matrix(sample, monkeypatch):
     trial = SVMConfig(dataset="mnist", kernel="rbf", train_samples=200)
     whole = fit_predict(trial, sample, "precomputed")[1]
-    monkeypatch.setattr("tune_mnist.svm.PREDICT_ROWS", 64)  # 8 blocks, a ragged last one
+    monkeypatch.setattr("tune_mnist.train.svm.PREDICT_ROWS", 64)  # 8 blocks, a ragged last one
     assert np.array_equal(fit_predict(trial, sample, "precomputed")[1], whole)
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from tune_mnist import load_epochs, load_results, load_space
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.sweep import SweepSettings, run_sweep
-from tune_mnist.trainables import load_state
+from tune_mnist.run.sweep import SweepSettings, run_sweep
+from tune_mnist.run.trainables import load_state
 
 from .conftest import TINY_RESNET, TINY_SVM, TINY_TEST, write_space
 
@@ -137,7 +137,7 @@ def test_an_svm_sweeps_driver_never_loads_torch(tmp_path, tiny_data):
     code = (
         "import sys\n"
         "from tune_mnist import sweep\n"
-        "from tune_mnist.cli import app\n"
+        "from tune_mnist.cli.main import app\n"
         "print('statistics at the start:', {'statsmodels', 'scipy.stats'} & set(sys.modules))\n"
         "report = sweep._timed_summary\n"
         "def spy(*args):\n"
@@ -183,8 +183,8 @@ def test_older_experiments_name_the_progress_callback_in_sweep():
     """tuner.pkl of experiments from before progress.py pickled tune_mnist.sweep.Progress."""
     import pickle
 
-    from tune_mnist.progress import Progress
+    from tune_mnist.run.progress import Progress
 
-    old = pickle.dumps(Progress(), protocol=0).replace(b"tune_mnist.progress", b"tune_mnist.sweep")
-    assert b"tune_mnist.sweep" in old
+    old = pickle.dumps(Progress(), protocol=0).replace(b"tune_mnist.run.progress", b"tune_mnist.sweep")
+    assert b"tune_mnist.sweep\n" in old
     assert type(pickle.loads(old)) is Progress

@@ -14,10 +14,11 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
-from tune_mnist.report import summarize
-from tune_mnist.spaces import load_space, select, with_repeats
-from tune_mnist.study import CANNOT_TELL, builtin_reference
-from tune_mnist.tables import CLASS_NAMES
+from tune_mnist.analysis.report import summarize
+from tune_mnist.analysis.study import CANNOT_TELL
+from tune_mnist.analysis.table import CLASS_NAMES
+from tune_mnist.spec.reference import builtin_reference
+from tune_mnist.spec.spaces import load_space, select, with_repeats
 
 from .conftest import write_space
 from .experiments import COMPARE, DATA, make_experiment, write_predictions

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tune_mnist.cli import app
-from tune_mnist.experiment import TIMING_FILE, RunTiming, read_timings, write_timing
-from tune_mnist.results import load_results
-from tune_mnist.timing import split, timing_split
+from tune_mnist.analysis.timing import split, timing_split
+from tune_mnist.cli.main import app
+from tune_mnist.store.experiment import TIMING_FILE, RunTiming, read_timings, write_timing
+from tune_mnist.store.results import load_results
 
 from .conftest import TINY_RESNET, write_space
 
@@ -46,7 +46,7 @@ def test_every_run_records_where_its_wall_time_went(swept):
 
 
 def test_the_timing_file_never_stands_in_the_way_of_a_resume(swept):
-    from tune_mnist.trust import untrusted_files
+    from tune_mnist.store.trust import untrusted_files
 
     experiment, _ = swept
     assert (experiment / TIMING_FILE).is_file()
@@ -145,7 +145,7 @@ def test_an_svm_trials_worker_loads_no_torch():
     """A trial's worker imports the trainable's module: for SVMs it stays free of torch and
     torchvision, seconds of every worker start (FLOPs are counted once, in the driver)."""
     code = (
-        "import sys, tune_mnist.trainables, tune_mnist.gram, tune_mnist.svm; "
+        "import sys, tune_mnist.run.trainables, tune_mnist.train.gram, tune_mnist.train.svm; "
         "print(sorted(m for m in ('torch', 'torchvision', 'fvcore') if m in sys.modules))"
     )
     done = subprocess.run(

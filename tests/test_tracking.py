@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tune_mnist import load_epochs, load_results
-from tune_mnist.cli import app
+from tune_mnist.cli.main import app
 
 from .conftest import TINY_RESNET, TINY_SVM, write_space
 from .servers import free_port, mlflow_server, tensorboard_scalar_tags

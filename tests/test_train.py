@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from tune_mnist.configs import ResNetConfig
-from tune_mnist.data import load_dataset
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.train import (
+from tune_mnist.spec.configs import ResNetConfig
+from tune_mnist.train.data import load_dataset
+from tune_mnist.train.resnet import (
     Batches,
     GPUShareExceeded,
     TrainOptions,
@@ -177,9 +177,9 @@ def test_a_trial_outgrowing_its_gpu_share_fails_clearly(mnist):
 
 
 def test_training_imports_nothing_a_bare_gpu_machine_lacks():
-    # benchmarks/gpu.py runs tune_mnist.train where only torch, torchvision and numpy are
+    # benchmarks/gpu.py runs tune_mnist.train.resnet where only torch, torchvision and numpy are
     code = (
-        "import sys, tune_mnist.train, tune_mnist.data;"
+        "import sys, tune_mnist.train.resnet, tune_mnist.train.data;"
         "print(sorted(m for m in ('ray', 'fvcore', 'pydantic', 'pandas') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -5,7 +5,7 @@ import os
 import torch
 from ray import tune
 
-from tune_mnist.trainables import STATE_FILE, newest_state
+from tune_mnist.run.trainables import STATE_FILE, newest_state
 
 
 def save_epochs(folder, *epochs):

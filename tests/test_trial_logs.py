@@ -10,7 +10,7 @@ from ray.train._internal.storage import StorageContext
 from ray.tune.experiment import Trial
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-from tune_mnist.trial_logs import ProgressCsv, ResultJson
+from tune_mnist.run.trial_logs import ProgressCsv, ResultJson
 
 
 def epochs_logged(logger, trial: Trial, file_name: str, epoch: int) -> list[int]:

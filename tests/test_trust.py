@@ -10,10 +10,10 @@ from typer.testing import CliRunner
 
 from tests.conftest import TINY_SVM, write_space
 from tests.experiments import make_experiment
-from tune_mnist.cli import app
-from tune_mnist.spaces import load_space, parse_space
-from tune_mnist.sweep import SweepSettings, run_sweep
-from tune_mnist.trust import KEPT, SIGNATURES, Signer, key_path, sign, untrusted_files
+from tune_mnist.cli.main import app
+from tune_mnist.run.sweep import SweepSettings, run_sweep
+from tune_mnist.spec.spaces import load_space, parse_space
+from tune_mnist.store.trust import KEPT, SIGNATURES, Signer, key_path, sign, untrusted_files
 
 SPACE = {
     "name": "t",

@@ -13,12 +13,12 @@ import yaml
 from typer.testing import CliRunner
 
 from tune_mnist import load_space
-from tune_mnist.checks import check_space, space_datasets
-from tune_mnist.cli import app
-from tune_mnist.configs import SVMConfig
-from tune_mnist.data import dataset_files, write_idx
-from tune_mnist.svm import fit_svm
-from tune_mnist.tvdatasets import as_arrays, folder
+from tune_mnist.cli.main import app
+from tune_mnist.spec.configs import SVMConfig
+from tune_mnist.train.checks import check_space, space_datasets
+from tune_mnist.train.data import dataset_files, write_idx
+from tune_mnist.train.svm import fit_svm
+from tune_mnist.train.tvdatasets import as_arrays, folder
 
 from .test_own_models import patterned
 

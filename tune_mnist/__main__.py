@@ -1,5 +1,5 @@
 """`python -m tune_mnist`: the same as the `tune-mnist` command."""
 
-from .cli import app
+from tune_mnist.cli.main import app
 
 app(prog_name="tune-mnist")

@@ -1,4 +1,10 @@
-"""The one exception type users see: a message meant to be printed as a single line."""
+"""The one exception type users see (a message meant to be printed as a single line), and
+the exit codes the command ends with."""
+
+EXIT_ERROR = 1  # a TuneMnistError: bad input or environment, said in one line
+EXIT_INCOMPLETE = 3  # the sweep ended with trials left to run: `tune-mnist resume` goes on
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT) reached the command
+EXIT_TERMINATED = 143  # SIGTERM (Slurm, Kubernetes): a clean stop, then this code
 
 
 class TuneMnistError(Exception):

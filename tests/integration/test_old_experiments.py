@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tune_mnist import load_results
-from tune_mnist.cli import app
+from tune_mnist.cli.main import app
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "old"
 ROOT = FIXTURES.parents[2]

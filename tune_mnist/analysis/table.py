@@ -1,0 +1,156 @@
+"""The report's table type and the words it is written in: display names, column labels,
+the factors, the notes every interval table carries, and small number formats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from tune_mnist.spec.configs import is_reference, short_model
+from tune_mnist.spec.spaces import Space
+from tune_mnist.store.experiment import ExperimentMeta, Predictions
+from tune_mnist.store.results import numbers
+
+
+class _ModelNames(dict):
+    """Display names of models: the built-ins' own, a file reference by its file's name
+    (`nets.py:build`, not the absolute path trials keep), anything else the default."""
+
+    def get(self, model, default=None):
+        if model in self:
+            return self[model]
+        return short_model(model) if isinstance(model, str) and is_reference(model) else default
+
+
+MODEL_NAMES = _ModelNames(resnet18="ResNet-18", resnet34="ResNet-34", resnet50="ResNet-50")
+
+
+DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+
+
+CLASS_NAMES = {
+    "mnist": [str(d) for d in range(10)],
+    "fashion-mnist": [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ],
+}
+
+
+LEVEL_NAMES = {
+    "model": MODEL_NAMES,
+    "optimizer": {"sgd": "SGD", "adam": "Adam"},
+    "kernel": {"rbf": "RBF", "poly": "Poly", "linear": "linear", "sigmoid": "sigmoid"},
+    "function": MODEL_NAMES,  # a custom trainable: its file's name, not its whole path
+}
+
+
+LABELS = {
+    "dataset": "dataset",
+    "model": "model",
+    "batch_size": "batch size",
+    "optimizer": "optimizer",
+    "lr": "LR",
+    "epochs": "epochs",
+    "pin_memory": "pin_memory",
+    "kernel": "kernel",
+    "train_samples": "train samples",
+    "function": "trainable",
+}
+
+
+FACTORS = ["model", "batch_size", "optimizer", "lr", "epochs", "pin_memory"]
+
+
+CONFIG_KEYS = {
+    "resnet": ["dataset", *FACTORS, "momentum", "weight_decay"],
+    "svm": ["dataset", "kernel", "train_samples", "C", "gamma", "degree"],
+}
+
+
+# Shown even when constant in a table: the study's own columns.
+DEFAULT_SHOWN = {*FACTORS, "kernel", "train_samples", "dataset"}
+
+
+CONTENDED = 0.1  # a trial that shared its node with others this much of its time
+
+
+REPEAT_NOTE = (
+    "Mean ± std over n seeds; 95% CI: Student t-interval of the mean over seeds. vs best: "
+    "Dunnett's test of each configuration against the one with the highest mean, "
+    "family-wise 5%; the best is picked on the same test set it is scored on."
+)
+
+
+SINGLE_NOTE = (
+    "One run per configuration: its 95% CI is the test-sampling (Wilson) interval of its "
+    "accuracy on the test images, not seed-to-seed variation, which one run cannot show."
+)
+
+
+MCNEMAR_NOTE = (
+    "vs best: exact McNemar test of each configuration against the best on the same test "
+    "images, Holm-adjusted; the best is picked on the same test set it is scored on."
+)
+
+
+@dataclass
+class Table:
+    """One table of a report."""
+
+    name: str  # file stem, e.g. "q1a-mnist"
+    title: str
+    frame: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    def to_markdown(self) -> str:
+        notes = "".join(f"\n{note}\n" for note in self.notes)
+        body = self.frame.to_markdown(index=False, floatfmt="", missingval="—")
+        return f"## {self.title}\n\n{body}\n{notes}"
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the tables of one experiment are built from."""
+
+    meta: ExperimentMeta
+    results: pd.DataFrame  # one row per trial (results.load_results)
+    predictions: dict[str, Predictions] = field(default_factory=dict)  # by trial label
+    inert: dict[str, str] = field(default_factory=dict)  # factor -> why it could not act
+
+    @property
+    def space(self) -> Space:
+        return self.meta.space
+
+
+def metric(results: pd.DataFrame, name: str) -> pd.Series:
+    """A metric of finished trials as numbers; NaN for unfinished ones or when absent."""
+    return numbers(results, name).where(results["status"] == "finished")
+
+
+def display_frame(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    shown = frame[keys].copy()
+    for key, names in (*LEVEL_NAMES.items(), ("dataset", DATASET_NAMES)):
+        if key in shown:
+            shown[key] = shown[key].map(lambda v, n=names: n.get(v, v))
+    return shown.rename(columns=LABELS)
+
+
+def interval_text(low: float, high: float) -> str:
+    return "—" if pd.isna(low) or pd.isna(high) else f"[{low:.2f}, {high:.2f}]"
+
+
+def ms_text(value: float, contended: bool = False) -> str:
+    """Milliseconds as the study prints them (thousands separators), * if contended."""
+    if pd.isna(value):
+        return "—"
+    return f"{round(value):,}" + (" *" if contended else "")

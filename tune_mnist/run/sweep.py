@@ -1,0 +1,561 @@
+"""Run a space as a Ray Tune grid search: cluster, resources, storage, failures, restore."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+from ray import tune
+
+from tune_mnist.analysis.report import Summary, summarize
+from tune_mnist.analysis.timing import SweepClock, split
+from tune_mnist.errors import TuneMnistError
+from tune_mnist.run import budget as budgets
+from tune_mnist.run import tracking, trial_logs
+from tune_mnist.run.budget import BudgetClock
+from tune_mnist.run.cluster import (
+    check_shared_storage,
+    cluster_nodes,
+    dashboard_url,
+    ray_session,
+    resolve_address,
+    trial_resources,
+)
+from tune_mnist.run.extend import check_same_data, plan_extension
+from tune_mnist.run.order import estimated_work, longest_first
+
+# Progress stays importable from here: tuner.pkl of older experiments names it so
+from tune_mnist.run.progress import Progress, ProgressReport, in_thread
+from tune_mnist.run.run_plan import RunPlan
+from tune_mnist.run.timeleft import View
+from tune_mnist.run.trainables import run_trial
+from tune_mnist.spec.budget import admitted
+from tune_mnist.spec.configs import trial_from_dict, trial_key, trial_to_dict
+from tune_mnist.spec.search import trial_space as search_space
+from tune_mnist.spec.spaces import Spec, grid_configurations, parse_space, trial_count
+from tune_mnist.store import storage
+from tune_mnist.store.experiment import (
+    META_FILE,
+    META_VERSION,
+    Budget,
+    DataInfo,
+    ExperimentMeta,
+    TuneRun,
+    holds_experiment,
+    new_meta,
+    read_meta,
+    read_timings,
+    report_dir,
+    trial_folder_name,
+    write_meta,
+    write_timing,
+    writing,
+)
+from tune_mnist.store.provenance import sha256_files
+from tune_mnist.store.results import load_results
+from tune_mnist.store.settings import SweepSettings
+from tune_mnist.store.trust import Signer, sign, untrusted_files
+from tune_mnist.train.checks import check_space, model_costs
+from tune_mnist.train.data import dataset_files, load_datasets
+from tune_mnist.train.gram import share_grams
+from tune_mnist.train.split import check_validation, train_size
+
+__all__ = ["SweepResult", "SweepSettings", "resume_sweep", "run_sweep"]
+
+
+@dataclass
+class SweepResult:
+    """What a finished (or partly failed) sweep left behind."""
+
+    experiment_dir: Path  # the folder; for object storage, its local copy (storage.py)
+    summary: Summary  # the study's tables, written to <experiment>/report/
+    peak_running: int  # most trials Ray ran at the same time
+    resources: dict[str, dict[str, float]]  # what each kind of trial asked for
+    uri: str | None = None  # the experiment's URI when it lives in object storage
+
+    @property
+    def results(self) -> pd.DataFrame:
+        """One row per trial: see results.load_results."""
+        return self.summary.results
+
+
+def run_sweep(
+    spec: Spec,
+    settings: SweepSettings,
+    on_event: Callable[[str], None] | None = None,
+    budget: Budget | None = None,
+    extend: str | Path | None = None,
+    view: View | None = None,
+) -> SweepResult:
+    """Run every trial of a space on Ray Tune, then write and return its tables and figures.
+
+    Data is loaded once here and shared with trials through Ray's object store. Starting
+    over an existing experiment is refused unless `settings.resume` is set; a resumed
+    sweep runs only the trials that had not finished, each from its last checkpoint.
+    `budget` limits the run (budget.py); `extend` names an existing experiment to which
+    the space's new trials are added as a new Tune run, its finished ones reused (extend.py).
+    `view` (a terminal's live view, cli/live.py) is shown the trials' progress as they run.
+    """
+    clock = SweepClock()  # where the time goes: timing.json (timing.py)
+    say = on_event or (lambda message: None)
+    address = resolve_address(settings.address)  # before any slow work
+    if extend:
+        experiment, uri = Path(extend).absolute(), None  # --extend: a folder (extend.py)
+    else:
+        experiment = settings.experiment_dir(spec.name)
+        uri = settings.experiment_uri(spec.name)  # object storage: `experiment` is its copy
+    if uri:
+        storage.check_storage(uri)  # the bucket and credentials, before anything is written
+    if settings.mlflow:
+        tracking.check_server(settings.mlflow)  # never train without the tracking asked for
+    with writing(experiment):  # one writer at a time; a refused sweep leaves no folder
+        if uri:
+            storage.fetch(uri, experiment, must_exist=False)
+        if extend:
+            plan = plan_extension(experiment, spec, settings, budget, say)
+        else:
+            plan = _plan(experiment, spec, settings, budget, uri)
+        if plan is None:  # an extension with nothing new to run
+            return SweepResult(experiment, summarize(experiment, plots=True), 0, {})
+        return _run_sweep(plan, settings, say, address, experiment, clock, uri, view)
+
+
+def _plan(
+    experiment: Path, spec: Spec, settings: SweepSettings, budget: Budget | None, uri=None
+) -> RunPlan:
+    """A new sweep's Tune run, or the saved one a resume continues (in the saved order)."""
+    version = _check_experiment_dir(experiment, spec, settings.resume, uri)
+    if budget and budget.max_trials and spec.search and spec.search.samples:
+        raise TuneMnistError(
+            "--max-trials: a sampled search runs search.num_samples trials; set that instead"
+        )
+    if not settings.resume:
+        return RunPlan(
+            spec, [TuneRun(trials=admitted(spec.trials, budget), budget=budget)], version
+        )
+    if budget:
+        raise TuneMnistError(
+            "--resume continues with the budget the sweep started with (and what is left of "
+            "it); to run more, use `tune-mnist sweep SPACE --extend EXPERIMENT` with a budget"
+        )
+    meta = read_meta(experiment)
+    return RunPlan(replace(spec, trials=list(meta.trials)), meta.runs, version, meta)
+
+
+def _run_sweep(
+    plan: RunPlan,
+    settings: SweepSettings,
+    say: Callable[[str], None],
+    address,
+    experiment: Path,
+    clock: SweepClock,
+    uri: str | None = None,
+    view: View | None = None,
+) -> SweepResult:
+    run_dir = experiment / plan.run.folder  # where this Tune run keeps its state and trials
+    # where Tune reads and writes this run: the folder, or its place in object storage
+    where = str(run_dir)
+    if uri:
+        where = storage.join(uri, plan.run.folder) if plan.run.folder != "." else uri
+    if settings.resume and (spent := budgets.spent(experiment)):
+        say(f"nothing to resume: {spent}; `tune-mnist sweep SPACE --extend` runs the rest")
+        return SweepResult(experiment, summarize(uri or experiment, plots=True), 0, {}, uri)
+    if settings.resume and not settings.trust and tune.Tuner.can_restore(where):
+        _check_trusted(run_dir)  # before anything is read or started
+    spec = replace(plan.spec, trials=plan.tune_trials)  # what this run trains
+    names, sources = [t.dataset for t in spec.trials], spec.data_sources
+    datasets = load_datasets(names, settings.data_dir, settings.smoke, sources)
+    for name, data in datasets.items():
+        say(f"{name}: {data.sizes[0]:,} train / {data.sizes[1]:,} test images from {data.source}")
+    check_validation(spec.space.validation, {n: d.sizes[0] for n, d in datasets.items()})
+    data = {n: _data_info(n, d, settings, sources.get(n)) for n, d in datasets.items()}
+    if plan.old is not None and len(plan.runs) > len(plan.old.runs):  # --extend: before writing
+        check_same_data(experiment, plan.old, data)
+    _check_batches_fit(spec, datasets)
+    check_space(spec, datasets)  # every model imports, builds and fits its data
+    costs = model_costs(spec, datasets)
+    images = {n: d.sizes for n, d in datasets.items()}  # (train, test) per dataset
+    if not (settings.resume or plan.run.budget or spec.search):  # a budget: the space's order
+        ordered = longest_first(spec.trials, costs, images, settings.max_epochs)
+        if ordered is not None:  # kept with the run: a resume hands Tune the same order
+            plan = replace(plan, runs=[*plan.runs[:-1], replace(plan.run, trials=ordered)])
+            spec = replace(spec, trials=ordered)
+    clock.lap("data")
+    tune_imports = in_thread(_tune_usage_imports)  # while Ray starts, a CPU idles
+    with _collection_restored(), ray_session(address, settings.verbose, settings.dashboard):
+        clock.lap("ray")
+        sizes = {n: (*d.sizes, math.prod(d.train_images.shape[1:])) for n, d in datasets.items()}
+        placement = trial_resources(spec, settings, sizes)  # refuses what fits no node
+        say(placement.describe())
+        if dashboard := dashboard_url():
+            say(f"Ray dashboard: {dashboard}")
+        check_shared_storage(uri or experiment, cluster_nodes())
+        resources = {placement.kind: placement.asks}
+        grams = share_grams(spec, datasets, placement)  # SVM kernels of one dataset: one Gram
+        if grams.refs:
+            say(grams.describe())
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                run_trial, datasets=datasets, costs=costs, experiment=where, grams=grams.refs
+            ),
+            # per trial: SVM trials of one space may train on different numbers of images
+            lambda config: placement.asks_for(config["trial"]),
+        )
+        ended = _ended_keys(experiment, spec.trials) if settings.resume else set()
+        done = len(ended)
+        param_space = _param_space(spec, settings, plan.version)
+        restoring = settings.resume and tune.Tuner.can_restore(where)
+        _tensorboard_without_torch()  # before Tune builds its TensorBoard logger
+        signer = Signer(run_dir, uri and where)
+        progress = ProgressReport(
+            _planned(spec), say, done, signer, view=view, name=experiment.name
+        )
+        progress.work = _work_left(spec, costs, images, settings, ended)
+        progress.early_stopping = bool(spec.search and spec.search.asha)
+        tracked = None
+        if restoring:
+            if settings.mlflow:  # the restored RunConfig holds the trials' MLflow callback
+                tracked = tracking.start_sweep_run(settings.mlflow, read_meta(experiment), where)
+            # The restored RunConfig holds the Progress callback pickled at the start; it
+            # prints through the ProgressReport of this process (see Progress).
+            tuner = tune.Tuner.restore(
+                where, trainable, resume_errored=True, param_space=param_space
+            )
+        else:  # a new sweep, or one killed before Tune wrote its first state
+            meta = _meta(plan, settings, data, resources)
+            _beside(uri, write_meta(experiment, meta))
+            if settings.mlflow:
+                tracked = tracking.start_sweep_run(settings.mlflow, meta, where)
+            tuner = tune.Tuner(
+                trainable,
+                param_space=param_space,
+                # a trial that asks for what the last one had runs in its worker: no new
+                # process, no second import of torch, Ray Tune and tune_mnist per trial
+                tune_config=tune.TuneConfig(
+                    trial_dirname_creator=_dirname,
+                    reuse_actors=True,
+                    **_search_config(spec, settings),
+                ),
+                run_config=_run_config(where, settings, tracked, bool(plan.run.budget)),
+            )
+        if uri:  # Tune wrote tuner.pkl straight to the URI: sign it as it is there now
+            storage.fetch(uri, experiment, must_exist=False)
+            progress.signer.sign()
+        # Tune saves the experiment's state every 10 s or more by default; a driver killed
+        # in between would, on resume, rerun trials that had finished. The state is small.
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+        clock.lap("shared")
+        spending = budgets.clock(experiment)  # None without a budget
+        tune_imports.result()
+        try:
+            with progress.active(), spending.active() if spending else contextlib.nullcontext():
+                tuner.fit()
+        except BaseException:
+            if tracked:
+                tracked.stopped()
+            raise
+        finally:  # whatever state Tune left, this run wrote it
+            clock.lap("trials")
+            progress.saved()  # Tune's last save is signed as made; if it was not, it is now
+            sign(run_dir)
+            if run_dir != experiment:  # the experiment's signatures cover its runs' pickles
+                sign(experiment)
+            if spending:
+                budgets.close_run(experiment, spending)
+                _beside(uri, experiment / META_FILE)  # with what the budget spent
+        _beside(uri, write_timing(experiment, clock.timing(progress.peak_running)))  # for it
+        # A local Ray takes about a second to stop and spends it waiting for its processes
+        # to exit: the report is made meanwhile (Ray itself stops in this, the main thread).
+        # Tune leaves cycles that hold Ray's handles; the garbage collector, run in the
+        # report's thread while Ray stops, would free one there, and Ray ends the process
+        # when its stopped core worker is called (seen once: exit 1, no report). So they
+        # are freed now, and nothing is collected until Ray has stopped.
+        gc.collect()
+        gc.disable()
+        report = in_thread(_timed_summary, uri or experiment, progress.report_libraries)
+    summary, report_s = report.result()
+    timing = clock.timing(progress.peak_running, report_s)
+    _beside(uri, write_timing(experiment, timing))
+    summary.timing = split(read_timings(experiment), summary.results)  # the report's time too
+    if tracked:
+        tracked.finish(report_dir(experiment), summary.complete)
+    return SweepResult(experiment, summary, progress.peak_running, resources, uri)
+
+
+@contextlib.contextmanager
+def _collection_restored() -> Iterator[None]:
+    """Turn the garbage collector back on at the end, if it was on (see _run_sweep)."""
+    enabled = gc.isenabled()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _timed_summary(experiment: Path | str, imports: Future | None) -> tuple[Summary, float]:
+    """The experiment's tables and figures, and the seconds they took; after `imports`
+    (the report's libraries, imported in a thread of their own) are done, so that the
+    report never imports a module while that thread does."""
+    started = time.perf_counter()
+    if imports is not None:
+        imports.exception()  # waits; a failed import fails again, in the report, with its error
+    summary = summarize(experiment, plots=True)
+    return summary, time.perf_counter() - started
+
+
+def _beside(uri: str | None, written: Path) -> None:
+    """Put a file of tune-mnist's own, written in the local copy, beside the experiment in
+    object storage (a later fetch drops from the copy what the URI does not hold)."""
+    if uri:
+        storage.put(written, storage.join(uri, written.name))
+
+
+def _meta(plan: RunPlan, settings: SweepSettings, data, resources) -> ExperimentMeta:
+    """The metadata this run writes before Tune starts: a new sweep's, or (resume, --extend)
+    the saved one's with this run's trials, data and resources added."""
+    if plan.old is None:
+        return new_meta(plan.spec, settings, data, resources, plan.runs, plan.version)
+    old = plan.old
+    data, resources = {**old.data, **data}, {**old.resources, **resources}
+    meta = new_meta(plan.spec, settings, data, resources, plan.runs, plan.version)
+    return replace(meta, started_at=old.started_at, provenance=old.provenance)
+
+
+def resume_sweep(
+    experiment: str | Path,
+    address: str | None = None,
+    verbose: bool = False,
+    on_event: Callable[[str], None] | None = None,
+    trust: bool = False,
+    view: View | None = None,
+    dashboard: bool = False,
+) -> SweepResult:
+    """Continue an interrupted sweep with the space and settings it was started with
+    (a local Ray's dashboard only if `dashboard`, as for a new sweep).
+
+    Refused when this user's key did not sign the files Tune will unpickle, unless `trust`.
+    `experiment` may be a URI in object storage (storage.py).
+    """
+    if storage.is_uri(experiment):
+        parent, name = storage.split(str(experiment))
+        meta = read_meta(storage.fetch(str(experiment)))
+    else:
+        experiment = Path(experiment).absolute()
+        parent, name = str(experiment.parent), experiment.name
+        meta = read_meta(experiment)
+    # the size was accepted when the sweep started, whatever --trial-limit it had
+    whole = parse_space(meta.space.model_dump(), meta.space_source, trial_count(meta.space))
+    # the saved trials, in the saved order: an --extend may have added trials another space
+    # declared, and experiments before balanced repeats listed their seeds side by side
+    spec = replace(whole, trials=list(meta.trials), selection=meta.selection)
+    settings = replace(
+        meta.settings,
+        storage_path=parent,
+        name=name,
+        address=address,
+        verbose=verbose,
+        resume=True,
+        trust=trust,
+        dashboard=dashboard,
+    )
+    return run_sweep(spec, settings, on_event, view=view)
+
+
+def _data_info(name: str, data, settings: SweepSettings, source=None) -> DataInfo:
+    """What a sweep read of one dataset, with each file's checksum."""
+    files = dataset_files(name, settings.data_dir, settings.smoke, source)
+    return DataInfo(data.source, *data.sizes, sha256=sha256_files(files))
+
+
+def _check_trusted(experiment: Path) -> None:
+    """Refuse to unpickle an experiment's files unless this user's sweeps signed them."""
+    if untrusted := untrusted_files(experiment):
+        more = f" and {len(untrusted) - 3} more" if len(untrusted) > 3 else ""
+        shown = ", ".join(untrusted[:3]) + more
+        raise TuneMnistError(
+            f"{experiment}: {shown} not signed by this user's tune-mnist, or changed since; "
+            "resuming unpickles them, which can run code: add --trust only if you know "
+            "where the folder came from"
+        )
+
+
+def _planned(spec: Spec) -> int:
+    """How many trials the sweep runs: a sampled search's draws, else its listed trials."""
+    if spec.search and spec.search.samples:
+        return spec.search.trial_count(grid_configurations(spec.space))
+    return len(spec.trials)
+
+
+def _search_config(spec: Spec, settings: SweepSettings) -> dict:
+    """TuneConfig's search arguments (search.Search.tune_config); none for a plain grid."""
+    if spec.search is None:
+        return {}
+    cap = settings.max_epochs
+    epochs = [t.epochs_to_train(cap) for t in spec.trials if t.trainable == "resnet"]
+    return spec.search.tune_config(max(epochs, default=1))
+
+
+def _param_space(spec: Spec, settings: SweepSettings, version: int) -> dict:
+    options = {**asdict(settings.options), "max_epochs": settings.max_epochs}
+    if spec.search and spec.search.samples:
+        base = trial_to_dict(spec.trials[0])
+        space = {"trial": search_space(base, spec.space, spec.search)}
+    else:
+        space = {"trial": tune.grid_search([trial_to_dict(t) for t in spec.trials])}
+    if spec.space.validation is not None:
+        space["validation"] = spec.space.validation
+    if spec.trainable == "custom":  # the key its tables show, which it must report
+        space["metric"] = spec.space.metric
+    if version < 2:  # experiments of 0.1.0 carried the SVM backend inside the options
+        return {**space, "options": {**options, "svm_backend": settings.svm_backend}}
+    return {**space, "options": options, "svm_backend": settings.svm_backend}
+
+
+def _check_batches_fit(spec: Spec, datasets) -> None:
+    """A batch larger than the training set would train on no full batch: refuse it here."""
+    for trial in spec.trials:
+        if trial.trainable == "resnet":  # (a custom trainable batches as it likes)
+            images = train_size(spec.space.validation, datasets[trial.dataset].sizes[0])
+            if trial.batch_size > images:
+                raise TuneMnistError(
+                    f"{spec.source}: batch_size {trial.batch_size:,} is larger than the "
+                    f"{images:,} training images of {trial.dataset} ({trial.label})"
+                )
+
+
+def _ended_keys(experiment: Path, trials: list) -> set[str]:
+    """Which of these trials (budget.trial_key) the experiment's files hold as ended for
+    good: finished, diverged or stopped early (a resume reruns only errors and the rest)."""
+    status = load_results(experiment)["status"]
+    for_good = {"finished", "diverged", "stopped early"}
+    done = [t for t, s in zip(read_meta(experiment).trials, status, strict=True) if s in for_good]
+    return {trial_key(t) for t in trials} & set(map(trial_key, done))
+
+
+def _work_left(spec: Spec, costs, images, settings: SweepSettings, ended: set[str]):
+    """Per trial left to run (budget.trial_key), its estimated work (order.estimated_work)
+    for the time-left estimate; None where a trial has none (a custom trainable) or the
+    trials are not known ahead (a sampled search). `images`: (train, test) per dataset."""
+    if spec.search and spec.search.samples:
+        return None
+    work = {
+        key: estimated_work(t, costs, images, settings.max_epochs)
+        for t in spec.trials
+        if (key := trial_key(t)) not in ended
+    }
+    return work if all(work.values()) else None
+
+
+def _run_config(
+    where: str,
+    settings: SweepSettings,
+    tracked: tracking.SweepRun | None = None,
+    budgeted: bool = False,
+) -> tune.RunConfig:
+    parent, _, name = where.rstrip("/").rpartition("/")  # a folder's path, or a URI
+    return tune.RunConfig(
+        name=name,
+        storage_path=parent,
+        failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        verbose=1 if settings.verbose else 0,
+        callbacks=[Progress(), *trial_logs.loggers()] + ([tracked.callback()] if tracked else []),
+        stop=BudgetStopper() if budgeted else None,
+    )
+
+
+def _tune_usage_imports() -> None:
+    """Import what Ray Tune imports at the start of every fit given callbacks, to count
+    them for its usage statistics (enabled or not): its MLflow, W&B, Comet and Aim
+    integrations, each of which imports its library when installed. mlflow's import alone
+    took 1.0 s on 2 cores, on the way to the first trial; this runs in a thread while Ray
+    starts its processes, which leave a CPU idle. Doing nothing where Ray has changed."""
+    try:
+        from ray.air._internal.usage import _count_callbacks
+
+        _count_callbacks([])  # its imports, nothing counted
+    except (ImportError, AttributeError):
+        pass  # Ray imports what it needs at fit, as before
+
+
+def _tensorboard_without_torch() -> None:
+    """Load tensorboardX as if torch were not installed, when this process has not loaded
+    torch by now (an SVM-only sweep's driver).
+
+    Tune's TensorBoard logger (on by default: every trial's events file) imports
+    tensorboardX, whose writer imports torch only to accept tensors as values: 2-2.5 s
+    of import on 2 cores, in the driver, just as Tune starts its trials. Tune logs floats, so
+    the events files are the same; a later `import torch` here works as usual.
+    """
+    if "torch" in sys.modules or "tensorboardX" in sys.modules:
+        return
+    sys.modules["torch"] = None  # `import torch` raises ImportError, as when it is absent
+    try:
+        import tensorboardX  # noqa: F401
+    except ImportError:  # no tensorboardX: Tune runs without its TensorBoard logger
+        pass
+    finally:
+        del sys.modules["torch"]
+
+
+def _dirname(trial) -> str:
+    return trial_folder_name(trial.trial_id, trial_from_dict(trial.config["trial"]))
+
+
+def _check_experiment_dir(
+    experiment: Path, spec: Spec, resume: bool, shown: str | None = None
+) -> int:
+    """Refuse to start over an experiment or to resume none; the metadata version to run.
+
+    Cheap checks only, before the data is read. `shown`: the experiment as the user named
+    it (its URI, when `experiment` is the local copy of one).
+    """
+    exists = holds_experiment(experiment)
+    shown = shown or str(experiment)
+    if resume and not exists:
+        raise TuneMnistError(f"--resume: no tune-mnist experiment at {shown} to resume")
+    if not resume and exists:
+        raise TuneMnistError(
+            f"{shown} already holds an experiment: add --resume to continue it, "
+            "or pick another --name or --storage-path"
+        )
+    meta = read_meta(experiment) if resume else None
+    version = meta.version if meta else META_VERSION
+    # as multisets: experiments started before repeats ran in balanced order list the same
+    # trials in another order, and resume keeps the saved one
+    if meta and Counter(map(trial_key, meta.trials)) != Counter(map(trial_key, spec.trials)):
+        raise TuneMnistError(
+            f"--resume: {spec.source} no longer declares the trials that {shown} "
+            "started with; resume with `tune-mnist resume EXPERIMENT_DIR`, or pick another --name"
+        )
+    return version
+
+
+class BudgetStopper(tune.Stopper):
+    """Tune's stopper for a budget, forwarding to the active BudgetClock of this process
+    (pickled with the RunConfig like Progress, so it holds nothing itself)."""
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        pass
+
+    def __call__(self, trial_id, result) -> bool:
+        if BudgetClock._active:
+            BudgetClock._active.observe(result)
+        return False
+
+    def stop_all(self) -> bool:
+        return bool(BudgetClock._active and BudgetClock._active.stop_all())

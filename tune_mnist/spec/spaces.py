@@ -1,0 +1,685 @@
+"""Search-space files: load, validate strictly, expand into one config dict per trial.
+
+A space crosses every list in `grid` with each entry of `rows` (a fractional design
+stays as written) and adds `fixed` to all of them. Each expanded trial is validated
+against the trainable's model, so a bad value is reported with the file and the place
+(`grid.lr`, `rows[3].batch_size`, `fixed.seed`) it came from.
+
+A space may bring its own data and models: `datasets: {NAME: {npz: FILE}}` (or
+`{idx: FOLDER}`) declares a dataset that trials then name like a built-in, and a `model`
+may be a reference, `package.module:callable` or `FILE.py:callable`. Paths are relative to
+the space file and made absolute when it is loaded, so a stored space reads the same
+anywhere. Whether the models import and fit the data is checked by checks.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from dataclasses import dataclass, replace
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from tune_mnist.errors import TuneMnistError
+from tune_mnist.spec.configs import (
+    CONFIGS,
+    CUSTOM_KEYS,
+    DATA_KINDS,
+    DATASETS,
+    KERNELS,
+    OPTIMIZERS,
+    DataSource,
+    Selection,
+    TrialConfig,
+    is_file_reference,
+    is_reference,
+    model_names,
+    resolve_model,
+    short_model,
+    trainable_kind,
+    trial_to_dict,
+    with_seed,
+)
+from tune_mnist.spec.reference import load_reference
+from tune_mnist.spec.search import (
+    DEFAULT_SAMPLES,
+    Distribution,
+    SchedulerBlock,
+    Search,
+    SearchBlock,
+    is_distribution,
+    parse_distribution,
+    plan,
+)
+from tune_mnist.spec.torchvision_names import check_name as check_torchvision_name
+
+# NaN and infinity are never a learning rate, a C or a GPU fraction.
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+TRIAL_LIMIT = 10_000  # trials a space may expand to unless told more (--trial-limit)
+MAX_EPOCHS, MAX_BATCH_SIZE, MAX_REPEATS = 10_000, 1_000_000, 1_000
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # it goes into folder names
+MODULE_REFERENCE = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
+def _one_of(choices) -> str:
+    """Choices as pydantic's literal errors list them: `'a', 'b' or 'c'`."""
+    quoted = [repr(c) for c in choices]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _known_dataset(value: str, info: ValidationInfo) -> str:
+    """A built-in dataset or one the space declares (validation context `datasets`)."""
+    names = (*DATASETS, *((info.context or {}).get("datasets", ())))
+    if value not in names:
+        raise PydanticCustomError(
+            "literal_error", "Input should be {expected}", {"expected": _one_of(names)}
+        )
+    return value
+
+
+def _known_model(value: str) -> str:
+    """A model name (built-in or entry point) or a well-formed reference."""
+    if is_reference(value):
+        where, _, name = value.rpartition(":")
+        if is_file_reference(value):
+            if not where.endswith(".py") or not name.isidentifier():
+                raise PydanticCustomError("reference", "a file reference is FILE.py:callable")
+        elif not MODULE_REFERENCE.fullmatch(value):
+            raise PydanticCustomError(
+                "reference", "a model reference is package.module:callable or FILE.py:callable"
+            )
+        return value
+    if value not in model_names():
+        raise PydanticCustomError(
+            "literal_error", "Input should be {expected}", {"expected": _one_of(model_names())}
+        )
+    return value
+
+
+class ResNetFields(BaseModel):
+    """The keys of a ResNet trial as a space file may write them (see configs.ResNetConfig)."""
+
+    model_config = _STRICT
+    dataset: str  # a built-in or one the space declares under `datasets`
+    model: str  # a built-in or registered name, or a reference (module:callable, FILE.py:callable)
+    batch_size: int = Field(ge=1, le=MAX_BATCH_SIZE)  # and at most the training images
+    optimizer: Literal[OPTIMIZERS]
+    lr: float = Field(gt=0)  # learning rate
+    epochs: int = Field(ge=1, le=MAX_EPOCHS)
+    pin_memory: bool = False
+    momentum: float = Field(0.0, ge=0, lt=1)  # SGD only; 0 is torch's default
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = Field(0, ge=0)
+
+    check_dataset = field_validator("dataset")(_known_dataset)
+    check_model = field_validator("model")(_known_model)
+
+
+class SVMFields(BaseModel):
+    """The keys of an SVM trial as a space file may write them (see configs.SVMConfig)."""
+
+    model_config = _STRICT
+    dataset: str  # a built-in or one the space declares under `datasets`
+    kernel: Literal[KERNELS]
+    train_samples: int = Field(10_000, ge=1)  # the first N training images, file order
+    C: float = Field(1.0, gt=0)
+    gamma: Literal["scale", "auto"] | float = "scale"
+    degree: int = Field(3, ge=1)
+    seed: int = Field(0, ge=0)
+
+    check_dataset = field_validator("dataset")(_known_dataset)
+
+
+class CustomFields(BaseModel):
+    """The keys of a trial of the space's own trainable: a dataset, a seed, and any other
+    keys with plain values (numbers, strings, booleans), passed to it as is."""
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+    dataset: str
+    seed: int = Field(0, ge=0)
+
+    check_dataset = field_validator("dataset")(_known_dataset)
+
+    @model_validator(mode="after")
+    def _plain_values(self) -> CustomFields:
+        for key, value in (self.model_extra or {}).items():
+            if not isinstance(value, str | int | float | bool):
+                raise PydanticCustomError(
+                    "plain", "{key}: expected a number, string or boolean", {"key": key}
+                )
+            if key in CUSTOM_KEYS:
+                raise PydanticCustomError("reserved", "{key}: a reserved key", {"key": key})
+        return self
+
+
+FIELDS: dict[str, type[BaseModel]] = {
+    "resnet": ResNetFields,
+    "svm": SVMFields,
+    "custom": CustomFields,
+}
+DEFAULT_REPORT = {"resnet": "comparison", "svm": "svm", "custom": "custom"}
+
+
+class Resources(BaseModel):
+    """What one trial asks Ray for: a GPU fraction on GPU clusters, CPUs otherwise."""
+
+    model_config = _STRICT
+    gpu: float = Field(0.25, gt=0, le=1)  # fraction of one GPU per ResNet trial
+    cpu: float = Field(1.0, gt=0)  # CPUs per trial when it runs on CPU
+
+
+class DatasetFiles(BaseModel):
+    """Where a space's own dataset lies: exactly one of `npz` (a file holding x_train,
+    y_train, x_test, y_test), `idx` (a folder of the four IDX files, any image size) or
+    `torchvision` (a class name such as KMNIST, with `split` where it needs one)."""
+
+    model_config = _STRICT
+    npz: str | None = None
+    idx: str | None = None
+    torchvision: str | None = None
+    split: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DatasetFiles:
+        if sum(v is not None for v in (self.npz, self.idx, self.torchvision)) != 1:
+            raise PydanticCustomError(
+                "one_source",
+                "expected exactly one of npz: FILE, idx: FOLDER or torchvision: CLASS",
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in DATA_KINDS if getattr(self, k) is not None)
+
+    @property
+    def path(self) -> str:
+        return getattr(self, self.kind)
+
+
+class Space(BaseModel):
+    """The file as written, before expansion."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    description: str = ""
+    # resnet, svm, or your own function: package.module:train or FILE.py:train (custom.py)
+    trainable: str
+    report: Literal["ablation", "svm", "comparison", "custom"] | None = None
+    # custom trainables: the reported key the tables show, and whether higher is better
+    metric: str | None = None
+    mode: Literal["max", "min"] = "max"
+    resources: Resources = Resources()
+    repeats: int = Field(1, ge=1, le=MAX_REPEATS)  # seeds per configuration: seed, seed + 1, ...
+    fixed: dict[str, Any] = {}
+    grid: dict[str, list[Any]] = {}
+    rows: list[dict[str, Any]] = []
+    # a CSV of published numbers to set beside this run's (reference.load_reference); relative
+    # to the space file, made absolute when the file is loaded
+    reference: str | None = None
+    # the space's own datasets by name; paths relative to the space file, made absolute
+    datasets: dict[str, DatasetFiles] = {}
+    # training images held out to choose on (split.py): N images, or a fraction 0 < f < 1
+    validation: int | float | None = None
+    search: SearchBlock | None = None  # how the space is searched (search.py); None: grid
+    scheduler: SchedulerBlock | None = None  # early stopping (search.py)
+
+    @field_validator("validation")
+    @classmethod
+    def _validation_size(cls, value: int | float | None) -> int | float | None:
+        if isinstance(value, float) and not 0 < value < 1:
+            raise PydanticCustomError("validation", "a fraction is between 0 and 1")
+        if isinstance(value, int) and value < 1:
+            raise PydanticCustomError("validation", "expected at least 1 image")
+        return value
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated space and its expanded trials, in a stable order."""
+
+    space: Space
+    source: str  # the file it came from
+    trials: list[TrialConfig]
+    selection: Selection | None = None  # set when only part of the space runs
+
+    @property
+    def name(self) -> str:
+        return self.space.name
+
+    @property
+    def trainable(self) -> str:
+        """resnet, svm, or custom (a function the space names)."""
+        return trainable_kind(self.space.trainable)
+
+    @property
+    def report(self) -> str:
+        return self.space.report or DEFAULT_REPORT[self.trainable]
+
+    @cached_property
+    def search(self) -> Search | None:
+        """How the space is searched (distributions, algorithm, ASHA, validation); None for
+        a plain grid. Sampled searches' `trials` are the values at the edges of every
+        distribution, for the checks; the sampled trials are what Tune draws."""
+        return plan(self.space, distributions(self.space, self.source), self.source)
+
+    @property
+    def data_sources(self) -> dict[str, DataSource]:
+        """The space's own datasets, each with where it was declared (for its errors)."""
+        return {
+            name: DataSource(
+                files.kind,
+                files.path,
+                f"{self.source}: datasets.{name}.{files.kind}",
+                files.split or "",
+            )
+            for name, files in self.space.datasets.items()
+        }
+
+    def place(self, key: str, value: Any) -> str:
+        """Where the space sets `key` to `value`: `fixed.model`, `grid.model`, `rows[2].model`."""
+        space = self.space
+        if space.fixed.get(key) == value:
+            return f"fixed.{key}"
+        if value in space.grid.get(key, ()):
+            return f"grid.{key}"
+        for i, row in enumerate(space.rows):
+            if row.get(key) == value:
+                return f"rows[{i}].{key}"
+        return key
+
+
+def builtin_dir() -> Path:
+    """The folder holding the built-in space files."""
+    return Path(str(resources.files("tune_mnist.search_spaces")))
+
+
+def builtin_names() -> list[str]:
+    """Names of the built-in spaces, sorted."""
+    return sorted(p.stem for p in builtin_dir().glob("*.yaml"))
+
+
+def resolve_path(name_or_path: str | Path) -> Path:
+    """A built-in space name, or a path to the user's own YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if path.is_dir():
+            raise TuneMnistError(f"{path}: a folder, not a space file")
+        if path.exists() and not path.is_file():  # a FIFO or a device would block or stream
+            raise TuneMnistError(f"{path}: not a regular file, so not a space file")
+        if not path.is_file():
+            raise TuneMnistError(f"{path}: no such space file")
+        return path
+    builtin = builtin_dir() / f"{name_or_path}.yaml"
+    if not builtin.is_file():
+        names = ", ".join(builtin_names())
+        raise TuneMnistError(
+            f"unknown space '{name_or_path}': built-in spaces are {names} "
+            "(or pass a path to a .yaml file)"
+        )
+    return builtin
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_space(name_or_path: str | Path, limit: int = TRIAL_LIMIT) -> Spec:
+    """Read, validate and expand a space; raise TuneMnistError naming file and key.
+
+    A space that would expand to more than `limit` trials is refused before expanding.
+    """
+    path = resolve_path(name_or_path)
+    try:
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise TuneMnistError(f"{path.name}: not valid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TuneMnistError(f"{path}: cannot read: {e}") from None
+    spec = parse_space(raw, source=path.name, limit=limit, base=path.parent)
+    if spec.space.reference:
+        spec = replace(spec, space=_with_reference(spec.space, path))
+    return spec
+
+
+def _with_reference(space: Space, path: Path) -> Space:
+    """The space with its reference table's absolute path, checked to load."""
+
+    reference = (path.parent / space.reference).absolute()
+    load_reference(reference, space.fixed.get("dataset"))  # a bad table: one line, now
+    return space.model_copy(update={"reference": str(reference)})
+
+
+def parse_space(
+    raw: Any, source: str = "<space>", limit: int = TRIAL_LIMIT, base: Path | None = None
+) -> Spec:
+    """Validate a space given as a dict (as read from YAML) and expand its trials.
+
+    Its own datasets' paths and file references of models are made absolute, relative to
+    `base` (the space file's folder; the working directory if None).
+    """
+    if not isinstance(raw, dict):
+        raise TuneMnistError(f"{source}: expected a mapping of keys (name, trainable, ...)")
+    try:
+        space = Space.model_validate(raw)
+    except ValidationError as e:
+        raise TuneMnistError(_describe(e, source)) from None
+    space = _resolved(space, source, Path.cwd() if base is None else base)
+    _check_layout(space, source)
+    _check_size(space, source, limit)
+    spec = Spec(space=space, source=source, trials=_expand(space, source))
+    _ = spec.search  # a bad search block: one line, now
+    return spec
+
+
+def _resolved(space: Space, source: str, base: Path) -> Space:
+    """The space with absolute paths for its datasets and models' file references; an
+    already resolved space comes back the same."""
+    space = _resolved_trainable(space, source, base)
+    datasets = {}
+    for name, files in space.datasets.items():
+        where = f"{source}: datasets.{name}"
+        if not DATASET_NAME.fullmatch(name) or name in DATASETS:
+            problem = "a built-in's name" if name in DATASETS else "letters, digits, _ . - only"
+            raise TuneMnistError(f"{where}: not a name for a dataset ({problem})")
+        if files.kind == "torchvision":
+            try:
+                check_torchvision_name(files.torchvision, files.split)
+            except TuneMnistError as e:
+                raise TuneMnistError(f"{where}.{e}") from None
+            datasets[name] = files
+            continue
+        if files.split is not None:
+            raise TuneMnistError(f"{where}.split: only a torchvision dataset takes a split")
+        path = (base / Path(files.path).expanduser()).absolute()
+        exists = path.is_file() if files.kind == "npz" else path.is_dir()
+        if not exists:
+            what = "file" if files.kind == "npz" else "folder"
+            raise TuneMnistError(f"{where}.{files.kind}: {path}: no such {what}")
+        datasets[name] = DatasetFiles(**{files.kind: str(path)})
+
+    def model(value: Any) -> Any:
+        return resolve_model(value, base) if isinstance(value, str) else value
+
+    fixed = (
+        {**space.fixed, "model": model(space.fixed["model"])}
+        if "model" in space.fixed
+        else space.fixed
+    )
+    grid = {k: [model(v) for v in vs] if k == "model" else vs for k, vs in space.grid.items()}
+    rows = [{**row, "model": model(row["model"])} if "model" in row else row for row in space.rows]
+    return space.model_copy(
+        update={"datasets": datasets, "fixed": fixed, "grid": grid, "rows": rows}
+    )
+
+
+def _resolved_trainable(space: Space, source: str, base: Path) -> Space:
+    """A custom trainable's reference checked (a file one made absolute), and the `metric`
+    its tables show required; the built-in trainables take no metric."""
+    if trainable_kind(space.trainable) != "custom":
+        if space.metric is not None:
+            raise TuneMnistError(
+                f"{source}: metric: only a space's own trainable takes one "
+                f"({space.trainable} reports test_accuracy)"
+            )
+        return space
+    value = space.trainable
+    where, _, name = value.rpartition(":")
+    well_formed = (
+        where.endswith(".py") and name.isidentifier()
+        if is_reference(value) and is_file_reference(value)
+        else MODULE_REFERENCE.fullmatch(value)
+    )
+    if not well_formed:
+        raise TuneMnistError(
+            f"{source}: trainable: expected resnet, svm, or a reference "
+            f"package.module:function or FILE.py:function (got {value!r})"
+        )
+    if space.metric is None:
+        raise TuneMnistError(
+            f"{source}: metric: name the key your trainable reports that the tables show, "
+            "e.g. metric: accuracy"
+        )
+    return space.model_copy(update={"trainable": resolve_model(value, base)})
+
+
+def trial_count(space: Space) -> int:
+    """How many trials a space expands to (a search: samples), counted without expanding it."""
+    grid = grid_configurations(space)
+    block = space.search
+    if block is None or block.algorithm == "grid":
+        return grid
+    samples = block.num_samples or DEFAULT_SAMPLES
+    return samples if block.algorithm == "optuna" else samples * grid
+
+
+def grid_configurations(space: Space) -> int:
+    """The trials of a space's grid, rows and repeats, sampling aside."""
+    return math.prod(len(v) for v in space.grid.values()) * max(len(space.rows), 1) * space.repeats
+
+
+def distributions(space: Space, source: str) -> dict[str, Distribution]:
+    """The values of `fixed` written as distributions, each checked against its key."""
+    kind = trainable_kind(space.trainable)
+    fields = FIELDS[kind].model_fields
+    found = {}
+    for key, value in space.fixed.items():
+        if not is_distribution(value):
+            continue
+        if key in fields:
+            annotation = fields[key].annotation
+        elif kind == "custom":  # the trainable's own key: any number it may be drawn as
+            annotation = int | float
+        else:
+            raise TuneMnistError(
+                f"{source}: fixed.{key}: unknown key (expected one of: {', '.join(fields)})"
+            )
+        found[key] = parse_distribution(value, annotation, f"{source}: fixed.{key}")
+    return found
+
+
+def _check_size(space: Space, source: str, limit: int) -> None:
+    count = trial_count(space)
+    if count > limit:
+        raise TuneMnistError(
+            f"{source}: expands to {count:,} trials, more than the limit of {limit:,}; "
+            "narrow the grid, or raise the limit with --trial-limit"
+        )
+
+
+def _check_layout(space: Space, source: str) -> None:
+    for key, values in space.grid.items():
+        if not values:
+            raise TuneMnistError(f"{source}: grid.{key}: expected a non-empty list of values")
+    if not space.grid and not space.rows and not any(map(is_distribution, space.fixed.values())):
+        raise TuneMnistError(f"{source}: grid: expected at least one key in grid or rows")
+    places = [("fixed", set(space.fixed)), ("grid", set(space.grid))]
+    places += [(f"rows[{i}]", set(row)) for i, row in enumerate(space.rows)]
+    for (a, keys_a), (b, keys_b) in itertools.combinations(places, 2):
+        if a.startswith("rows") and b.startswith("rows"):
+            continue
+        if both := sorted(keys_a & keys_b):
+            raise TuneMnistError(f"{source}: {b}.{both[0]}: already set in {a}; set it once")
+
+
+def _expand(space: Space, source: str) -> list[TrialConfig]:
+    """The grid's trials; a distribution of `fixed` takes each of its edge values
+    (Distribution.probes), so that every value a search can draw is checked here."""
+    kind = trainable_kind(space.trainable)
+    model, config_type = FIELDS[kind], CONFIGS[kind]
+    sampled = distributions(space, source)
+    fixed = {k: v for k, v in space.fixed.items() if k not in sampled}
+    axes = {**space.grid, **{k: d.probes() for k, d in sampled.items()}}
+    keys = list(axes)
+    trials = []
+    for values in itertools.product(*axes.values()):
+        for i, row in enumerate(space.rows or [{}]):
+            where = {k: "fixed" for k in space.fixed}
+            where |= {k: "grid" for k in space.grid}
+            where |= {k: f"rows[{i}]" for k in row}
+            config = {**fixed, **dict(zip(keys, values, strict=True)), **row}
+            try:
+                trial = model.model_validate(config, context={"datasets": list(space.datasets)})
+            except ValidationError as e:
+                raise TuneMnistError(_describe(e, source, where)) from None
+            if kind == "custom":
+                params = {k: config[k] for k in config if k not in ("dataset", "seed")}
+                trials.append(config_type(trial.dataset, space.trainable, params, trial.seed))
+            else:
+                trials.append(config_type(**trial.model_dump()))
+    return repeat(trials, space.repeats)
+
+
+def repeat(trials: list[TrialConfig], repeats: int) -> list[TrialConfig]:
+    """Each trial `repeats` times with seeds seed, seed + 1, ..., in balanced order: every
+    configuration at its first seed, then every one at the next, so that a sweep stopped
+    part way (by a budget) still holds a complete design at fewer seeds."""
+    return [with_seed(trial, trial.seed + r) for r in range(repeats) for trial in trials]
+
+
+def with_repeats(spec: Spec, repeats: int, limit: int = TRIAL_LIMIT) -> Spec:
+    """The same space run with `repeats` seeds per configuration (overrides the file's)."""
+    if not 1 <= repeats <= MAX_REPEATS:
+        raise TuneMnistError(f"--repeats {repeats}: expected 1 to {MAX_REPEATS:,}")
+    space = spec.space.model_copy(update={"repeats": repeats})
+    _check_size(space, spec.source, limit)
+    return Spec(space=space, source=spec.source, trials=_expand(space, spec.source))
+
+
+def select(spec: Spec, where: list[str] = (), numbers: list[int] = ()) -> Spec:
+    """The part of a space matching `--where KEY=VALUE` filters and `--trial N` numbers.
+
+    Values are read as YAML, like the space's own (`lr=0.001`, `pin_memory=true`). A key
+    the trials do not have, a number outside the space, or a filter that matches nothing
+    raises TuneMnistError; no filters return the spec unchanged.
+    """
+    if not where and not numbers:
+        return spec
+    if spec.search and spec.search.samples:
+        raise TuneMnistError(
+            f"--where/--trial: {spec.name} is a {spec.search.algorithm} search, whose trials "
+            "are drawn as it runs; narrow its distributions instead"
+        )
+    rows = [trial_to_dict(trial) for trial in spec.trials]
+    keys = sorted({k for row in rows for k in row} - {"trainable"})
+    wanted: dict[str, list[Any]] = {}
+    for item in where:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise TuneMnistError(f"--where {item}: expected KEY=VALUE, e.g. model=resnet18")
+        if key not in keys:
+            raise TuneMnistError(
+                f"--where {item}: {spec.name} has no key {key!r} (its keys: {', '.join(keys)})"
+            )
+        wanted.setdefault(key, []).append(_parse_value(text))
+    total = len(spec.trials)
+    for n in numbers:
+        if not 1 <= n <= total:
+            raise TuneMnistError(f"--trial {n}: {spec.name} has trials 1 to {total}")
+    chosen = [
+        i
+        for i, row in enumerate(rows, start=1)
+        if (not numbers or i in numbers)
+        and all(any(_same(row[k], v, k) for v in values) for k, values in wanted.items())
+    ]
+    selection = Selection(wanted, sorted(set(numbers)), chosen, total)
+    if not chosen:
+        raise TuneMnistError(f"{spec.name}: no trial matches {selection.describe()}")
+    return restrict(spec, selection)
+
+
+def restrict(spec: Spec, selection: Selection | None) -> Spec:
+    """A whole space cut down to a selection recorded earlier (by `select`), for resume."""
+    if selection is None:
+        return spec
+    if selection.of != len(spec.trials):
+        raise TuneMnistError(
+            f"{spec.name}: the recorded selection is of {selection.of} trials, "
+            f"the space now has {len(spec.trials)}"
+        )
+    return replace(spec, trials=[spec.trials[i - 1] for i in selection.chosen], selection=selection)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text.strip()
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string; a user means a number
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _same(have: Any, want: Any, key: str = "") -> bool:
+    numeric = (int, float)
+    if key == "model" and isinstance(have, str) and isinstance(want, str):
+        # a file model as `show` prints it (nets.py:build) or as the space wrote it
+        return have == want or short_model(have) == short_model(want)
+    if isinstance(have, bool) or isinstance(want, bool):
+        return have is want or (type(have) is type(want) and have == want)
+    if isinstance(have, numeric) and isinstance(want, numeric):
+        return math.isclose(have, want, rel_tol=1e-12)
+    return have == want
+
+
+def _describe(error: ValidationError, source: str, where: dict[str, str] | None = None) -> str:
+    """The first validation error as `file: place.key: what was expected (got value)`."""
+    # A wrong or unknown key says more than the missing keys that often come with it.
+    first = min(error.errors(), key=lambda e: e["type"] == "missing")
+    loc = [str(part) for part in first["loc"]]
+    key = loc[0] if loc else ""
+    place = f"{where[key]}.{key}" if where and key in where else ".".join(loc)
+    if first["type"] == "extra_forbidden":
+        model = {m.__name__: m for m in FIELDS.values()}.get(error.title, Space)
+        if loc[0] == "resources":
+            model = Resources
+        if loc[0] == "datasets":
+            model = DatasetFiles
+        if loc[0] in ("search", "scheduler"):
+            model = _block_model(loc)
+        return f"{source}: {place}: unknown key (expected one of: {', '.join(model.model_fields)})"
+    if first["type"] == "missing":
+        return f"{source}: {place}: required key is missing"
+    return f"{source}: {place}: {first['msg']} (got {first.get('input')!r})"
+
+
+def _block_model(loc: list[str]) -> type[BaseModel]:
+    """The model whose keys an unknown key in the search or scheduler block is among."""
+    from tune_mnist.spec.search import AshaBlock
+
+    if loc[0] == "search":
+        return SearchBlock
+    return AshaBlock if len(loc) > 2 else SchedulerBlock
