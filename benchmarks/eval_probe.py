@@ -24,11 +24,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_data_dir, parse_args
 
+from tune_mnist.run.trainables import load_state
+from tune_mnist.store.results import load_results
 from tune_mnist.train.data import load_dataset
 from tune_mnist.train.models import build_resnet
-from tune_mnist.store.results import load_results
 from tune_mnist.train.resnet import Batches, accuracy, pick_device
-from tune_mnist.run.trainables import load_state
 
 
 def score(model, batches: Batches, train_mode: bool = False, flip: bool = False) -> float:

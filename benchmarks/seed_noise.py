@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import naive  # benchmarks/naive.py, beside this script
 
-from tune_mnist.spec.configs import ResNetConfig
-from tune_mnist.train.data import SMOKE_TEST, SMOKE_TRAIN, Dataset, load_dataset
-from tune_mnist.spec.spaces import load_space
 from tune_mnist.analysis.stats import aggregate, paired_difference
+from tune_mnist.spec.configs import ResNetConfig
+from tune_mnist.spec.spaces import load_space
+from tune_mnist.train.data import SMOKE_TEST, SMOKE_TRAIN, Dataset, load_dataset
 from tune_mnist.train.resnet import TrainOptions, train_resnet
 
 CONFIG = ["dataset", "model", "batch_size", "optimizer", "lr"]

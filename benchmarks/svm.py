@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import common  # benchmarks/common.py, beside this script
 
 from tune_mnist.spec.configs import SVM_BACKENDS, SVMConfig
-from tune_mnist.train.data import load_dataset
 from tune_mnist.spec.spaces import load_space
+from tune_mnist.train.data import load_dataset
 from tune_mnist.train.svm import fit_predict
 
 

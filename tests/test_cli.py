@@ -217,7 +217,7 @@ def test_a_local_ray_keeps_token_auth_unless_told_insecure(flag, environment, mo
     import sys
 
     code = (
-        "import os; from tune_mnist.cli.main import loopback_if_local; "
+        "import os; from tune_mnist.cli.common import loopback_if_local; "
         f"loopback_if_local(None, insecure={flag}); print(os.environ['RAY_AUTH_MODE'])"
     )
     env = {**os.environ, "RAY_AUTH_MODE": environment}

@@ -6,7 +6,8 @@ import pytest
 
 from tune_mnist.errors import TuneMnistError
 from tune_mnist.spec.configs import ResNetConfig, TrainOptions, trial_to_dict
-from tune_mnist.spec.spaces import load_space, select
+from tune_mnist.spec.selection import select
+from tune_mnist.spec.spaces import load_space
 from tune_mnist.store.experiment import (
     META_FILE,
     META_VERSION,

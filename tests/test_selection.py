@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 from tune_mnist import load_results
 from tune_mnist.cli.main import app
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.spec.spaces import load_space, restrict, select
+from tune_mnist.spec.selection import restrict, select
+from tune_mnist.spec.spaces import load_space
 
 from .conftest import TINY_SVM, write_space
 

@@ -185,6 +185,8 @@ def test_older_experiments_name_the_progress_callback_in_sweep():
 
     from tune_mnist.run.progress import Progress
 
-    old = pickle.dumps(Progress(), protocol=0).replace(b"tune_mnist.run.progress", b"tune_mnist.sweep")
+    old = pickle.dumps(Progress(), protocol=0).replace(
+        b"tune_mnist.run.progress", b"tune_mnist.sweep"
+    )
     assert b"tune_mnist.sweep\n" in old
     assert type(pickle.loads(old)) is Progress

@@ -18,7 +18,8 @@ from tune_mnist.analysis.report import summarize
 from tune_mnist.analysis.study import CANNOT_TELL
 from tune_mnist.analysis.table import CLASS_NAMES
 from tune_mnist.spec.reference import builtin_reference
-from tune_mnist.spec.spaces import load_space, select, with_repeats
+from tune_mnist.spec.selection import select
+from tune_mnist.spec.spaces import load_space, with_repeats
 
 from .conftest import write_space
 from .experiments import COMPARE, DATA, make_experiment, write_predictions

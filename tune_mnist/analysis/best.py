@@ -22,9 +22,8 @@ from tune_mnist.errors import TuneMnistError
 from tune_mnist.spec.search import Search, plan
 from tune_mnist.spec.spaces import distributions, grid_configurations
 from tune_mnist.store.experiment import ExperimentMeta, Predictions
-from tune_mnist.store.results import is_sampled, load_experiment, numbers
+from tune_mnist.store.results import STOPPED_EARLY, is_sampled, load_experiment, numbers
 
-STOPPED = "stopped early"
 SHOWN = 10  # configurations in the report's ranking
 
 
@@ -120,7 +119,7 @@ def find_best(
         planned = search.trial_count(grid_configurations(meta.space))
         if ran < planned:
             notes.append(f"{ran} of the {planned} planned trials ran.")
-    stopped = int((results["status"] == STOPPED).sum())
+    stopped = int((results["status"] == STOPPED_EARLY).sum())
     if stopped:
         notes.append(f"{stopped} trial(s) stopped early by ASHA: not candidates.")
     validation = numbers(results, "validation_images").dropna()

@@ -27,7 +27,7 @@ from tune_mnist.store.experiment import (
     write_atomic,
 )
 from tune_mnist.store.provenance import report_provenance
-from tune_mnist.store.results import Experiment, load_experiment
+from tune_mnist.store.results import DIVERGED, ENDED, Experiment, load_experiment
 from tune_mnist.store.storage import is_uri, join, local_experiment, put
 from tune_mnist.store.trust import untrusted_files
 
@@ -59,6 +59,11 @@ class Summary:
     def complete(self) -> bool:
         return self.incomplete.empty
 
+    @property
+    def diverged(self) -> pd.DataFrame:
+        """The trials whose loss stopped being finite: ended, never rerun (label, error)."""
+        return self.results.loc[self.results["status"] == DIVERGED, ["label", "error"]]
+
 
 def summarize(
     experiment: str | Path, formats=FORMATS, write: bool = True, plots: bool = False
@@ -75,8 +80,8 @@ def summarize(
     meta, results = loaded.meta, loaded.results
     budget = budget_report(meta, results)
     left_out = budget.left_out if budget else pd.Series(False, index=results.index)
-    # a trial its scheduler stopped early is done: it is reported, not resumed
-    done = results["status"].isin(["finished", "stopped early"])
+    # trials that ended for good (finished, diverged, stopped early) are not resumed
+    done = results["status"].isin(ENDED)
     incomplete = results.loc[~done & ~left_out, ["label", "status", "error"]]
     from tune_mnist.analysis.table import Table
     from tune_mnist.analysis.tables import build_tables

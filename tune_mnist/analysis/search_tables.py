@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from tune_mnist.analysis.best import SHOWN, STOPPED, find_best, rank, search_of
+from tune_mnist.analysis.best import SHOWN, find_best, rank, search_of
 from tune_mnist.analysis.table import Table
-from tune_mnist.store.results import numbers
+from tune_mnist.store.results import STOPPED_EARLY, numbers
 
 
 def search_tables(run) -> list:
@@ -71,7 +71,7 @@ def stopped_table(run):
     """The trials stopped early: epochs trained, compute used, and the compute stopping
     saved (an estimate); None when none was stopped."""
     results, meta = run.results, run.meta
-    stopped = results[results["status"] == STOPPED]
+    stopped = results[results["status"] == STOPPED_EARLY]
     if stopped.empty:
         return None
     cap = meta.settings.max_epochs

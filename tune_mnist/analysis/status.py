@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tune_mnist.spec.configs import trial_to_dict
 from tune_mnist.store.experiment import OWNER_FILE
-from tune_mnist.store.results import load_experiment
+from tune_mnist.store.results import ENDED, load_experiment
 from tune_mnist.store.storage import is_uri, local_experiment
 
 STATE_GLOB = "experiment_state-*.json"
@@ -74,7 +74,7 @@ class ExperimentStatus:
 
     @property
     def complete(self) -> bool:
-        return self.count("finished") + self.count("diverged") == self.total
+        return sum(self.count(status) for status in ENDED) == self.total
 
 
 def experiment_status(experiment: str | Path) -> ExperimentStatus:
@@ -111,7 +111,7 @@ def experiment_status(experiment: str | Path) -> ExperimentStatus:
 
 def _status(from_files: str, from_tune: str | None, active: bool) -> str:
     """A trial's state: its files first; Tune's word for the ones not yet done."""
-    if from_files in ("finished", "diverged"):
+    if from_files in ENDED:
         return from_files
     if from_files == "error" or from_tune == "ERROR":
         return "failed"

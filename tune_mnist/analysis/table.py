@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from tune_mnist.spec.configs import is_reference, short_model
-from tune_mnist.spec.spaces import Space
+from tune_mnist.spec.schema import Space
 from tune_mnist.store.experiment import ExperimentMeta, Predictions
 from tune_mnist.store.results import numbers
 

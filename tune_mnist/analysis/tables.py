@@ -48,7 +48,7 @@ from tune_mnist.errors import TuneMnistError
 from tune_mnist.spec import reference
 from tune_mnist.spec.configs import trial_to_dict
 from tune_mnist.store.experiment import ExperimentMeta, Predictions
-from tune_mnist.store.results import is_sampled, numbers
+from tune_mnist.store.results import SCORED, is_sampled, numbers
 
 
 def inert_factors(results: pd.DataFrame, meta: ExperimentMeta) -> dict[str, str]:
@@ -399,7 +399,7 @@ def compute_table(run: Run) -> Table:
     results = run.results
     by = ["dataset", next(k for k in ("model", "kernel", "function") if k in results)]
     # a trial stopped early used what it trained: counted here, though in no other numbers
-    done = results[results["status"].isin(["finished", "stopped early"])]
+    done = results[results["status"].isin(SCORED)]
     columns = {
         "gpu_seconds": "GPU-seconds",
         "cpu_seconds": "CPU-seconds",

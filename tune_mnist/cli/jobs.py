@@ -1,5 +1,5 @@
-"""The cluster commands: submit a sweep as a Ray Job, list, follow and stop jobs, and read
-an experiment's status. They register on cli.app; the work is in jobs.py and status.py."""
+"""The cluster commands: submit a sweep as a Ray Job, list, follow and stop jobs. They
+register on the app (cli/common.py); the work is in run/jobs.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from tune_mnist.cli.common import SpaceArg, app, out, print_frame, user_errors
+from tune_mnist.cli.common import SpaceArg, app, print_frame, say, user_errors
 from tune_mnist.errors import TuneMnistError
 
 JobAddressOpt = Annotated[
@@ -61,12 +61,12 @@ def submit(
         if address:
             resume += f" --address {shlex.quote(address)}"
         sent = submit_job(address, space, spec_name, options, experiment, ship, resume)
-    _say(f"submitted job {sent.job_id}" + (" (package shipped)" if sent.shipped else ""))
-    _say(f"the cluster runs: {sent.entrypoint}")
-    _say(f"results: {sent.experiment}")
+    say(f"submitted job {sent.job_id}" + (" (package shipped)" if sent.shipped else ""))
+    say(f"the cluster runs: {sent.entrypoint}")
+    say(f"results: {sent.experiment}")
     where = f" --address {address}" if address else ""
-    _say(f"follow: tune-mnist logs {sent.job_id} --follow{where}")
-    _say(f"stop:   tune-mnist stop {sent.job_id}{where}")
+    say(f"follow: tune-mnist logs {sent.job_id} --follow{where}")
+    say(f"stop:   tune-mnist stop {sent.job_id}{where}")
     if follow:
         _follow(address, sent.job_id)
 
@@ -76,7 +76,8 @@ def _sweep_options(ctx: typer.Context, space: str) -> tuple[list[str], str, str,
     given on the command line: this machine's environment variables stay here); the
     storage path; the experiment's name; the space's name. Checks what it can here."""
     from tune_mnist.run.jobs import cluster_path
-    from tune_mnist.spec.spaces import load_space, select, with_repeats
+    from tune_mnist.spec.selection import select
+    from tune_mnist.spec.spaces import load_space, with_repeats
     from tune_mnist.store.settings import check_name
 
     command = typer.main.get_command(app)
@@ -138,7 +139,7 @@ def jobs(address: JobAddressOpt = None) -> None:
     with user_errors():
         found = list_jobs(address)
     if not found:
-        _say("no tune-mnist jobs on this cluster")
+        say("no tune-mnist jobs on this cluster")
         return
     rows = [
         {
@@ -181,42 +182,13 @@ def stop(job: JobArg, address: JobAddressOpt = None) -> None:
 
     with user_errors():
         info = stop_job(address, job)
-    _say(f"job {info.job_id}: {info.status}")
+    say(f"job {info.job_id}: {info.status}")
     if info.status != "STOPPED":  # it had ended already, or has not stopped yet
         return
     if info.experiment:
-        _say(f"{info.experiment} keeps what finished; `tune-mnist status` reads it")
+        say(f"{info.experiment} keeps what finished; `tune-mnist status` reads it")
     if info.resume:
-        _say(f"continue with: {info.resume}")
-
-
-@app.command()
-def status(
-    experiment_dir: Annotated[str, typer.Argument(help="An experiment folder written by sweep.")],
-) -> None:
-    """Where an experiment stands, from its files (no Ray): trials finished, running,
-    pending and failed, the running ones' epochs, and the time so far."""
-    from tune_mnist.analysis.status import describe, experiment_status
-
-    with user_errors():
-        found = experiment_status(experiment_dir)
-    _say(describe(found))
-    unfinished = [t for t in found.trials if t.status not in ("finished",)]
-    if unfinished:
-        rows = [
-            {
-                "trial": t.label,
-                "state": t.status,
-                "epoch": None if t.epoch is None else f"{t.epoch}/{t.epochs or '?'}",
-                "test accuracy (%)": None if t.accuracy is None else round(t.accuracy, 2),
-            }
-            for t in unfinished
-        ]
-        print_frame(pd.DataFrame(rows), title=f"{len(rows)} trial(s) not finished")
-    if found.active:
-        _say(f"a sweep is at work on it: {found.driver}")
-    elif not found.complete:
-        _say(f"no sweep is at work on it: continue with `tune-mnist resume {found.experiment}`")
+        say(f"continue with: {info.resume}")
 
 
 def _follow(address: str | None, job_id: str) -> None:
@@ -228,7 +200,7 @@ def _follow(address: str | None, job_id: str) -> None:
             for chunk in follow_logs(address, job_id):
                 typer.echo(chunk, nl=False)
         except KeyboardInterrupt:
-            _say(f"stopped following; the job goes on (`tune-mnist logs {job_id} --follow`)")
+            say(f"stopped following; the job goes on (`tune-mnist logs {job_id} --follow`)")
             raise typer.Exit(130) from None
         info = job_info(address, job_id)
         for _ in range(20):  # the log stream can close a moment before the state is final
@@ -236,7 +208,7 @@ def _follow(address: str | None, job_id: str) -> None:
                 break
             time.sleep(0.5)
             info = job_info(address, job_id)
-    _say(f"job {job_id}: {info.status}")
+    say(f"job {job_id}: {info.status}")
     raise typer.Exit(info.cli_exit_code)
 
 
@@ -248,7 +220,3 @@ def _ran(start: float | None, end: float | None) -> str | None:
     from tune_mnist.analysis.status import format_duration
 
     return format_duration((end or time.time()) - start) if start else None
-
-
-def _say(message: str) -> None:
-    out.print(message, highlight=False)

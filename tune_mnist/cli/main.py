@@ -8,12 +8,10 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from tune_mnist.cli import jobs  # noqa: F401  (registers submit, jobs, logs, stop, status)
 from tune_mnist.cli.common import (
     AddressOpt,
     CompileMode,
     DashboardOpt,
-    Format,
     InsecureOpt,
     LimitOpt,
     SpaceArg,
@@ -32,21 +30,16 @@ from tune_mnist.cli.common import (
     say,
     user_errors,
 )
-from tune_mnist.errors import EXIT_INCOMPLETE, EXIT_TERMINATED, TuneMnistError
+from tune_mnist.cli.summary import print_summary
+from tune_mnist.errors import TuneMnistError
 from tune_mnist.spec.configs import (
     DEFAULT_SVM_BACKEND,
     TrainOptions,
     short_model,
     trial_to_dict,
 )
-from tune_mnist.spec.spaces import (
-    TRIAL_LIMIT,
-    builtin_names,
-    load_space,
-    select,
-    trial_count,
-    with_repeats,
-)
+from tune_mnist.spec.selection import select
+from tune_mnist.spec.spaces import TRIAL_LIMIT, builtin_names, load_space, trial_count, with_repeats
 from tune_mnist.store.settings import SweepSettings
 from tune_mnist.store.storage import is_uri
 
@@ -273,7 +266,7 @@ def sweep(
                 spec, settings, on_event=say, budget=budget, extend=extend, view=view
             )
     out.print(f"peak concurrency: {result.peak_running} trials")
-    _print_summary(result.summary, after_sweep=True)
+    print_summary(result.summary, after_sweep=True)
 
 
 @app.command()
@@ -306,22 +299,7 @@ def resume(
             view=view,
             dashboard=dashboard,
         )
-    _print_summary(result.summary, after_sweep=True)
-
-
-@app.command()
-def plot(
-    experiment_dir: Annotated[
-        str, typer.Argument(help="An experiment written by sweep: its folder or s3:// URI.")
-    ],
-) -> None:
-    """Draw an experiment's figures (PNG) into its report/ folder."""
-    from tune_mnist.analysis.report import summarize as summarize_experiment
-
-    with user_errors():  # the effects figure is drawn from the effects tables' model
-        paths = summarize_experiment(experiment_dir, write=False, plots=True).figures
-    for path in paths:
-        say(f"wrote {path}")
+    print_summary(result.summary, after_sweep=True)
 
 
 @app.command()
@@ -371,81 +349,6 @@ def cluster(
             )
 
 
-@app.command()
-def summarize(
-    experiment_dir: Annotated[
-        str, typer.Argument(help="An experiment written by sweep: its folder or s3:// URI.")
-    ],
-    formats: Annotated[
-        list[Format] | None,
-        typer.Option("--format", "-f", help="File formats to write (default: all)."),
-    ] = None,
-) -> None:
-    """Print an experiment's tables and write them to its report/ folder; no re-running.
-
-    Exits with code 3 when some trials did not finish (they are listed).
-    """
-    from tune_mnist.analysis.report import FORMATS
-    from tune_mnist.analysis.report import summarize as summarize_experiment
-
-    chosen = [f.value for f in formats] if formats else FORMATS
-    with user_errors():
-        summary = summarize_experiment(experiment_dir, formats=chosen)
-    _print_summary(summary)
-
-
-@app.command()
-def best(
-    experiment_dir: Annotated[Path, typer.Argument(help="An experiment folder written by sweep.")],
-    json_output: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
-) -> None:
-    """Print an experiment's best configuration with its test accuracy's interval.
-
-    Chosen on validation accuracy when the space held a validation split out, else on test
-    accuracy (said, since the test set then both chooses and scores).
-    """
-    import json
-
-    from tune_mnist.analysis.best import best_configuration
-
-    with user_errors():
-        found = best_configuration(experiment_dir)
-    if json_output:
-        print(json.dumps(found.to_dict(), indent=2, default=str))
-        return
-    for line in found.describe():
-        say(line)
-
-
-def _print_summary(summary, after_sweep: bool = False) -> None:
-    """The tables, what was written, and what did not finish (exit 3; 143 after SIGTERM)."""
-    for table in summary.tables:
-        print_frame(table.frame, title=table.title)
-        for note in table.notes:
-            out.print(note, style="dim", highlight=False)
-    if summary.timing:  # where the time went (timing.py)
-        print_frame(summary.timing.wall, title="Where the time went")
-        out.print(summary.timing.note(), style="dim", highlight=False)
-    if summary.files:
-        where = summary.files[0].parent
-        if is_uri(summary.experiment):  # the local copy's report, uploaded
-            where = f"{summary.experiment}/report (local copy: {where})"
-        say(f"wrote {len(summary.files)} files to {where}")
-    if summary.stopped:
-        say(f"stopped on its budget: {summary.stopped} (the budget table lists what did not run)")
-    if not summary.complete:
-        print_frame(summary.incomplete, title=f"{len(summary.incomplete)} trials did not finish")
-        if summary.resumable:
-            say(f"continue with `tune-mnist resume {summary.experiment}`")
-        else:
-            say(
-                f"{summary.experiment} was not signed by this user's tune-mnist (or was changed "
-                "since): `tune-mnist resume` refuses it unless told --trust"
-            )
-    if after_sweep:
-        from tune_mnist.run.cluster import terminated
-
-        if terminated():  # Tune stopped the sweep cleanly; the caller asked it to stop
-            raise typer.Exit(EXIT_TERMINATED)
-    if not summary.complete:
-        raise typer.Exit(EXIT_INCOMPLETE)
+# The experiment and cluster commands register on `app` when imported; imported last so
+# that --help lists the everyday commands above them.
+from tune_mnist.cli import experiments, jobs  # noqa: E402, F401

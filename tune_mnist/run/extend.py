@@ -34,11 +34,10 @@ from tune_mnist.spec.budget import Budget, admitted, describe
 from tune_mnist.spec.configs import TrialConfig, trial_key, trial_to_dict
 from tune_mnist.spec.spaces import Spec
 from tune_mnist.store.experiment import DataInfo, ExperimentMeta, TuneRun, read_meta
-from tune_mnist.store.results import load_results
+from tune_mnist.store.results import ENDED, load_results
 from tune_mnist.store.settings import SweepSettings
 
 RUN_PREFIX = "extend-"  # the folders of the Tune runs an extension adds
-DONE = ("finished", "diverged")  # outcomes an extension reuses rather than runs again
 
 
 def code_settings(settings: SweepSettings, trainable: str) -> dict[str, Any]:
@@ -78,7 +77,7 @@ def plan_extension(
     done = {
         content_key(t, old.data.get(t.dataset), code_settings(old.settings, old.trainable))
         for t, s in zip(old.trials, status, strict=True)
-        if s in DONE
+        if s in ENDED
     }
     # the data of datasets both hold is checked to be the same before Tune starts
     # (check_same_data): until then a new trial is keyed on the data the old ones used

@@ -62,7 +62,7 @@ from tune_mnist.store.experiment import (
     writing,
 )
 from tune_mnist.store.provenance import sha256_files
-from tune_mnist.store.results import load_results
+from tune_mnist.store.results import ENDED, load_results
 from tune_mnist.store.settings import SweepSettings
 from tune_mnist.store.trust import Signer, sign, untrusted_files
 from tune_mnist.train.checks import check_space, model_costs
@@ -438,8 +438,7 @@ def _ended_keys(experiment: Path, trials: list) -> set[str]:
     """Which of these trials (budget.trial_key) the experiment's files hold as ended for
     good: finished, diverged or stopped early (a resume reruns only errors and the rest)."""
     status = load_results(experiment)["status"]
-    for_good = {"finished", "diverged", "stopped early"}
-    done = [t for t, s in zip(read_meta(experiment).trials, status, strict=True) if s in for_good]
+    done = [t for t, s in zip(read_meta(experiment).trials, status, strict=True) if s in ENDED]
     return {trial_key(t) for t in trials} & set(map(trial_key, done))
 
 

@@ -47,7 +47,7 @@ from tune_mnist.spec.configs import (
     trial_from_dict,
     trial_to_dict,
 )
-from tune_mnist.spec.spaces import Space
+from tune_mnist.spec.schema import Space
 from tune_mnist.store.provenance import SWEEP_KEYS
 from tune_mnist.store.settings import SweepSettings
 

@@ -30,6 +30,7 @@ from tune_mnist.spec.configs import (
     SVMConfig,
     TrialConfig,
     trial_from_dict,
+    trial_key,
     trial_to_dict,
 )
 from tune_mnist.store.experiment import (
@@ -40,6 +41,15 @@ from tune_mnist.store.experiment import (
     read_stopped_early,
 )
 from tune_mnist.store.storage import local_experiment
+
+# A trial's status as its files tell it. The sets below are the one definition every
+# command uses: status, summarize, the report, resume and --extend agree on them.
+FINISHED, DIVERGED, STOPPED_EARLY = "finished", "diverged", "stopped early"
+# Ended for good: resume and --extend never run these again, and an experiment whose
+# trials all ended is complete (a diverged trial included: its loss cannot come back).
+ENDED = (FINISHED, DIVERGED, STOPPED_EARLY)
+# With a last accuracy to report: what the report's tables count as done.
+SCORED = (FINISHED, STOPPED_EARLY)
 
 # Ray adds these to every report; they say nothing about the trial we did not keep.
 _RAY_KEYS = {
@@ -60,11 +70,6 @@ _RAY_KEYS = {
 
 
 _CONFIG_COLUMNS = {f.name for c in (ResNetConfig, SVMConfig) for f in fields(c)}
-
-
-def _key(trial: dict[str, Any]) -> str:
-    """A trial's identity across files: its dict with sorted keys."""
-    return json.dumps(trial, sort_keys=True)
 
 
 # The types the trainable reports these keys with: a report that has one of another type
@@ -159,7 +164,7 @@ def _trial_folders(runs: list[Path]) -> dict[str, Path]:
         record = _parse_json(raw)
         trial = record.get("trial") if isinstance(record, dict) else None
         if isinstance(trial, dict):
-            found.append((mtime, params.parent.name, _key(trial), params.parent))
+            found.append((mtime, params.parent.name, trial_key(trial), params.parent))
     # Sorted by time so the newest folder of a config wins; the name breaks ties.
     return {key: folder for _, _, key, folder in sorted(found)}
 
@@ -185,14 +190,14 @@ def _trial_row(
     last = reports[-1] if reports else {}
     error = _first_error_line(folder) if folder else None
     if last.get("trial_finished"):
-        status = "finished"
+        status = FINISHED
     elif last.get("diverged") is True:  # stopped on a NaN or infinite loss: no result
         status, error = (
-            "diverged",
+            DIVERGED,
             f"loss became {last.get('train_loss')} in epoch {last.get('epoch')}",
         )
     elif folder and read_stopped_early(folder) is not None:  # its scheduler stopped it
-        status = "stopped early"
+        status = STOPPED_EARLY
     elif error:
         status = "error"
     else:
@@ -225,7 +230,7 @@ def load_experiment(experiment: str | Path) -> Experiment:
     declared = _sampled_trials(folders) if is_sampled(meta) else meta.trials
     for number, trial in enumerate(declared):
         config = trial_to_dict(trial)
-        folder = folders.get(_key(config))
+        folder = folders.get(trial_key(config))
         reports = _read_reports(folder) if folder else []
         rows.append(_trial_row(trial, folder, reports, meta.smoke))
         if meta.space.scheduler is not None:

@@ -1,0 +1,113 @@
+"""The commands that read an experiment's files: status, summarize, plot and best. None
+starts Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from tune_mnist.cli.common import (
+    Format,
+    app,
+    print_frame,
+    say,
+    user_errors,
+)
+from tune_mnist.cli.summary import print_summary
+from tune_mnist.store.results import DIVERGED, FINISHED
+
+
+@app.command()
+def plot(
+    experiment_dir: Annotated[
+        str, typer.Argument(help="An experiment written by sweep: its folder or s3:// URI.")
+    ],
+) -> None:
+    """Draw an experiment's figures (PNG) into its report/ folder."""
+    from tune_mnist.analysis.report import summarize as summarize_experiment
+
+    with user_errors():  # the effects figure is drawn from the effects tables' model
+        paths = summarize_experiment(experiment_dir, write=False, plots=True).figures
+    for path in paths:
+        say(f"wrote {path}")
+
+
+@app.command()
+def summarize(
+    experiment_dir: Annotated[
+        str, typer.Argument(help="An experiment written by sweep: its folder or s3:// URI.")
+    ],
+    formats: Annotated[
+        list[Format] | None,
+        typer.Option("--format", "-f", help="File formats to write (default: all)."),
+    ] = None,
+) -> None:
+    """Print an experiment's tables and write them to its report/ folder; no re-running.
+
+    Exits with code 3 when some trials did not finish (they are listed).
+    """
+    from tune_mnist.analysis.report import FORMATS
+    from tune_mnist.analysis.report import summarize as summarize_experiment
+
+    chosen = [f.value for f in formats] if formats else FORMATS
+    with user_errors():
+        summary = summarize_experiment(experiment_dir, formats=chosen)
+    print_summary(summary)
+
+
+@app.command()
+def best(
+    experiment_dir: Annotated[Path, typer.Argument(help="An experiment folder written by sweep.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+) -> None:
+    """Print an experiment's best configuration with its test accuracy's interval.
+
+    Chosen on validation accuracy when the space held a validation split out, else on test
+    accuracy (said, since the test set then both chooses and scores).
+    """
+    import json
+
+    from tune_mnist.analysis.best import best_configuration
+
+    with user_errors():
+        found = best_configuration(experiment_dir)
+    if json_output:
+        print(json.dumps(found.to_dict(), indent=2, default=str))
+        return
+    for line in found.describe():
+        say(line)
+
+
+@app.command()
+def status(
+    experiment_dir: Annotated[str, typer.Argument(help="An experiment folder written by sweep.")],
+) -> None:
+    """Where an experiment stands, from its files (no Ray): trials finished, running,
+    pending and failed, the running ones' epochs, and the time so far."""
+    from tune_mnist.analysis.status import describe, experiment_status
+
+    with user_errors():
+        found = experiment_status(experiment_dir)
+    say(describe(found))
+    unfinished = [t for t in found.trials if t.status != FINISHED]
+    if unfinished:
+        rows = [
+            {
+                "trial": t.label,
+                "state": t.status,
+                "epoch": None if t.epoch is None else f"{t.epoch}/{t.epochs or '?'}",
+                "test accuracy (%)": None if t.accuracy is None else round(t.accuracy, 2),
+            }
+            for t in unfinished
+        ]
+        title = f"{len(rows)} trial(s) not finished"
+        if any(t.status == DIVERGED for t in unfinished):
+            title += " (the diverged ones ended: resume does not rerun them)"
+        print_frame(pd.DataFrame(rows), title=title)
+    if found.active:
+        say(f"a sweep is at work on it: {found.driver}")
+    elif not found.complete:
+        say(f"no sweep is at work on it: continue with `tune-mnist resume {found.experiment}`")
