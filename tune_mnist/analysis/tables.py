@@ -22,8 +22,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from tune_mnist.analysis import stats, study
-from tune_mnist.analysis.effects import design_effects
+from tune_mnist.analysis import stats
+from tune_mnist.analysis.configurations import configurations
+from tune_mnist.analysis.design_tables import effects_tables, study_tables
 from tune_mnist.analysis.search_tables import search_tables
 from tune_mnist.analysis.table import (
     CONFIG_KEYS,
@@ -32,7 +33,6 @@ from tune_mnist.analysis.table import (
     DEFAULT_SHOWN,
     FACTORS,
     LABELS,
-    LEVEL_NAMES,
     MCNEMAR_NOTE,
     MODEL_NAMES,
     REPEAT_NOTE,
@@ -44,8 +44,6 @@ from tune_mnist.analysis.table import (
     metric,
     ms_text,
 )
-from tune_mnist.errors import TuneMnistError
-from tune_mnist.spec import reference
 from tune_mnist.spec.configs import trial_to_dict
 from tune_mnist.store.experiment import ExperimentMeta, Predictions
 from tune_mnist.store.results import SCORED, is_sampled, numbers
@@ -66,64 +64,6 @@ def inert_factors(results: pd.DataFrame, meta: ExperimentMeta) -> dict[str, str]
         cap = "--smoke" if meta.smoke else "a --max-epochs cap"
         inert["epochs"] = f"every trial trained {int(trained.iloc[0])} epoch(s) ({cap})"
     return inert
-
-
-def configurations(run: Run, keys: list[str]) -> pd.DataFrame:
-    """One row per configuration (the `keys`), with the numbers every table draws on.
-
-    Columns: the keys, `row` (its number in the tables), `n`, `mean`, `std`, `ci_low`,
-    `ci_high`, `interval` (how the CI was made), `samples` (accuracy per seed), `correct`
-    (per-image correctness of a single run, or None), `same_as` (the row of an earlier
-    configuration that was the same computation, or None), `epochs_trained`, `time_ms`,
-    `time_std`, `contended`, and the mean of gflops / params_m where reported.
-    """
-    results = run.results.assign(
-        _acc=metric(run.results, "test_accuracy"),
-        _time=metric(run.results, "train_time_ms"),
-        _epochs=metric(run.results, "epoch"),
-        _shared=numbers(run.results, "shared_node_fraction"),
-    )
-    results = results[results["status"] == "finished"]
-    computation = [k for k in keys if k not in run.inert and k != "epochs"]
-    rows, seen = [], {}
-    for values, group in results.groupby(keys, sort=False, dropna=False):
-        values = values if isinstance(values, tuple) else (values,)
-        described = stats.describe(group["_acc"])
-        # an accuracy lies in [0, 100] whatever a t-interval of a few seeds says
-        described["ci_low"] = max(described["ci_low"], 0.0)
-        described["ci_high"] = min(described["ci_high"], 100.0)
-        row = {**dict(zip(keys, values, strict=True)), "row": int(group["row"].iloc[0])}
-        row |= described | {"samples": group["_acc"].to_numpy(), "correct": None}
-        row["interval"] = "t over seeds" if described["n"] > 1 else "Wilson (test sampling)"
-        if described["n"] == 1:
-            row |= _single_run(run, group.iloc[0])
-        trained = tuple(sorted(group["_epochs"].dropna().astype(int).unique()))
-        identity = (tuple(group[computation].iloc[0]), trained, tuple(sorted(group["seed"])))
-        row["same_as"] = seen.setdefault(identity, row["row"])
-        row["same_as"] = None if row["same_as"] == row["row"] else row["same_as"]
-        row["epochs_trained"] = (
-            " to ".join(map(str, sorted({trained[0], trained[-1]}))) if trained else ""
-        )
-        row["time_ms"], row["time_std"] = group["_time"].mean(), group["_time"].std()
-        row["contended"] = bool((group["_shared"] > CONTENDED).any())
-        for extra in ("gflops", "params_m"):
-            if extra in group:
-                row[extra] = numbers(group, extra).mean()
-        rows.append(row)
-    return pd.DataFrame(rows).sort_values("row", ignore_index=True) if rows else pd.DataFrame()
-
-
-def _single_run(run: Run, trial: pd.Series) -> dict:
-    """A single run's correctness vector (when saved) and its Wilson interval."""
-    saved = run.predictions.get(trial["trial_dir"])
-    if saved is not None:
-        correct = saved.correct
-        right, total = int(correct.sum()), len(correct)
-    else:  # predictions not saved (older experiments): the count follows from the accuracy
-        correct, total = None, run.meta.data[trial["dataset"]].test
-        right = round(trial["_acc"] * total / 100)
-    low, high = stats.wilson_interval(right, total)
-    return {"correct": correct, "ci_low": low, "ci_high": high}
 
 
 def _versus_best(summary: pd.DataFrame, group: list[str]) -> pd.Series:
@@ -283,115 +223,6 @@ def _model_difference(frame, a: pd.DataFrame, b: pd.DataFrame, models) -> str:
         f"{label}: single runs on the same test images; p: exact McNemar test per row (not "
         "adjusted for the number of rows)."
     )
-
-
-def effects_tables(run: Run) -> tuple[list[Table], dict[str, pd.DataFrame]]:
-    """Effects of each design factor on test accuracy, per dataset, from a linear model;
-    and each dataset's model-based level means (for the effects figure)."""
-    tables, levels = [], {}
-    results = run.results.assign(test_accuracy=metric(run.results, "test_accuracy"))
-    for dataset, part in results.groupby("dataset", sort=False):
-        part = part[part["status"] == "finished"]
-        factors = [f for f in FACTORS if part[f].nunique() > 1]
-        if not factors or part.empty:
-            continue
-        found = design_effects(
-            part,
-            factors,
-            "test_accuracy",
-            inert=run.inert,
-            same_computation=[*CONFIG_KEYS["resnet"], "seed"],
-            names=LEVEL_NAMES,
-        )
-        levels[dataset] = found.levels
-        frame = found.contrasts.assign(
-            estimate=found.contrasts["estimate"].round(2) + 0.0,  # no "-0.0"
-            CI=[
-                interval_text(lo, hi)
-                for lo, hi in zip(
-                    found.contrasts["ci_low"], found.contrasts["ci_high"], strict=True
-                )
-            ],
-            p=found.contrasts["p"].map(lambda p: "—" if pd.isna(p) else f"{p:.3g}"),
-        )
-        frame = frame[["factor", "contrast", "estimate", "CI", "p", "within", "confounded"]].rename(
-            columns={"estimate": "effect on accuracy (pp)", "CI": "95% CI"}
-        )
-        notes = [
-            "Effects: ordinary least squares on the main effects of the factors (statsmodels), "
-            "each contrast adjusted for the other factors; identical computations count once."
-        ]
-        joint = found.joint[found.joint["levels"] > 2] if not found.joint.empty else found.joint
-        for _, j in joint.iterrows():
-            p = "—" if pd.isna(j["p"]) else f"{j['p']:.3g}"
-            notes.append(
-                f"{j['factor']}: joint F-test of its {j['levels']} levels, "
-                f"F = {j['F']:.2f}, p = {p}."
-            )
-        notes += found.notes
-        title = f"{run.space.name}: factor effects, {DATASET_NAMES.get(dataset, dataset)}"
-        tables.append(Table(f"{run.space.name}-effects-{dataset}", title, frame, notes))
-    return tables, levels
-
-
-def study_tables(run: Run) -> list[Table]:
-    """The study's published accuracies beside this run's, and its claims tested."""
-    try:
-        reference = reference_of(run.meta)
-    except TuneMnistError as e:  # the table was readable when the sweep started
-        return [
-            Table(
-                f"{run.space.name}-study", f"{run.space.name}: the study", pd.DataFrame(), [str(e)]
-            )
-        ]
-    if reference is None:
-        return []
-    keys = [k for k in CONFIG_KEYS[run.meta.trainable] if k in reference and k in run.results]
-    summary = configurations(run, keys)
-    if summary.empty:
-        return []
-    matched = study.study_vs_run(reference, summary, keys)
-    tables = []
-    if not matched.empty:
-        frame = display_frame(matched, keys).join(matched.drop(columns=keys))
-        notes = list(matched.attrs.get("notes", []))
-        notes.append(
-            f"{len(matched)} of the study's {len(reference)} configurations ran here"
-            + (" (the rest were not part of this run)." if len(matched) < len(reference) else ".")
-        )
-        if run.meta.smoke:
-            notes.append("A smoke run: its numbers are not at the study's scale.")
-        exact = matched["difference (pp)"].abs().max() == 0
-        frame["difference (pp)"] = matched["difference (pp)"].map(lambda d: f"{d:+.2f}")
-        if exact:
-            notes.append("Every accuracy here equals the study's to the two decimals it printed.")
-        tables.append(
-            Table(
-                f"{run.space.name}-study", f"{run.space.name}: the study and this run", frame, notes
-            )
-        )
-    claims = study.check_claims(summary, smoke=run.meta.smoke, inert=set(run.inert))
-    if claims:
-        frame = pd.DataFrame(
-            [{"claim": c.text, "verdict": c.verdict, "evidence": c.evidence} for c in claims]
-        )
-        tables.append(
-            Table(f"{run.space.name}-claims", f"{run.space.name}: the study's claims", frame)
-        )
-    return tables
-
-
-def reference_of(meta: ExperimentMeta) -> pd.DataFrame | None:
-    """The published numbers a space names (`reference:`), in reference.load_reference's form.
-
-    Experiments of the built-in spaces made before spaces named their reference get it by
-    the space's name.
-    """
-    if meta.space.reference:
-        return reference.load_reference(meta.space.reference, meta.space.fixed.get("dataset"))
-    if meta.space_source == f"{meta.name}.yaml":
-        return reference.builtin_reference(meta.name)
-    return None
 
 
 def compute_table(run: Run) -> Table:

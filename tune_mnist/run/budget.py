@@ -20,7 +20,8 @@ stopped on its budget and lists the trials that did not run; `sweep SPACE --exte
 runs them later (extend.py) while reusing every finished one.
 
 The Tune adapter (sweep.BudgetStopper) holds nothing: Tune pickles it into the experiment,
-so it forwards to the BudgetClock this process made active, as progress.Progress does.
+so it forwards to the BudgetClock lent to the driver session (session.py), as
+progress.Progress does.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pandas as pd
 
+from tune_mnist.run import session
 from tune_mnist.spec.budget import Budget, duration
 from tune_mnist.spec.configs import trial_key
 from tune_mnist.store.experiment import ExperimentMeta, TuneRun, read_meta, write_meta
@@ -64,8 +66,6 @@ class BudgetClock:
     a resume) recorded; `save` is called every SAVE_EVERY_S with the seconds spent so far,
     so a driver killed at any moment loses at most that much of its account.
     """
-
-    _active: ClassVar[BudgetClock | None] = None
 
     def __init__(
         self,
@@ -105,12 +105,12 @@ class BudgetClock:
     @contextlib.contextmanager
     def active(self) -> Iterator[BudgetClock]:
         """Count this process's time, and let the stopper Tune holds reach this clock."""
-        BudgetClock._active, self.started = self, time.monotonic()
+        self.started = time.monotonic()
         try:
-            yield self
+            with session.lent("clock", self):
+                yield self
         finally:
             self.before_s, self.started = self.spent_s, None
-            BudgetClock._active = None
 
     def observe(self, result: dict[str, Any]) -> None:
         """A trial's report: its GPU-seconds so far (train time is cumulative over resumes)."""

@@ -24,6 +24,7 @@ import pandas as pd
 import ray
 
 from tune_mnist.errors import TuneMnistError, first_line
+from tune_mnist.run import session
 from tune_mnist.spec.spaces import Spec
 from tune_mnist.store.settings import SweepSettings
 from tune_mnist.store.storage import is_uri
@@ -324,23 +325,17 @@ def _owner_only(token: Path) -> None:
             token.chmod(0o600)
 
 
-class _Terminated:
-    """Whether this process was asked to stop with SIGTERM (Slurm, Kubernetes, `kill`)."""
-
-    received = False
-
-
 def _stop_like_ctrl_c(signum, frame) -> None:
     # Ray's own SIGTERM handler in the driver aborts the process with a C++ stack dump
     # (exit 134) before Tune can save its state; Ctrl-C, instead, makes Tune stop
     # launching trials and save the experiment, so SIGTERM is turned into that.
-    _Terminated.received = True
+    session.current().terminated = True
     os.kill(os.getpid(), signal.SIGINT)
 
 
 def terminated() -> bool:
     """Whether a KeyboardInterrupt in this process came from SIGTERM rather than Ctrl-C."""
-    return _Terminated.received
+    return session.current().terminated
 
 
 def _caused_by(error: BaseException | None, kind: type) -> bool:

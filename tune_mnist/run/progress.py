@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -19,6 +19,7 @@ from ray import tune
 
 from tune_mnist.analysis.report import load_report_libraries
 from tune_mnist.analysis.status import format_duration
+from tune_mnist.run import session
 from tune_mnist.run.timeleft import (
     LiveState,
     RunningTrial,
@@ -50,10 +51,9 @@ class ProgressReport:
 
     Tune pickles the RunConfig's callbacks into the experiment and a restored sweep runs
     the unpickled ones, so the callback (Progress) holds nothing: it forwards to the report
-    made active by the process that runs `fit`, whether it started the sweep or resumed it.
+    lent to the driver session (session.py) by the process that runs `fit`, whether it
+    started the sweep or resumed it.
     """
-
-    _active: ProgressReport | None = None
 
     def __init__(
         self,
@@ -79,13 +79,9 @@ class ProgressReport:
         self.first_epoch: dict[str, int] = {}  # trial id -> its epochs when first seen
         self.since: dict[str, float] = {}  # trial id -> when first seen running
 
-    @contextlib.contextmanager
-    def active(self) -> Iterator[ProgressReport]:
-        ProgressReport._active = self
-        try:
-            yield self
-        finally:
-            ProgressReport._active = None
+    def active(self) -> contextlib.AbstractContextManager[ProgressReport]:
+        """Lend this report to the Progress callback Tune holds (session.py) while fit runs."""
+        return session.lent("progress", self)
 
     def step(self, trials) -> None:
         self._note_staging(trials)
@@ -266,5 +262,6 @@ class Progress(tune.Callback):
 
     @staticmethod
     def _forward(event: str, *args) -> None:
-        if ProgressReport._active:  # None outside fit: nobody to tell
-            getattr(ProgressReport._active, event)(*args)
+        report = session.current().progress
+        if report:  # None outside fit: nobody to tell
+            getattr(report, event)(*args)

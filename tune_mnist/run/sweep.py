@@ -6,12 +6,10 @@ import contextlib
 import gc
 import math
 import os
-import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -21,8 +19,7 @@ from tune_mnist.analysis.report import Summary, summarize
 from tune_mnist.analysis.timing import SweepClock, split
 from tune_mnist.errors import TuneMnistError
 from tune_mnist.run import budget as budgets
-from tune_mnist.run import tracking, trial_logs
-from tune_mnist.run.budget import BudgetClock
+from tune_mnist.run import session, tracking, trial_logs
 from tune_mnist.run.cluster import (
     check_shared_storage,
     cluster_nodes,
@@ -32,26 +29,35 @@ from tune_mnist.run.cluster import (
     trial_resources,
 )
 from tune_mnist.run.extend import check_same_data, plan_extension
-from tune_mnist.run.order import estimated_work, longest_first
+from tune_mnist.run.order import longest_first
 
 # Progress stays importable from here: tuner.pkl of older experiments names it so
 from tune_mnist.run.progress import Progress, ProgressReport, in_thread
 from tune_mnist.run.run_plan import RunPlan
 from tune_mnist.run.timeleft import View
 from tune_mnist.run.trainables import run_trial
+from tune_mnist.run.tune_inputs import (
+    check_batches_fit,
+    check_experiment_dir,
+    check_trusted,
+    ended_keys,
+    planned,
+    search_config,
+    tensorboard_without_torch,
+    tune_param_space,
+    tune_usage_imports,
+    work_left,
+)
 from tune_mnist.spec.budget import admitted
-from tune_mnist.spec.configs import trial_from_dict, trial_key, trial_to_dict
-from tune_mnist.spec.search import trial_space as search_space
-from tune_mnist.spec.spaces import Spec, grid_configurations, parse_space, trial_count
+from tune_mnist.spec.configs import trial_from_dict
+from tune_mnist.spec.spaces import Spec, parse_space, trial_count
 from tune_mnist.store import storage
 from tune_mnist.store.experiment import (
     META_FILE,
-    META_VERSION,
     Budget,
     DataInfo,
     ExperimentMeta,
     TuneRun,
-    holds_experiment,
     new_meta,
     read_meta,
     read_timings,
@@ -62,13 +68,12 @@ from tune_mnist.store.experiment import (
     writing,
 )
 from tune_mnist.store.provenance import sha256_files
-from tune_mnist.store.results import ENDED, load_results
 from tune_mnist.store.settings import SweepSettings
-from tune_mnist.store.trust import Signer, sign, untrusted_files
+from tune_mnist.store.trust import Signer, sign
 from tune_mnist.train.checks import check_space, model_costs
 from tune_mnist.train.data import dataset_files, load_datasets
 from tune_mnist.train.gram import share_grams
-from tune_mnist.train.split import check_validation, train_size
+from tune_mnist.train.split import check_validation
 
 __all__ = ["SweepResult", "SweepSettings", "resume_sweep", "run_sweep"]
 
@@ -134,7 +139,7 @@ def _plan(
     experiment: Path, spec: Spec, settings: SweepSettings, budget: Budget | None, uri=None
 ) -> RunPlan:
     """A new sweep's Tune run, or the saved one a resume continues (in the saved order)."""
-    version = _check_experiment_dir(experiment, spec, settings.resume, uri)
+    version = check_experiment_dir(experiment, spec, settings.resume, uri)
     if budget and budget.max_trials and spec.search and spec.search.samples:
         raise TuneMnistError(
             "--max-trials: a sampled search runs search.num_samples trials; set that instead"
@@ -171,7 +176,7 @@ def _run_sweep(
         say(f"nothing to resume: {spent}; `tune-mnist sweep SPACE --extend` runs the rest")
         return SweepResult(experiment, summarize(uri or experiment, plots=True), 0, {}, uri)
     if settings.resume and not settings.trust and tune.Tuner.can_restore(where):
-        _check_trusted(run_dir)  # before anything is read or started
+        check_trusted(run_dir)  # before anything is read or started
     spec = replace(plan.spec, trials=plan.tune_trials)  # what this run trains
     names, sources = [t.dataset for t in spec.trials], spec.data_sources
     datasets = load_datasets(names, settings.data_dir, settings.smoke, sources)
@@ -181,7 +186,7 @@ def _run_sweep(
     data = {n: _data_info(n, d, settings, sources.get(n)) for n, d in datasets.items()}
     if plan.old is not None and len(plan.runs) > len(plan.old.runs):  # --extend: before writing
         check_same_data(experiment, plan.old, data)
-    _check_batches_fit(spec, datasets)
+    check_batches_fit(spec, datasets)
     check_space(spec, datasets)  # every model imports, builds and fits its data
     costs = model_costs(spec, datasets)
     images = {n: d.sizes for n, d in datasets.items()}  # (train, test) per dataset
@@ -191,7 +196,7 @@ def _run_sweep(
             plan = replace(plan, runs=[*plan.runs[:-1], replace(plan.run, trials=ordered)])
             spec = replace(spec, trials=ordered)
     clock.lap("data")
-    tune_imports = in_thread(_tune_usage_imports)  # while Ray starts, a CPU idles
+    tune_imports = in_thread(tune_usage_imports)  # while Ray starts, a CPU idles
     with _collection_restored(), ray_session(address, settings.verbose, settings.dashboard):
         clock.lap("ray")
         sizes = {n: (*d.sizes, math.prod(d.train_images.shape[1:])) for n, d in datasets.items()}
@@ -211,16 +216,14 @@ def _run_sweep(
             # per trial: SVM trials of one space may train on different numbers of images
             lambda config: placement.asks_for(config["trial"]),
         )
-        ended = _ended_keys(experiment, spec.trials) if settings.resume else set()
+        ended = ended_keys(experiment, spec.trials) if settings.resume else set()
         done = len(ended)
-        param_space = _param_space(spec, settings, plan.version)
+        param_space = tune_param_space(spec, settings, plan.version)
         restoring = settings.resume and tune.Tuner.can_restore(where)
-        _tensorboard_without_torch()  # before Tune builds its TensorBoard logger
+        tensorboard_without_torch()  # before Tune builds its TensorBoard logger
         signer = Signer(run_dir, uri and where)
-        progress = ProgressReport(
-            _planned(spec), say, done, signer, view=view, name=experiment.name
-        )
-        progress.work = _work_left(spec, costs, images, settings, ended)
+        progress = ProgressReport(planned(spec), say, done, signer, view=view, name=experiment.name)
+        progress.work = work_left(spec, costs, images, settings, ended)
         progress.early_stopping = bool(spec.search and spec.search.asha)
         tracked = None
         if restoring:
@@ -244,7 +247,7 @@ def _run_sweep(
                 tune_config=tune.TuneConfig(
                     trial_dirname_creator=_dirname,
                     reuse_actors=True,
-                    **_search_config(spec, settings),
+                    **search_config(spec, settings),
                 ),
                 run_config=_run_config(where, settings, tracked, bool(plan.run.budget)),
             )
@@ -378,84 +381,6 @@ def _data_info(name: str, data, settings: SweepSettings, source=None) -> DataInf
     return DataInfo(data.source, *data.sizes, sha256=sha256_files(files))
 
 
-def _check_trusted(experiment: Path) -> None:
-    """Refuse to unpickle an experiment's files unless this user's sweeps signed them."""
-    if untrusted := untrusted_files(experiment):
-        more = f" and {len(untrusted) - 3} more" if len(untrusted) > 3 else ""
-        shown = ", ".join(untrusted[:3]) + more
-        raise TuneMnistError(
-            f"{experiment}: {shown} not signed by this user's tune-mnist, or changed since; "
-            "resuming unpickles them, which can run code: add --trust only if you know "
-            "where the folder came from"
-        )
-
-
-def _planned(spec: Spec) -> int:
-    """How many trials the sweep runs: a sampled search's draws, else its listed trials."""
-    if spec.search and spec.search.samples:
-        return spec.search.trial_count(grid_configurations(spec.space))
-    return len(spec.trials)
-
-
-def _search_config(spec: Spec, settings: SweepSettings) -> dict:
-    """TuneConfig's search arguments (search.Search.tune_config); none for a plain grid."""
-    if spec.search is None:
-        return {}
-    cap = settings.max_epochs
-    epochs = [t.epochs_to_train(cap) for t in spec.trials if t.trainable == "resnet"]
-    return spec.search.tune_config(max(epochs, default=1))
-
-
-def _param_space(spec: Spec, settings: SweepSettings, version: int) -> dict:
-    options = {**asdict(settings.options), "max_epochs": settings.max_epochs}
-    if spec.search and spec.search.samples:
-        base = trial_to_dict(spec.trials[0])
-        space = {"trial": search_space(base, spec.space, spec.search)}
-    else:
-        space = {"trial": tune.grid_search([trial_to_dict(t) for t in spec.trials])}
-    if spec.space.validation is not None:
-        space["validation"] = spec.space.validation
-    if spec.trainable == "custom":  # the key its tables show, which it must report
-        space["metric"] = spec.space.metric
-    if version < 2:  # experiments of 0.1.0 carried the SVM backend inside the options
-        return {**space, "options": {**options, "svm_backend": settings.svm_backend}}
-    return {**space, "options": options, "svm_backend": settings.svm_backend}
-
-
-def _check_batches_fit(spec: Spec, datasets) -> None:
-    """A batch larger than the training set would train on no full batch: refuse it here."""
-    for trial in spec.trials:
-        if trial.trainable == "resnet":  # (a custom trainable batches as it likes)
-            images = train_size(spec.space.validation, datasets[trial.dataset].sizes[0])
-            if trial.batch_size > images:
-                raise TuneMnistError(
-                    f"{spec.source}: batch_size {trial.batch_size:,} is larger than the "
-                    f"{images:,} training images of {trial.dataset} ({trial.label})"
-                )
-
-
-def _ended_keys(experiment: Path, trials: list) -> set[str]:
-    """Which of these trials (budget.trial_key) the experiment's files hold as ended for
-    good: finished, diverged or stopped early (a resume reruns only errors and the rest)."""
-    status = load_results(experiment)["status"]
-    done = [t for t, s in zip(read_meta(experiment).trials, status, strict=True) if s in ENDED]
-    return {trial_key(t) for t in trials} & set(map(trial_key, done))
-
-
-def _work_left(spec: Spec, costs, images, settings: SweepSettings, ended: set[str]):
-    """Per trial left to run (budget.trial_key), its estimated work (order.estimated_work)
-    for the time-left estimate; None where a trial has none (a custom trainable) or the
-    trials are not known ahead (a sampled search). `images`: (train, test) per dataset."""
-    if spec.search and spec.search.samples:
-        return None
-    work = {
-        key: estimated_work(t, costs, images, settings.max_epochs)
-        for t in spec.trials
-        if (key := trial_key(t)) not in ended
-    }
-    return work if all(work.values()) else None
-
-
 def _run_config(
     where: str,
     settings: SweepSettings,
@@ -474,75 +399,12 @@ def _run_config(
     )
 
 
-def _tune_usage_imports() -> None:
-    """Import what Ray Tune imports at the start of every fit given callbacks, to count
-    them for its usage statistics (enabled or not): its MLflow, W&B, Comet and Aim
-    integrations, each of which imports its library when installed. mlflow's import alone
-    took 1.0 s on 2 cores, on the way to the first trial; this runs in a thread while Ray
-    starts its processes, which leave a CPU idle. Doing nothing where Ray has changed."""
-    try:
-        from ray.air._internal.usage import _count_callbacks
-
-        _count_callbacks([])  # its imports, nothing counted
-    except (ImportError, AttributeError):
-        pass  # Ray imports what it needs at fit, as before
-
-
-def _tensorboard_without_torch() -> None:
-    """Load tensorboardX as if torch were not installed, when this process has not loaded
-    torch by now (an SVM-only sweep's driver).
-
-    Tune's TensorBoard logger (on by default: every trial's events file) imports
-    tensorboardX, whose writer imports torch only to accept tensors as values: 2-2.5 s
-    of import on 2 cores, in the driver, just as Tune starts its trials. Tune logs floats, so
-    the events files are the same; a later `import torch` here works as usual.
-    """
-    if "torch" in sys.modules or "tensorboardX" in sys.modules:
-        return
-    sys.modules["torch"] = None  # `import torch` raises ImportError, as when it is absent
-    try:
-        import tensorboardX  # noqa: F401
-    except ImportError:  # no tensorboardX: Tune runs without its TensorBoard logger
-        pass
-    finally:
-        del sys.modules["torch"]
-
-
 def _dirname(trial) -> str:
     return trial_folder_name(trial.trial_id, trial_from_dict(trial.config["trial"]))
 
 
-def _check_experiment_dir(
-    experiment: Path, spec: Spec, resume: bool, shown: str | None = None
-) -> int:
-    """Refuse to start over an experiment or to resume none; the metadata version to run.
-
-    Cheap checks only, before the data is read. `shown`: the experiment as the user named
-    it (its URI, when `experiment` is the local copy of one).
-    """
-    exists = holds_experiment(experiment)
-    shown = shown or str(experiment)
-    if resume and not exists:
-        raise TuneMnistError(f"--resume: no tune-mnist experiment at {shown} to resume")
-    if not resume and exists:
-        raise TuneMnistError(
-            f"{shown} already holds an experiment: add --resume to continue it, "
-            "or pick another --name or --storage-path"
-        )
-    meta = read_meta(experiment) if resume else None
-    version = meta.version if meta else META_VERSION
-    # as multisets: experiments started before repeats ran in balanced order list the same
-    # trials in another order, and resume keeps the saved one
-    if meta and Counter(map(trial_key, meta.trials)) != Counter(map(trial_key, spec.trials)):
-        raise TuneMnistError(
-            f"--resume: {spec.source} no longer declares the trials that {shown} "
-            "started with; resume with `tune-mnist resume EXPERIMENT_DIR`, or pick another --name"
-        )
-    return version
-
-
 class BudgetStopper(tune.Stopper):
-    """Tune's stopper for a budget, forwarding to the active BudgetClock of this process
+    """Tune's stopper for a budget, forwarding to the BudgetClock of this process's session
     (pickled with the RunConfig like Progress, so it holds nothing itself)."""
 
     def __getstate__(self) -> dict:
@@ -552,9 +414,10 @@ class BudgetStopper(tune.Stopper):
         pass
 
     def __call__(self, trial_id, result) -> bool:
-        if BudgetClock._active:
-            BudgetClock._active.observe(result)
+        if clock := session.current().clock:
+            clock.observe(result)
         return False
 
     def stop_all(self) -> bool:
-        return bool(BudgetClock._active and BudgetClock._active.stop_all())
+        clock = session.current().clock
+        return bool(clock and clock.stop_all())
