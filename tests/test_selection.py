@@ -83,7 +83,6 @@ def test_show_bad_filter_one_line_exit_1():
     assert len(result.output.strip().splitlines()) == 1
 
 
-@pytest.mark.ray
 def test_sweep_runs_only_the_selection_records_it_and_resume_keeps_it(tiny_data, tmp_path):
     space = write_space(tmp_path, **TINY_SVM)  # 4 trials: 2 datasets x rbf, poly
     storage = tmp_path / "results"
