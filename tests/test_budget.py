@@ -17,6 +17,7 @@ from tune_mnist.run.tune_inputs import check_experiment_dir
 from tune_mnist.spec.budget import make_budget, parse_duration
 from tune_mnist.spec.spaces import parse_space
 from tune_mnist.store.experiment import META_FILE, Budget, TuneRun, read_meta, write_meta
+from tune_mnist.store.opened import open_experiment
 
 from .conftest import TINY_RESNET, write_space
 from .experiments import make_experiment
@@ -94,7 +95,10 @@ def test_an_experiment_of_the_old_order_still_resumes(tmp_path):
     old_order = sorted(spec.trials, key=lambda t: (t.kernel != "rbf", t.kernel, t.seed))
     assert old_order != spec.trials  # seeds side by side, as before balanced order
     folder = make_experiment(tmp_path / "exp", replace(spec, trials=old_order), lambda t: 90.0)
-    assert check_experiment_dir(folder, spec, resume=True) == read_meta(folder).version
+    assert (
+        check_experiment_dir(open_experiment(folder), spec, resume=True)
+        == read_meta(folder).version
+    )
 
 
 def test_the_budget_and_what_it_spent_are_saved_and_older_files_have_none(tmp_path):

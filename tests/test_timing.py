@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from tune_mnist.analysis.timing import split, timing_split
 from tune_mnist.cli.main import app
-from tune_mnist.store.experiment import TIMING_FILE, RunTiming, read_timings, write_timing
 from tune_mnist.store.results import load_results
+from tune_mnist.store.timings import TIMING_FILE, RunTiming, read_timings, write_timing
 
 from .conftest import TINY_RESNET, write_space
 

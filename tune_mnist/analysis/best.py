@@ -17,11 +17,12 @@ from typing import Any
 import pandas as pd
 
 from tune_mnist.analysis import stats
-from tune_mnist.analysis.table import CONFIG_KEYS
 from tune_mnist.errors import TuneMnistError
+from tune_mnist.spec.configs import CONFIG_FIELDS
 from tune_mnist.spec.search import Search, plan
 from tune_mnist.spec.spaces import distributions, grid_configurations
 from tune_mnist.store.experiment import ExperimentMeta, Predictions
+from tune_mnist.store.opened import Experiment, open_experiment
 from tune_mnist.store.results import STOPPED_EARLY, is_sampled, load_experiment, numbers
 
 SHOWN = 10  # configurations in the report's ranking
@@ -93,10 +94,11 @@ def search_of(meta: ExperimentMeta) -> Search | None:
     return plan(meta.space, distributions(meta.space, meta.space_source), meta.space_source)
 
 
-def best_configuration(experiment: str | Path) -> Best:
-    """The best configuration of an experiment folder (see find_best)."""
-    loaded = load_experiment(experiment)
-    return find_best(loaded.results, loaded.meta, loaded.predictions, str(experiment))
+def best_configuration(experiment: str | Path | Experiment) -> Best:
+    """The best configuration of an experiment (see find_best)."""
+    opened = open_experiment(experiment)
+    loaded = load_experiment(opened)
+    return find_best(loaded.results, loaded.meta, loaded.predictions, opened.shown)
 
 
 def find_best(
@@ -194,7 +196,7 @@ def rank(
 
 
 def _config_keys(meta: ExperimentMeta) -> list[str]:
-    return [*CONFIG_KEYS[meta.trainable], "seed"]
+    return [*CONFIG_FIELDS[meta.trainable], "seed"]
 
 
 def _plain(value: Any) -> Any:

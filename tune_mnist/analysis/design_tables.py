@@ -10,7 +10,6 @@ from tune_mnist.analysis import study
 from tune_mnist.analysis.configurations import configurations
 from tune_mnist.analysis.effects import design_effects
 from tune_mnist.analysis.table import (
-    CONFIG_KEYS,
     DATASET_NAMES,
     FACTORS,
     LEVEL_NAMES,
@@ -22,6 +21,7 @@ from tune_mnist.analysis.table import (
 )
 from tune_mnist.errors import TuneMnistError
 from tune_mnist.spec import reference
+from tune_mnist.spec.configs import CONFIG_FIELDS
 from tune_mnist.store.experiment import ExperimentMeta
 
 
@@ -40,7 +40,7 @@ def effects_tables(run: Run) -> tuple[list[Table], dict[str, pd.DataFrame]]:
             factors,
             "test_accuracy",
             inert=run.inert,
-            same_computation=[*CONFIG_KEYS["resnet"], "seed"],
+            same_computation=[*CONFIG_FIELDS["resnet"], "seed"],
             names=LEVEL_NAMES,
         )
         levels[dataset] = found.levels
@@ -86,7 +86,7 @@ def study_tables(run: Run) -> list[Table]:
         ]
     if reference is None:
         return []
-    keys = [k for k in CONFIG_KEYS[run.meta.trainable] if k in reference and k in run.results]
+    keys = [k for k in CONFIG_FIELDS[run.meta.trainable] if k in reference and k in run.results]
     summary = configurations(run, keys)
     if summary.empty:
         return []

@@ -29,14 +29,15 @@ from matplotlib.ticker import MaxNLocator
 
 from tune_mnist.analysis.table import (
     CLASS_NAMES,
-    CONFIG_KEYS,
     DATASET_NAMES,
     LABELS,
     MODEL_NAMES,
     metric,
 )
-from tune_mnist.store.experiment import ExperimentMeta, report_dir, write_atomic
-from tune_mnist.store.results import Experiment, load_experiment, numbers
+from tune_mnist.spec.configs import CONFIG_FIELDS
+from tune_mnist.store.experiment import ExperimentMeta, write_atomic
+from tune_mnist.store.opened import Experiment, locate
+from tune_mnist.store.results import ExperimentData, load_experiment, numbers
 
 _SHORT = {"sgd": "SGD", "adam": "Adam", "rbf": "RBF", "poly": "Poly", "linear": "linear"}
 _MANY_CONFIGS = 10  # beyond this a qualitative 10-colour cycle repeats colours
@@ -71,7 +72,7 @@ def with_rows(results: pd.DataFrame) -> pd.DataFrame:
     """
     if "row" in results:
         return results
-    keys = [k for k in (*CONFIG_KEYS["resnet"], *CONFIG_KEYS["svm"]) if k in results]
+    keys = [k for k in (*CONFIG_FIELDS["resnet"], *CONFIG_FIELDS["svm"]) if k in results]
     keys = list(dict.fromkeys(keys))
     if not keys:
         return results.assign(row=range(1, len(results) + 1))
@@ -120,7 +121,7 @@ def _save(figure: Figure | None, path: Path) -> Path | None:
 
 
 def _varied(frame: pd.DataFrame) -> list[str]:
-    keys = [k for k in (*CONFIG_KEYS["resnet"], *CONFIG_KEYS["svm"]) if k != "dataset"]
+    keys = [k for k in (*CONFIG_FIELDS["resnet"], *CONFIG_FIELDS["svm"]) if k != "dataset"]
     return [k for k in dict.fromkeys(keys) if k in frame and frame[k].nunique(dropna=True) > 1]
 
 
@@ -360,8 +361,8 @@ def confusion_figure(
 
 
 def plot_experiment(
-    experiment: str | Path,
-    loaded: Experiment | None = None,
+    experiment: str | Path | Experiment,
+    loaded: ExperimentData | None = None,
     *,
     effects: dict[str, pd.DataFrame] | None = None,
     confusion: dict[str, dict[str, np.ndarray]] | None = None,
@@ -373,12 +374,13 @@ def plot_experiment(
     ci_high); `confusion`: per dataset, a confusion matrix per configuration label. The
     figures of either are drawn only when given.
     """
-    loaded = loaded or load_experiment(experiment)
+    opened = experiment if isinstance(experiment, Experiment) else locate(experiment)
+    loaded = loaded or load_experiment(opened)
     meta = loaded.meta
     if meta.trainable == "custom":  # no test accuracy to draw: its metric is in the tables
         return []
     results = with_rows(loaded.results)
-    folder, name = report_dir(experiment), meta.name
+    folder, name = opened.report, meta.name
     scale = scale_of(meta, results)
 
     def title(what: str) -> str:
@@ -391,7 +393,7 @@ def plot_experiment(
     ]
     if not loaded.epochs.empty:
         epochs = loaded.epochs  # results.load_experiment numbers their rows
-        if "row" not in epochs:  # an Experiment made by hand
+        if "row" not in epochs:  # an ExperimentData made by hand
             rows = results.drop_duplicates("label").set_index("label")["row"]
             epochs = epochs.assign(row=epochs["label"].map(rows))
         path = folder / f"{name}-learning-curves.png"

@@ -20,15 +20,13 @@ import pandas as pd
 from tune_mnist.analysis.budget_table import budget_report
 from tune_mnist.analysis.timing import TimingSplit, split, timing_markdown
 from tune_mnist.store.experiment import (
-    REPORT_DIR,
     Predictions,
-    read_timings,
-    report_dir,
     write_atomic,
 )
+from tune_mnist.store.opened import Experiment, open_experiment
 from tune_mnist.store.provenance import report_provenance
-from tune_mnist.store.results import DIVERGED, ENDED, Experiment, load_experiment
-from tune_mnist.store.storage import is_uri, join, local_experiment, put
+from tune_mnist.store.results import DIVERGED, ENDED, ExperimentData, load_experiment
+from tune_mnist.store.timings import read_timings
 from tune_mnist.store.trust import untrusted_files
 
 # The tables' statistics (scipy.stats, statsmodels: 1.7 s) and the figures' matplotlib
@@ -52,6 +50,7 @@ class Summary:
     figures: list[Path] = field(default_factory=list)  # PNGs, when asked for
     resumable: bool = True  # unfinished trials can be resumed without --trust (trust.py)
     timing: TimingSplit | None = None  # where the latest run's time went (timing.py)
+    uri: str | None = None  # where it lives in object storage, when it does
     stopped: str | None = None  # why a budget stopped the sweep (its trials left out are
     # listed in the budget table, not in `incomplete`)
 
@@ -66,7 +65,10 @@ class Summary:
 
 
 def summarize(
-    experiment: str | Path, formats=FORMATS, write: bool = True, plots: bool = False
+    experiment: str | Path | Experiment,
+    formats=FORMATS,
+    write: bool = True,
+    plots: bool = False,
 ) -> Summary:
     """Load an experiment, build its tables, and (by default) write them to `report/`.
 
@@ -74,9 +76,9 @@ def summarize(
     (plots.plot_experiment), from the same reading. An experiment at a URI is read through
     its local copy (storage.py), and what is written goes back to the URI's report/.
     """
-    uri = str(experiment) if is_uri(experiment) else None
-    experiment = local_experiment(experiment)
-    loaded = load_experiment(experiment)
+    opened = open_experiment(experiment)
+    experiment = opened.folder
+    loaded = load_experiment(opened)
     meta, results = loaded.meta, loaded.results
     budget = budget_report(meta, results)
     left_out = budget.left_out if budget else pd.Series(False, index=results.index)
@@ -94,7 +96,8 @@ def summarize(
     for table in per_class_tables(results, loaded.predictions, meta.name):
         table.title += " (SMOKE RUN)" if meta.smoke else ""
         tables.append(table)
-    summary = Summary(uri or experiment, tables, results, incomplete.reset_index(drop=True))
+    summary = Summary(opened.uri or experiment, tables, results, incomplete.reset_index(drop=True))
+    summary.uri = opened.uri
     summary.timing = split(read_timings(experiment), results)
     summary.stopped = meta.run.stopped if budget else None
     if not summary.complete:
@@ -105,11 +108,11 @@ def summarize(
         )
 
         confusion = confusion_matrices(results, loaded.predictions)
-        summary.figures = plot_experiment(experiment, loaded, effects=levels, confusion=confusion)
+        summary.figures = plot_experiment(opened, loaded, effects=levels, confusion=confusion)
     if write:
-        summary.files = write_report(report_dir(experiment), summary, loaded, formats)
-    if uri and (summary.files or summary.figures):
-        put(report_dir(experiment), join(uri, REPORT_DIR))
+        summary.files = write_report(opened.report, summary, loaded, formats)
+    if summary.files or summary.figures:
+        opened.put_report()
     return summary
 
 
@@ -119,7 +122,9 @@ def load_report_libraries() -> None:
     from tune_mnist.analysis import html, plots, tables  # noqa: F401
 
 
-def write_report(folder: Path, summary: Summary, loaded: Experiment, formats=FORMATS) -> list[Path]:
+def write_report(
+    folder: Path, summary: Summary, loaded: ExperimentData, formats=FORMATS
+) -> list[Path]:
     """Tables (Markdown: one file; others: one file per table), the per-trial and
     per-epoch results, provenance.json, and (format "html") the one page `index.html`."""
     files = []

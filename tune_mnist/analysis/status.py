@@ -21,8 +21,8 @@ from pathlib import Path
 
 from tune_mnist.spec.configs import trial_to_dict
 from tune_mnist.store.experiment import OWNER_FILE
+from tune_mnist.store.opened import Experiment, open_experiment
 from tune_mnist.store.results import ENDED, load_experiment
-from tune_mnist.store.storage import is_uri, local_experiment
 
 STATE_GLOB = "experiment_state-*.json"
 
@@ -77,12 +77,12 @@ class ExperimentStatus:
         return sum(self.count(status) for status in ENDED) == self.total
 
 
-def experiment_status(experiment: str | Path) -> ExperimentStatus:
-    """Read an experiment folder's state: see the module's docstring. A URI in object
-    storage is read through its local copy (storage.py), refreshed first."""
-    uri = str(experiment) if is_uri(experiment) else None
-    experiment = local_experiment(experiment)
-    found = load_experiment(experiment)  # one-line errors for a folder that holds none
+def experiment_status(experiment: str | Path | Experiment) -> ExperimentStatus:
+    """Read an experiment's state: see the module's docstring. A URI in object storage is
+    read through its local copy (storage.py), refreshed first."""
+    opened = open_experiment(experiment)  # one-line errors for a folder that holds none
+    uri, experiment = opened.uri, opened.folder
+    found = load_experiment(opened)
     tune_states = _tune_states(experiment)
     driver, active = _driver(experiment)
     trials = []

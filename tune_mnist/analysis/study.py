@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.spec.configs import DATASETS
-from tune_mnist.spec.reference import CONFIG_COLUMNS, squash
+from tune_mnist.spec.configs import ALL_CONFIG_FIELDS, DATASETS
+from tune_mnist.spec.reference import squash
 
 STUDY_NOTE = "Study: the published number, one run with one seed on the study's own machine."
 
@@ -206,7 +206,7 @@ def _label(row: pd.Series) -> str:
     # e.g. mnist/resnet50/bs16/sgd/lr0.001/e5/pin
     forms = {"batch_size": "bs{}", "lr": "lr{}", "epochs": "e{}", "train_samples": "n{}"}
     parts = []
-    for key in CONFIG_COLUMNS:
+    for key in ALL_CONFIG_FIELDS:
         value = row.get(key)
         if value is None or (not isinstance(value, str) and pd.isna(value)):
             continue
@@ -237,7 +237,7 @@ def _rows(run: pd.DataFrame, column: str) -> pd.DataFrame:
 
 def _pairs(frame: pd.DataFrame, factor: str, a, b) -> list[tuple[pd.Series, pd.Series]]:
     """Rows with factor == a beside rows with factor == b that agree on every other key."""
-    others = [c for c in CONFIG_COLUMNS if c in frame and c != factor]
+    others = [c for c in ALL_CONFIG_FIELDS if c in frame and c != factor]
     key = frame[others].map(_match_value).apply(tuple, axis=1) if others else None
     pairs = []
     for i in frame.index[frame[factor].map(_match_value) == _match_value(a)]:

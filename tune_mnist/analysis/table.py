@@ -71,12 +71,6 @@ LABELS = {
 FACTORS = ["model", "batch_size", "optimizer", "lr", "epochs", "pin_memory"]
 
 
-CONFIG_KEYS = {
-    "resnet": ["dataset", *FACTORS, "momentum", "weight_decay"],
-    "svm": ["dataset", "kernel", "train_samples", "C", "gamma", "degree"],
-}
-
-
 # Shown even when constant in a table: the study's own columns.
 DEFAULT_SHOWN = {*FACTORS, "kernel", "train_samples", "dataset"}
 

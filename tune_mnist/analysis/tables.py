@@ -27,7 +27,6 @@ from tune_mnist.analysis.configurations import configurations
 from tune_mnist.analysis.design_tables import effects_tables, study_tables
 from tune_mnist.analysis.search_tables import search_tables
 from tune_mnist.analysis.table import (
-    CONFIG_KEYS,
     CONTENDED,
     DATASET_NAMES,
     DEFAULT_SHOWN,
@@ -44,7 +43,7 @@ from tune_mnist.analysis.table import (
     metric,
     ms_text,
 )
-from tune_mnist.spec.configs import trial_to_dict
+from tune_mnist.spec.configs import CONFIG_FIELDS, trial_to_dict
 from tune_mnist.store.experiment import ExperimentMeta, Predictions
 from tune_mnist.store.results import SCORED, is_sampled, numbers
 
@@ -136,7 +135,7 @@ def config_table(run: Run, keys: list[str], extra: dict[str, str]) -> tuple[pd.D
 
 def comparison_tables(run: Run) -> list[Table]:
     """q2: one row per configuration with accuracy, train time, FLOPs and params."""
-    keys = [k for k in CONFIG_KEYS["resnet"] if k != "dataset" or run.results[k].nunique() > 1]
+    keys = [k for k in CONFIG_FIELDS["resnet"] if k != "dataset" or run.results[k].nunique() > 1]
     extra = {
         "train_time_ms": "train time (ms)",
         "gflops": "FLOPs (GFLOPs)",
@@ -156,7 +155,7 @@ def comparison_tables(run: Run) -> list[Table]:
 
 def svm_tables(run: Run) -> list[Table]:
     """q1b: dataset, kernel, train samples, test accuracy (%), training time (ms)."""
-    keys = CONFIG_KEYS["svm"]  # C, gamma and degree too: a grid over them is configurations
+    keys = CONFIG_FIELDS["svm"]  # C, gamma and degree too: a grid over them is configurations
     frame, notes = config_table(run, keys, {"train_time_ms": "training time (ms)"})
     if run.results["seed"].nunique() > 1:
         notes.append("SVC has no randomness: its repeats are the same computation.")

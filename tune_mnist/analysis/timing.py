@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from tune_mnist.store.experiment import RunTiming, read_timings
 from tune_mnist.store.results import numbers
+from tune_mnist.store.timings import RunTiming, read_timings
 
 PARTS = ("setup", "train", "eval", "checkpoint")
 

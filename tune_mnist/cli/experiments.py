@@ -3,7 +3,6 @@ starts Ray."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
@@ -17,29 +16,32 @@ from tune_mnist.cli.common import (
     user_errors,
 )
 from tune_mnist.cli.summary import print_summary
+from tune_mnist.store.opened import open_experiment
 from tune_mnist.store.results import DIVERGED, FINISHED
+
+# A folder or a URI: kept a string, so that s3://bucket/x is not made a path (s3:/bucket/x).
+ExperimentArg = Annotated[
+    str, typer.Argument(help="An experiment written by sweep: its folder or s3:// URI.")
+]
 
 
 @app.command()
 def plot(
-    experiment_dir: Annotated[
-        str, typer.Argument(help="An experiment written by sweep: its folder or s3:// URI.")
-    ],
+    experiment_dir: ExperimentArg,
 ) -> None:
     """Draw an experiment's figures (PNG) into its report/ folder."""
     from tune_mnist.analysis.report import summarize as summarize_experiment
 
     with user_errors():  # the effects figure is drawn from the effects tables' model
-        paths = summarize_experiment(experiment_dir, write=False, plots=True).figures
+        opened = open_experiment(experiment_dir)
+        paths = summarize_experiment(opened, write=False, plots=True).figures
     for path in paths:
         say(f"wrote {path}")
 
 
 @app.command()
 def summarize(
-    experiment_dir: Annotated[
-        str, typer.Argument(help="An experiment written by sweep: its folder or s3:// URI.")
-    ],
+    experiment_dir: ExperimentArg,
     formats: Annotated[
         list[Format] | None,
         typer.Option("--format", "-f", help="File formats to write (default: all)."),
@@ -54,13 +56,13 @@ def summarize(
 
     chosen = [f.value for f in formats] if formats else FORMATS
     with user_errors():
-        summary = summarize_experiment(experiment_dir, formats=chosen)
+        summary = summarize_experiment(open_experiment(experiment_dir), formats=chosen)
     print_summary(summary)
 
 
 @app.command()
 def best(
-    experiment_dir: Annotated[Path, typer.Argument(help="An experiment folder written by sweep.")],
+    experiment_dir: ExperimentArg,
     json_output: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
 ) -> None:
     """Print an experiment's best configuration with its test accuracy's interval.
@@ -73,7 +75,7 @@ def best(
     from tune_mnist.analysis.best import best_configuration
 
     with user_errors():
-        found = best_configuration(experiment_dir)
+        found = best_configuration(open_experiment(experiment_dir))
     if json_output:
         print(json.dumps(found.to_dict(), indent=2, default=str))
         return
@@ -83,14 +85,14 @@ def best(
 
 @app.command()
 def status(
-    experiment_dir: Annotated[str, typer.Argument(help="An experiment folder written by sweep.")],
+    experiment_dir: ExperimentArg,
 ) -> None:
     """Where an experiment stands, from its files (no Ray): trials finished, running,
     pending and failed, the running ones' epochs, and the time so far."""
     from tune_mnist.analysis.status import describe, experiment_status
 
     with user_errors():
-        found = experiment_status(experiment_dir)
+        found = experiment_status(open_experiment(experiment_dir))
     say(describe(found))
     unfinished = [t for t in found.trials if t.status != FINISHED]
     if unfinished:

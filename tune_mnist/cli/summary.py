@@ -11,7 +11,6 @@ from tune_mnist.cli.common import (
     say,
 )
 from tune_mnist.errors import EXIT_INCOMPLETE, EXIT_TERMINATED
-from tune_mnist.store.storage import is_uri
 
 
 def print_summary(summary, after_sweep: bool = False) -> None:
@@ -25,7 +24,7 @@ def print_summary(summary, after_sweep: bool = False) -> None:
         out.print(summary.timing.note(), style="dim", highlight=False)
     if summary.files:
         where = summary.files[0].parent
-        if is_uri(summary.experiment):  # the local copy's report, uploaded
+        if summary.uri:  # the local copy's report, uploaded
             where = f"{summary.experiment}/report (local copy: {where})"
         say(f"wrote {len(summary.files)} files to {where}")
     if not summary.diverged.empty:

@@ -39,8 +39,10 @@ import pandas as pd
 from tune_mnist.run import session
 from tune_mnist.spec.budget import Budget, duration
 from tune_mnist.spec.configs import trial_key
-from tune_mnist.store.experiment import ExperimentMeta, TuneRun, read_meta, write_meta
-from tune_mnist.store.results import load_results
+from tune_mnist.store.experiment import META_FILE, ExperimentMeta, TuneRun, update_meta
+from tune_mnist.store.opened import Experiment
+from tune_mnist.store.results import load_experiment, load_results
+from tune_mnist.store.trust import sign
 
 __all__ = ["BudgetClock"]
 
@@ -130,44 +132,52 @@ class BudgetClock:
         return self.stopped is not None
 
 
-def clock(experiment: Path) -> BudgetClock | None:
-    """A clock for the latest run of an experiment, from what it spent before; None when
-    that run has no budget."""
-    meta = read_meta(experiment)
+def clock(experiment: Experiment) -> BudgetClock | None:
+    """A clock for the latest run of an opened experiment, from what it spent before; None
+    when that run has no budget."""
+    meta = experiment.meta
     if not meta.run.budget:
         return None
-    gpu = gpu_seconds_spent(meta, load_results(experiment), meta.run)
-    save = functools.partial(_save_run, experiment, "spent_s")
+    gpu = gpu_seconds_spent(meta, load_experiment(experiment).results, meta.run)
+    save = functools.partial(_save_run, experiment.folder, "spent_s")
     return BudgetClock(meta.run.budget, meta.run.spent_s, gpu, save)
 
 
-def spent(experiment: Path) -> str | None:
+def spent(experiment: Experiment) -> str | None:
     """Why the latest run's budget is spent (recorded then, if it was not yet); None while
     some is left or it has none: what a resume asks before starting anything."""
-    meta = read_meta(experiment)
+    meta = experiment.meta
     if meta.run.stopped or not meta.run.budget:
         return meta.run.stopped
     reason = clock(experiment).out()
     if reason:
-        _save_run(experiment, "stopped", reason)
+        _save_run(experiment.folder, "stopped", reason)
     return reason
 
 
 def close_run(experiment: Path, clock: BudgetClock) -> None:
     """Record, as a run ends (finished, stopped or interrupted), what it spent and why its
     budget stopped it, if it did."""
-    meta, results = read_meta(experiment), load_results(experiment)
-    status = dict(zip(map(trial_key, meta.trials), results["status"], strict=True))
-    ran = {trial_key(t) for t in meta.run_trials(meta.run)}
-    unfinished = sum(status[k] in ("pending", "running") for k in ran)
-    not_admitted = sum(s == "pending" for k, s in status.items() if k not in ran)
-    run = finished_run(meta.run, clock, unfinished, not_admitted)
-    write_meta(experiment, replace(meta, runs=[*meta.runs[:-1], run]))
+    results = load_results(experiment)  # the metadata the run has been updating, read now
+
+    def closed(meta: ExperimentMeta) -> ExperimentMeta:
+        status = dict(zip(map(trial_key, meta.trials), results["status"], strict=True))
+        ran = {trial_key(t) for t in meta.run_trials(meta.run)}
+        unfinished = sum(status[k] in ("pending", "running") for k in ran)
+        not_admitted = sum(s == "pending" for k, s in status.items() if k not in ran)
+        run = finished_run(meta.run, clock, unfinished, not_admitted)
+        return replace(meta, runs=[*meta.runs[:-1], run])
+
+    update_meta(experiment, closed)
+    sign(experiment, only=(META_FILE,))
 
 
 def _save_run(experiment: Path, key: str, value: Any) -> None:
-    meta = read_meta(experiment)
-    write_meta(experiment, replace(meta, runs=[*meta.runs[:-1], replace(meta.run, **{key: value})]))
+    update_meta(
+        experiment,
+        lambda meta: replace(meta, runs=[*meta.runs[:-1], replace(meta.run, **{key: value})]),
+    )
+    sign(experiment, only=(META_FILE,))  # what a resume reads next
 
 
 def finished_run(

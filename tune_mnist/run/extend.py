@@ -33,8 +33,9 @@ from tune_mnist.run.run_plan import RunPlan
 from tune_mnist.spec.budget import Budget, admitted, describe
 from tune_mnist.spec.configs import TrialConfig, trial_key, trial_to_dict
 from tune_mnist.spec.spaces import Spec
-from tune_mnist.store.experiment import DataInfo, ExperimentMeta, TuneRun, read_meta
-from tune_mnist.store.results import ENDED, load_results
+from tune_mnist.store.experiment import DataInfo, ExperimentMeta, TuneRun
+from tune_mnist.store.opened import Experiment
+from tune_mnist.store.results import ENDED, load_experiment
 from tune_mnist.store.settings import SweepSettings
 
 RUN_PREFIX = "extend-"  # the folders of the Tune runs an extension adds
@@ -62,18 +63,18 @@ def content_key(trial: TrialConfig, data: DataInfo | None, settings: dict[str, A
 
 
 def plan_extension(
-    experiment: Path,
+    opened: Experiment,
     spec: Spec,
     settings: SweepSettings,
     budget: Budget | None,
     say: Callable[[str], None],
 ):
-    """The Tune run that adds a space's new trials to an experiment (a RunPlan); None
+    """The Tune run that adds a space's new trials to an opened experiment (a RunPlan); None
     when every trial is there already. Refuses an incomparable change with one line."""
-    old = read_meta(experiment)
+    experiment, old = opened.folder, opened.meta
     check_comparable(experiment, old, spec, settings)
     settings_now = code_settings(settings, spec.trainable)
-    status = load_results(experiment)["status"]
+    status = load_experiment(opened).results["status"]
     done = {
         content_key(t, old.data.get(t.dataset), code_settings(old.settings, old.trainable))
         for t, s in zip(old.trials, status, strict=True)

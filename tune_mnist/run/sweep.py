@@ -39,7 +39,6 @@ from tune_mnist.run.trainables import run_trial
 from tune_mnist.run.tune_inputs import (
     check_batches_fit,
     check_experiment_dir,
-    check_trusted,
     ended_keys,
     planned,
     search_config,
@@ -53,23 +52,21 @@ from tune_mnist.spec.configs import trial_from_dict
 from tune_mnist.spec.spaces import Spec, parse_space, trial_count
 from tune_mnist.store import storage
 from tune_mnist.store.experiment import (
-    META_FILE,
     Budget,
     DataInfo,
     ExperimentMeta,
     TuneRun,
+    holds_experiment,
     new_meta,
-    read_meta,
-    read_timings,
-    report_dir,
     trial_folder_name,
     write_meta,
-    write_timing,
     writing,
 )
+from tune_mnist.store.opened import Experiment, locate, open_experiment
 from tune_mnist.store.provenance import sha256_files
 from tune_mnist.store.settings import SweepSettings
-from tune_mnist.store.trust import Signer, sign
+from tune_mnist.store.timings import read_timings, write_timing
+from tune_mnist.store.trust import Signer, check_trusted, sign, untrusted_files
 from tune_mnist.train.checks import check_space, model_costs
 from tune_mnist.train.data import dataset_files, load_datasets
 from tune_mnist.train.gram import share_grams
@@ -115,36 +112,50 @@ def run_sweep(
     say = on_event or (lambda message: None)
     address = resolve_address(settings.address)  # before any slow work
     if extend:
-        experiment, uri = Path(extend).absolute(), None  # --extend: a folder (extend.py)
-    else:
-        experiment = settings.experiment_dir(spec.name)
-        uri = settings.experiment_uri(spec.name)  # object storage: `experiment` is its copy
-    if uri:
-        storage.check_storage(uri)  # the bucket and credentials, before anything is written
+        experiment = Experiment(Path(extend).absolute())  # --extend: a folder (extend.py)
+    else:  # object storage: its folder is the local copy
+        experiment = Experiment(
+            settings.experiment_dir(spec.name), settings.experiment_uri(spec.name)
+        )
+    if experiment.uri:
+        storage.check_storage(experiment.uri)  # the bucket and keys, before anything is written
     if settings.mlflow:
         tracking.check_server(settings.mlflow)  # never train without the tracking asked for
-    with writing(experiment):  # one writer at a time; a refused sweep leaves no folder
-        if uri:
-            storage.fetch(uri, experiment, must_exist=False)
+    with writing(experiment.folder):  # one writer at a time; a refused sweep leaves no folder
+        experiment = experiment.fetched(must_exist=False)
+        if extend and not settings.trust:  # its trials are rebuilt from its metadata
+            check_trusted(experiment.folder)
         if extend:
-            plan = plan_extension(experiment, spec, settings, budget, say)
+            plan = plan_extension(experiment.reread(), spec, settings, budget, say)
         else:
-            plan = _plan(experiment, spec, settings, budget, uri)
+            plan = _plan(experiment, spec, settings, budget)
         if plan is None:  # an extension with nothing new to run
-            return SweepResult(experiment, summarize(experiment, plots=True), 0, {})
-        return _run_sweep(plan, settings, say, address, experiment, clock, uri, view)
+            return SweepResult(experiment.folder, summarize(experiment, plots=True), 0, {})
+        if plan.old is not None:  # the metadata as read under the lock, once
+            experiment = replace(experiment, meta=plan.old)
+        return _run_sweep(plan, settings, say, address, experiment, clock, view)
 
 
 def _plan(
-    experiment: Path, spec: Spec, settings: SweepSettings, budget: Budget | None, uri=None
+    experiment: Experiment, spec: Spec, settings: SweepSettings, budget: Budget | None
 ) -> RunPlan:
-    """A new sweep's Tune run, or the saved one a resume continues (in the saved order)."""
-    version = check_experiment_dir(experiment, spec, settings.resume, uri)
+    """A new sweep's Tune run, or the saved one a resume continues (in the saved order).
+    A resume reads the metadata here, under the experiment's lock."""
+    if settings.resume and holds_experiment(experiment.folder):
+        experiment = experiment.reread()
+    version = check_experiment_dir(experiment, spec, settings.resume)
     if budget and budget.max_trials and spec.search and spec.search.samples:
         raise TuneMnistError(
             "--max-trials: a sampled search runs search.num_samples trials; set that instead"
         )
     if not settings.resume:
+        # a new sweep signs what Tune writes into its folder: nothing may be there before it
+        # that it would then sign (a state file planted in a shared prefix, say)
+        if planted := untrusted_files(experiment.folder):
+            raise TuneMnistError(
+                f"{experiment.shown} holds files this user's tune-mnist did not write "
+                f"({', '.join(planted[:3])}): remove them, or pick another --name"
+            )
         return RunPlan(
             spec, [TuneRun(trials=admitted(spec.trials, budget), budget=budget)], version
         )
@@ -153,7 +164,7 @@ def _plan(
             "--resume continues with the budget the sweep started with (and what is left of "
             "it); to run more, use `tune-mnist sweep SPACE --extend EXPERIMENT` with a budget"
         )
-    meta = read_meta(experiment)
+    meta = experiment.meta
     return RunPlan(replace(spec, trials=list(meta.trials)), meta.runs, version, meta)
 
 
@@ -162,19 +173,17 @@ def _run_sweep(
     settings: SweepSettings,
     say: Callable[[str], None],
     address,
-    experiment: Path,
+    experiment: Experiment,
     clock: SweepClock,
-    uri: str | None = None,
     view: View | None = None,
 ) -> SweepResult:
-    run_dir = experiment / plan.run.folder  # where this Tune run keeps its state and trials
-    # where Tune reads and writes this run: the folder, or its place in object storage
-    where = str(run_dir)
-    if uri:
-        where = storage.join(uri, plan.run.folder) if plan.run.folder != "." else uri
+    folder, uri = experiment.folder, experiment.uri
+    run_dir = folder / plan.run.folder  # where this Tune run keeps its state and trials
+    where = experiment.place(plan.run.folder)  # where Tune reads and writes this run
     if settings.resume and (spent := budgets.spent(experiment)):
+        sign(folder)  # verified before; budgets.spent may have recorded why it stopped
         say(f"nothing to resume: {spent}; `tune-mnist sweep SPACE --extend` runs the rest")
-        return SweepResult(experiment, summarize(uri or experiment, plots=True), 0, {}, uri)
+        return SweepResult(folder, summarize(experiment, plots=True), 0, {}, uri)
     if settings.resume and not settings.trust and tune.Tuner.can_restore(where):
         check_trusted(run_dir)  # before anything is read or started
     spec = replace(plan.spec, trials=plan.tune_trials)  # what this run trains
@@ -185,7 +194,7 @@ def _run_sweep(
     check_validation(spec.space.validation, {n: d.sizes[0] for n, d in datasets.items()})
     data = {n: _data_info(n, d, settings, sources.get(n)) for n, d in datasets.items()}
     if plan.old is not None and len(plan.runs) > len(plan.old.runs):  # --extend: before writing
-        check_same_data(experiment, plan.old, data)
+        check_same_data(folder, plan.old, data)
     check_batches_fit(spec, datasets)
     check_space(spec, datasets)  # every model imports, builds and fits its data
     costs = model_costs(spec, datasets)
@@ -204,7 +213,7 @@ def _run_sweep(
         say(placement.describe())
         if dashboard := dashboard_url():
             say(f"Ray dashboard: {dashboard}")
-        check_shared_storage(uri or experiment, cluster_nodes())
+        check_shared_storage(uri or folder, cluster_nodes())
         resources = {placement.kind: placement.asks}
         grams = share_grams(spec, datasets, placement)  # SVM kernels of one dataset: one Gram
         if grams.refs:
@@ -222,13 +231,13 @@ def _run_sweep(
         restoring = settings.resume and tune.Tuner.can_restore(where)
         tensorboard_without_torch()  # before Tune builds its TensorBoard logger
         signer = Signer(run_dir, uri and where)
-        progress = ProgressReport(planned(spec), say, done, signer, view=view, name=experiment.name)
+        progress = ProgressReport(planned(spec), say, done, signer, view=view, name=folder.name)
         progress.work = work_left(spec, costs, images, settings, ended)
         progress.early_stopping = bool(spec.search and spec.search.asha)
         tracked = None
         if restoring:
             if settings.mlflow:  # the restored RunConfig holds the trials' MLflow callback
-                tracked = tracking.start_sweep_run(settings.mlflow, read_meta(experiment), where)
+                tracked = tracking.start_sweep_run(settings.mlflow, experiment.meta, where)
             # The restored RunConfig holds the Progress callback pickled at the start; it
             # prints through the ProgressReport of this process (see Progress).
             tuner = tune.Tuner.restore(
@@ -236,7 +245,9 @@ def _run_sweep(
             )
         else:  # a new sweep, or one killed before Tune wrote its first state
             meta = _meta(plan, settings, data, resources)
-            _beside(uri, write_meta(experiment, meta))
+            experiment.put_beside(write_meta(folder, meta))
+            sign(folder)  # this process wrote it, and verified what it kept of the old one
+            experiment = replace(experiment, meta=meta)
             if settings.mlflow:
                 tracked = tracking.start_sweep_run(settings.mlflow, meta, where)
             tuner = tune.Tuner(
@@ -252,7 +263,7 @@ def _run_sweep(
                 run_config=_run_config(where, settings, tracked, bool(plan.run.budget)),
             )
         if uri:  # Tune wrote tuner.pkl straight to the URI: sign it as it is there now
-            storage.fetch(uri, experiment, must_exist=False)
+            experiment.fetched(must_exist=False)
             progress.signer.sign()
         # Tune saves the experiment's state every 10 s or more by default; a driver killed
         # in between would, on resume, rerun trials that had finished. The state is small.
@@ -271,12 +282,12 @@ def _run_sweep(
             clock.lap("trials")
             progress.saved()  # Tune's last save is signed as made; if it was not, it is now
             sign(run_dir)
-            if run_dir != experiment:  # the experiment's signatures cover its runs' pickles
-                sign(experiment)
             if spending:
-                budgets.close_run(experiment, spending)
-                _beside(uri, experiment / META_FILE)  # with what the budget spent
-        _beside(uri, write_timing(experiment, clock.timing(progress.peak_running)))  # for it
+                budgets.close_run(folder, spending)
+                experiment.put_beside(experiment.meta_file)  # with what the budget spent
+            # the experiment's signatures cover its runs' pickles and its metadata
+            sign(folder)
+        experiment.put_beside(write_timing(folder, clock.timing(progress.peak_running)))
         # A local Ray takes about a second to stop and spends it waiting for its processes
         # to exit: the report is made meanwhile (Ray itself stops in this, the main thread).
         # Tune leaves cycles that hold Ray's handles; the garbage collector, run in the
@@ -285,14 +296,14 @@ def _run_sweep(
         # are freed now, and nothing is collected until Ray has stopped.
         gc.collect()
         gc.disable()
-        report = in_thread(_timed_summary, uri or experiment, progress.report_libraries)
+        report = in_thread(_timed_summary, experiment, progress.report_libraries)
     summary, report_s = report.result()
     timing = clock.timing(progress.peak_running, report_s)
-    _beside(uri, write_timing(experiment, timing))
-    summary.timing = split(read_timings(experiment), summary.results)  # the report's time too
+    experiment.put_beside(write_timing(folder, timing))
+    summary.timing = split(read_timings(folder), summary.results)  # the report's time too
     if tracked:
-        tracked.finish(report_dir(experiment), summary.complete)
-    return SweepResult(experiment, summary, progress.peak_running, resources, uri)
+        tracked.finish(experiment.report, summary.complete)
+    return SweepResult(folder, summary, progress.peak_running, resources, uri)
 
 
 @contextlib.contextmanager
@@ -306,7 +317,7 @@ def _collection_restored() -> Iterator[None]:
             gc.enable()
 
 
-def _timed_summary(experiment: Path | str, imports: Future | None) -> tuple[Summary, float]:
+def _timed_summary(experiment: Experiment, imports: Future | None) -> tuple[Summary, float]:
     """The experiment's tables and figures, and the seconds they took; after `imports`
     (the report's libraries, imported in a thread of their own) are done, so that the
     report never imports a module while that thread does."""
@@ -315,13 +326,6 @@ def _timed_summary(experiment: Path | str, imports: Future | None) -> tuple[Summ
         imports.exception()  # waits; a failed import fails again, in the report, with its error
     summary = summarize(experiment, plots=True)
     return summary, time.perf_counter() - started
-
-
-def _beside(uri: str | None, written: Path) -> None:
-    """Put a file of tune-mnist's own, written in the local copy, beside the experiment in
-    object storage (a later fetch drops from the copy what the URI does not hold)."""
-    if uri:
-        storage.put(written, storage.join(uri, written.name))
 
 
 def _meta(plan: RunPlan, settings: SweepSettings, data, resources) -> ExperimentMeta:
@@ -350,13 +354,16 @@ def resume_sweep(
     Refused when this user's key did not sign the files Tune will unpickle, unless `trust`.
     `experiment` may be a URI in object storage (storage.py).
     """
-    if storage.is_uri(experiment):
-        parent, name = storage.split(str(experiment))
-        meta = read_meta(storage.fetch(str(experiment)))
+    # what to resume: read here to rebuild the space and settings; run_sweep reads the
+    # metadata again under the experiment's lock, which this read does not hold
+    opened = open_experiment(locate(experiment, absolute=True))
+    if not trust:  # before anything it names is imported or contacted
+        check_trusted(opened.folder)
+    meta = opened.meta
+    if opened.uri:
+        parent, name = storage.split(opened.uri)
     else:
-        experiment = Path(experiment).absolute()
-        parent, name = str(experiment.parent), experiment.name
-        meta = read_meta(experiment)
+        parent, name = str(opened.folder.parent), opened.folder.name
     # the size was accepted when the sweep started, whatever --trial-limit it had
     whole = parse_space(meta.space.model_dump(), meta.space_source, trial_count(meta.space))
     # the saved trials, in the saved order: an --extend may have added trials another space

@@ -7,7 +7,6 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import asdict
-from pathlib import Path
 
 from ray import tune
 
@@ -19,11 +18,10 @@ from tune_mnist.spec.spaces import Spec, grid_configurations
 from tune_mnist.store.experiment import (
     META_VERSION,
     holds_experiment,
-    read_meta,
 )
-from tune_mnist.store.results import ENDED, load_results
+from tune_mnist.store.opened import Experiment
+from tune_mnist.store.results import ENDED, load_experiment
 from tune_mnist.store.settings import SweepSettings
-from tune_mnist.store.trust import untrusted_files
 from tune_mnist.train.split import train_size
 
 
@@ -71,11 +69,11 @@ def check_batches_fit(spec: Spec, datasets) -> None:
                 )
 
 
-def ended_keys(experiment: Path, trials: list) -> set[str]:
-    """Which of these trials (budget.trial_key) the experiment's files hold as ended for
+def ended_keys(experiment: Experiment, trials: list) -> set[str]:
+    """Which of these trials (trial_key) the opened experiment's files hold as ended for
     good: finished, diverged or stopped early (a resume reruns only errors and the rest)."""
-    status = load_results(experiment)["status"]
-    done = [t for t, s in zip(read_meta(experiment).trials, status, strict=True) if s in ENDED]
+    status = load_experiment(experiment).results["status"]
+    done = [t for t, s in zip(experiment.meta.trials, status, strict=True) if s in ENDED]
     return {trial_key(t) for t in trials} & set(map(trial_key, done))
 
 
@@ -127,28 +125,13 @@ def tensorboard_without_torch() -> None:
         del sys.modules["torch"]
 
 
-def check_trusted(experiment: Path) -> None:
-    """Refuse to unpickle an experiment's files unless this user's sweeps signed them."""
-    if untrusted := untrusted_files(experiment):
-        more = f" and {len(untrusted) - 3} more" if len(untrusted) > 3 else ""
-        shown = ", ".join(untrusted[:3]) + more
-        raise TuneMnistError(
-            f"{experiment}: {shown} not signed by this user's tune-mnist, or changed since; "
-            "resuming unpickles them, which can run code: add --trust only if you know "
-            "where the folder came from"
-        )
-
-
-def check_experiment_dir(
-    experiment: Path, spec: Spec, resume: bool, shown: str | None = None
-) -> int:
+def check_experiment_dir(experiment: Experiment, spec: Spec, resume: bool) -> int:
     """Refuse to start over an experiment or to resume none; the metadata version to run.
 
-    Cheap checks only, before the data is read. `shown`: the experiment as the user named
-    it (its URI, when `experiment` is the local copy of one).
+    Cheap checks only, before the data is read; a resumed experiment comes opened.
     """
-    exists = holds_experiment(experiment)
-    shown = shown or str(experiment)
+    exists = holds_experiment(experiment.folder)
+    shown = experiment.shown
     if resume and not exists:
         raise TuneMnistError(f"--resume: no tune-mnist experiment at {shown} to resume")
     if not resume and exists:
@@ -156,7 +139,7 @@ def check_experiment_dir(
             f"{shown} already holds an experiment: add --resume to continue it, "
             "or pick another --name or --storage-path"
         )
-    meta = read_meta(experiment) if resume else None
+    meta = experiment.meta if resume else None
     version = meta.version if meta else META_VERSION
     # as multisets: experiments started before repeats ran in balanced order list the same
     # trials in another order, and resume keeps the saved one

@@ -86,6 +86,16 @@ class SVMConfig:
         return f"{self.dataset}/svm-{self.kernel}/n{self.train_samples}"
 
 
+# A configuration's fields: a trial's identity but its seed, in declaration order. The one
+# list the tables, the study's reference tables and the results read configurations by.
+CONFIG_FIELDS = {
+    kind.trainable: [f.name for f in fields(kind) if f.name != "seed"]
+    for kind in (ResNetConfig, SVMConfig)
+}
+# Every field of either kind, once, the ResNet's first.
+ALL_CONFIG_FIELDS = tuple(dict.fromkeys([*CONFIG_FIELDS["resnet"], *CONFIG_FIELDS["svm"]]))
+
+
 @dataclass(frozen=True)
 class CustomConfig:
     """One run of a space's own trainable (`trainable: pkg.mod:train` or `FILE.py:train`):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from tune_mnist.errors import TuneMnistError, first_line
-from tune_mnist.spec.configs import DATASETS, KERNELS, MODELS, OPTIMIZERS
+from tune_mnist.spec.configs import ALL_CONFIG_FIELDS, DATASETS, KERNELS, MODELS, OPTIMIZERS
 
 DATASET_NOTE = (
     "The study does not state the dataset of its q1a rows; their values (all above 99%) "
@@ -39,22 +39,6 @@ BUILTIN_DATASET = {"q2": "fashion-mnist", "q2-full": "fashion-mnist"}
 NAMES = {"dataset": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS, "kernel": KERNELS}
 INTS = ("batch_size", "epochs", "train_samples", "degree")
 FLOATS = ("lr", "momentum", "weight_decay", "C")
-CONFIG_COLUMNS = (
-    "dataset",
-    "model",
-    "batch_size",
-    "optimizer",
-    "lr",
-    "epochs",
-    "pin_memory",
-    "momentum",
-    "weight_decay",
-    "kernel",
-    "train_samples",
-    "C",
-    "gamma",
-    "degree",
-)
 # A table's metric column -> its name in the long format.
 METRICS = {
     "test_accuracy": "study_accuracy",
@@ -103,11 +87,11 @@ def load_reference(path: str | Path, dataset: str | None = None) -> pd.DataFrame
         for metric in METRICS
         if c == f"{m}_{metric}"
     }
-    known = set(CONFIG_COLUMNS) | set(METRICS) | set(METRICS.values()) | set(wide)
+    known = set(ALL_CONFIG_FIELDS) | set(METRICS) | set(METRICS.values()) | set(wide)
     if unknown := [c for c in raw.columns if c not in known]:
         raise TuneMnistError(
             f"{path}: unknown column {unknown[0]!r}; expected config columns "
-            f"({', '.join(CONFIG_COLUMNS)}), test_accuracy or <model>_test_accuracy"
+            f"({', '.join(ALL_CONFIG_FIELDS)}), test_accuracy or <model>_test_accuracy"
         )
     notes: list[str] = []
     raw = raw.rename(columns={v: k for k, v in METRICS.items()})  # study_x -> x
@@ -134,7 +118,7 @@ def load_reference(path: str | Path, dataset: str | None = None) -> pd.DataFrame
             for c in raw
         }
     )
-    configs = [c for c in CONFIG_COLUMNS if c in frame]
+    configs = [c for c in ALL_CONFIG_FIELDS if c in frame]
     duplicated = frame.duplicated(configs, keep=False)
     if duplicated.any():
         lines = frame.loc[duplicated, "_line"].tolist()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,7 @@ import numpy as np
 import pandas as pd
 
 from tune_mnist.spec.configs import (
-    ResNetConfig,
-    SVMConfig,
+    ALL_CONFIG_FIELDS,
     TrialConfig,
     trial_from_dict,
     trial_key,
@@ -36,11 +35,10 @@ from tune_mnist.spec.configs import (
 from tune_mnist.store.experiment import (
     ExperimentMeta,
     Predictions,
-    read_meta,
     read_predictions,
     read_stopped_early,
 )
-from tune_mnist.store.storage import local_experiment
+from tune_mnist.store.opened import Experiment, open_experiment
 
 # A trial's status as its files tell it. The sets below are the one definition every
 # command uses: status, summarize, the report, resume and --extend agree on them.
@@ -67,9 +65,6 @@ _RAY_KEYS = {
     "timestamp",
     "time_total_s",
 }
-
-
-_CONFIG_COLUMNS = {f.name for c in (ResNetConfig, SVMConfig) for f in fields(c)}
 
 
 # The types the trainable reports these keys with: a report that has one of another type
@@ -191,10 +186,13 @@ def _trial_row(
     error = _first_error_line(folder) if folder else None
     if last.get("trial_finished"):
         status = FINISHED
-    elif last.get("diverged") is True:  # stopped on a NaN or infinite loss: no result
-        status, error = (
-            DIVERGED,
-            f"loss became {last.get('train_loss')} in epoch {last.get('epoch')}",
+    elif last.get("diverged") is True:  # stopped on a loss no model has: no result
+        loss = last.get("train_loss")
+        loss = f"{loss:.4g}" if isinstance(loss, float) else loss
+        status = DIVERGED
+        error = (
+            f"training loss {loss} in epoch {last.get('epoch')}: not finite, or over 10x "
+            "an untrained classifier's"
         )
     elif folder and read_stopped_early(folder) is not None:  # its scheduler stopped it
         status = STOPPED_EARLY
@@ -208,7 +206,7 @@ def _trial_row(
 
 
 @dataclass
-class Experiment:
+class ExperimentData:
     """An experiment folder read once: its metadata, trials and per-epoch reports."""
 
     meta: ExperimentMeta
@@ -218,13 +216,13 @@ class Experiment:
     predictions: dict[str, Predictions] = field(default_factory=dict)
 
 
-def load_experiment(experiment: str | Path) -> Experiment:
-    """Read tune_mnist.json and every trial's reports once, into both DataFrames.
+def load_experiment(experiment: str | Path | Experiment) -> ExperimentData:
+    """Read every trial's reports once, into both DataFrames, beside the metadata.
 
-    `experiment` is a folder, or a URI in object storage (read through a local copy that is
-    brought up to date first: storage.fetch)."""
-    experiment = local_experiment(experiment)
-    meta = read_meta(experiment)
+    `experiment` is one opened (opened.py), or a folder or a URI in object storage, which
+    is opened here (a URI is read through its local copy, brought up to date first)."""
+    opened = open_experiment(experiment)
+    experiment, meta = opened.folder, opened.meta
     folders = _trial_folders(meta.run_dirs(experiment))
     rows, epoch_rows, predictions = [], [], {}
     declared = _sampled_trials(folders) if is_sampled(meta) else meta.trials
@@ -247,7 +245,7 @@ def load_experiment(experiment: str | Path) -> Experiment:
     epochs = pd.DataFrame(epoch_rows)
     if not epochs.empty:
         epochs["row"] = epochs.pop("_trial").map(results["row"])
-    return Experiment(meta, results, epochs, predictions)
+    return ExperimentData(meta, results, epochs, predictions)
 
 
 def is_sampled(meta: ExperimentMeta) -> bool:
@@ -271,7 +269,7 @@ def with_rows(frame: pd.DataFrame, keys: set[str] | None = None) -> pd.DataFrame
     order the space declares them; the repeats of one configuration share it).
 
     `keys`: the config's columns (default: the ResNet and SVM fields)."""
-    config = [c for c in frame.columns if c in (keys or _CONFIG_COLUMNS) and c != "seed"]
+    config = [c for c in frame.columns if c in (keys or ALL_CONFIG_FIELDS) and c != "seed"]
     # a key only some trials set (a custom trainable's) is missing, not "nan", in the others
     keys = frame[config].map(repr).agg("|".join, axis=1)
     frame["row"] = keys.map({k: i + 1 for i, k in enumerate(dict.fromkeys(keys))})
