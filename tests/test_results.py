@@ -169,14 +169,18 @@ def test_summarize_a_damaged_experiment_prints_tables_not_a_traceback(repeated, 
     assert _snapshot(repeated / "t000") == trial_files
 
 
-def test_a_diverged_trial_is_marked_and_left_out_of_the_tables(repeated):
+def test_a_diverged_trial_is_marked_ended_and_left_out_of_the_tables(repeated):
     trial_dir = repeated / "t000"
     lines = (trial_dir / "result.json").read_text().splitlines()
     report = json.loads(lines[0]) | {"diverged": True, "train_loss": float("nan")}
     (trial_dir / "result.json").write_text(json.dumps(report) + "\n")
     frame = load_results(repeated)
     first = frame.iloc[0]
-    assert first["status"] == "diverged" and first["error"] == "loss became nan in epoch 1"
+    assert first["status"] == "diverged"
+    assert first["error"] == (
+        "training loss nan in epoch 1: not finite, or over 10x an untrained classifier's"
+    )
     summary = summarize(repeated, write=False)
     assert summary.tables[0].frame.set_index("model").loc["ResNet-18", "n"] == 2
-    assert summary.incomplete["status"].tolist() == ["diverged"]
+    # it has ended: nothing is left for resume, and the summary lists it as diverged
+    assert summary.complete and summary.diverged["label"].tolist() == [first["label"]]

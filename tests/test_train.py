@@ -14,6 +14,7 @@ from tune_mnist.train.resnet import (
     Batches,
     GPUShareExceeded,
     TrainOptions,
+    diverged,
     make_optimizer,
     train_resnet,
 )
@@ -184,6 +185,18 @@ def test_training_imports_nothing_a_bare_gpu_machine_lacks():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_loss_far_above_an_untrained_classifiers_is_divergence_though_finite():
+    # ln(10) = 2.30: an untrained 10-class model's loss; 10x that is the line
+    assert diverged(5.4e11, 10) and diverged(float("nan"), 10) and diverged(float("inf"), 10)
+    assert diverged(23.1, 10) and not diverged(23.0, 10) and not diverged(2.5, 10)
+    assert diverged(7.0, 2) and not diverged(6.9, 2)  # 10 x ln(2) = 6.93
+
+
+def test_a_huge_lr_with_adam_is_reported_diverged(mnist):
+    result = train_resnet(replace(TRIAL, optimizer="adam", lr=1e5, epochs=2), mnist)
+    assert result.diverged and result.epochs_trained == 1
 
 
 def test_a_diverged_loss_stops_training_and_says_so(mnist):

@@ -1,5 +1,6 @@
 """Signed experiments: resume refuses pickled files this user's sweeps did not write."""
 
+import json
 import os
 import pickle
 import shutil
@@ -13,6 +14,7 @@ from tests.experiments import make_experiment
 from tune_mnist.cli.main import app
 from tune_mnist.run.sweep import SweepSettings, run_sweep
 from tune_mnist.spec.spaces import load_space, parse_space
+from tune_mnist.store.experiment import META_FILE
 from tune_mnist.store.trust import KEPT, SIGNATURES, Signer, key_path, sign, untrusted_files
 
 SPACE = {
@@ -46,7 +48,7 @@ def tune_like_folder(tmp_path):
 def test_a_signed_folder_is_trusted_and_any_change_or_addition_is_not(tmp_path):
     folder, trial = tune_like_folder(tmp_path)
     assert untrusted_files(folder) == sorted(
-        ["experiment_state-2026.json", "tuner.pkl", f"{trial.name}/params.pkl"]
+        ["experiment_state-2026.json", "tune_mnist.json", "tuner.pkl", f"{trial.name}/params.pkl"]
     )
     sign(folder)
     assert untrusted_files(folder) == []
@@ -106,6 +108,45 @@ def test_resume_refuses_a_tampered_tuner_pickle_without_running_it(tmp_path):
     assert not marker.exists()
 
 
+def test_resume_refuses_edited_metadata_before_importing_what_it_names(tmp_path):
+    """tune_mnist.json names the model files a resume imports: an edit there is refused
+    as a changed pickle is, before anything is imported or contacted."""
+    spec = parse_space(
+        {
+            "name": "r",
+            "trainable": "resnet",
+            "fixed": {
+                "dataset": "mnist",
+                "model": "resnet18",
+                "epochs": 1,
+                "batch_size": 16,
+                "optimizer": "adam",
+                "pin_memory": False,
+            },
+            "grid": {"lr": [0.001]},
+        },
+        "r.yaml",
+    )
+    # smoke: the bundled sample is there, so nothing but the signature check stops it
+    folder = make_experiment(tmp_path / "exp", spec, lambda t: 90.0, skip={0}, smoke=True)
+    (folder / "tuner.pkl").write_bytes(pickle.dumps({}))
+    sign(folder)
+    marker = tmp_path / "payload-ran"
+    payload = tmp_path / "payload.py"
+    payload.write_text(
+        f"open({str(marker)!r}, 'w').close()\n\ndef build(c, h, w, k):\n    return None\n"
+    )
+    meta = json.loads((folder / META_FILE).read_text())
+    meta["trials"][0]["model"] = f"{payload}:build"
+    (folder / META_FILE).write_text(json.dumps(meta))
+
+    result = CliRunner().invoke(app, ["resume", str(folder)])
+
+    assert result.exit_code == 1, result.output
+    assert "tune_mnist.json not signed by this user's tune-mnist" in result.output
+    assert not marker.exists()
+
+
 def test_summarize_suggests_resume_only_for_a_signed_folder(tmp_path):
     spec = parse_space({**SPACE, "grid": {"kernel": ["rbf", "poly"]}}, "t.yaml")
     folder = make_experiment(tmp_path / "exp", spec, lambda t: 90.0, skip={1})
@@ -149,3 +190,33 @@ def test_each_save_is_signed_before_tune_starts_copying_it(
     # the first save comes before any trial shows where Tune stages: signed after its step
     assert launches[1:] == [[]] * (len(launches) - 1), launches
     assert untrusted_files(result.experiment_dir) == []
+
+
+def test_reading_a_folder_someone_sent_imports_and_unpickles_nothing(tmp_path):
+    """summarize, status and best on an unsigned folder whose pickles are payloads: each
+    reads the folder, none unpickles them."""
+    spec = parse_space({**SPACE, "trainable": "svm", "grid": {"kernel": ["rbf", "poly"]}}, "t.yaml")
+    folder = make_experiment(tmp_path / "exp", spec, lambda t: 90.0)
+    marker = tmp_path / "payload-ran"
+    (folder / "tuner.pkl").write_bytes(pickle.dumps(Payload(marker)))
+    trial = next(p for p in folder.iterdir() if p.is_dir())
+    (trial / "error.pkl").write_bytes(pickle.dumps(Payload(marker)))
+    for command in (["summarize", str(folder)], ["status", str(folder)], ["best", str(folder)]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 0, result.output
+        assert not marker.exists(), command
+
+
+def test_a_new_sweep_refuses_files_it_did_not_write_and_signs_none_of_them(tmp_path):
+    """A state file planted where a new sweep will write (a shared prefix) would be signed
+    by the sweep as its own, and unpickled by a later resume: it is refused first."""
+    storage = tmp_path / "runs"
+    planted = storage / "t" / "experiment_state-9999-12-31_00-00-00.json"
+    planted.parent.mkdir(parents=True)
+    planted.write_text('{"trial_data": []}')
+    space = write_space(tmp_path, name="t", **TINY_SVM)
+    result = CliRunner().invoke(app, ["sweep", str(space), "--storage-path", str(storage)])
+    assert result.exit_code == 1, result.output
+    assert "holds files this user's tune-mnist did not write" in result.output
+    assert planted.name in result.output
+    assert not (storage / "t" / SIGNATURES).exists()

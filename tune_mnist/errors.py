@@ -14,6 +14,15 @@ class TuneMnistError(Exception):
     """
 
 
+MAX_SHOWN = 300  # characters of a user's value an error shows: input can be huge
+
+
+def shown(value: object) -> str:
+    """A value as an error message shows it (repr), cut to MAX_SHOWN characters."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + f"... ({len(text):,} chars)"
+
+
 def first_line(error: BaseException) -> str:
     """An exception's message cut to its first line, or its type's name when it has none."""
     text = str(error).strip()

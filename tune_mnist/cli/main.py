@@ -40,8 +40,8 @@ from tune_mnist.spec.configs import (
 )
 from tune_mnist.spec.selection import select
 from tune_mnist.spec.spaces import TRIAL_LIMIT, builtin_names, load_space, trial_count, with_repeats
+from tune_mnist.store.opened import locate
 from tune_mnist.store.settings import SweepSettings
-from tune_mnist.store.storage import is_uri
 
 
 @app.command()
@@ -69,7 +69,11 @@ def show(
     trial_limit: LimitOpt = TRIAL_LIMIT,
     svm_backend: SVMBackendOpt = DEFAULT_SVM_BACKEND,
 ) -> None:
-    """Print a space's expanded trials and the resources each will ask for; runs nothing."""
+    """Print a space's expanded trials and the resources each will ask for; trains nothing.
+
+    It imports the space's own model and trainable files (and builds each model once) to
+    check them, as a sweep would: show only spaces whose files you trust.
+    """
     from tune_mnist.train.checks import check_space
 
     with user_errors():
@@ -288,7 +292,8 @@ def resume(
     loopback_if_local(address, insecure)
     from tune_mnist.run.sweep import resume_sweep
 
-    where = experiment_dir if is_uri(experiment_dir) else Path(experiment_dir).absolute()
+    located = locate(experiment_dir)
+    where = located.uri or located.folder.absolute()
     with user_errors(verbose), interruptible(where), progress() as (say, view):
         result = resume_sweep(
             experiment_dir,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import socket
 import uuid
@@ -280,6 +281,7 @@ def ray_session(address: str | None, verbose: bool, dashboard: bool = False) -> 
         if address:
             ray.init(address=address, logging_level=level, log_to_driver=verbose)
         else:
+            make_token_private()
             # "local": always a new instance, never a cluster that `ray start` left behind
             ray.init(
                 address="local",
@@ -315,6 +317,26 @@ def dashboard_url() -> str | None:
     except Exception:  # not connected, or a Ray that keeps it elsewhere: nothing to say
         return None
     return f"http://{url}" if url and "://" not in url else url or None
+
+
+def make_token_private(home: Path | None = None) -> Path | None:
+    """Write the local Ray's token before ray.init would, readable by this user alone from
+    the moment the file exists (Ray writes it with the process's umask, often world-readable,
+    and _owner_only could only narrow it afterwards). Nothing when a token is given or
+    exists, or token auth is off; the path written, else None."""
+    if os.environ.get("RAY_AUTH_MODE", "token").lower() != "token":
+        return None
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return None
+    token = (home or Path.home()) / ".ray" / "auth_token"
+    token.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:  # O_EXCL: two sweeps starting together keep one token
+        fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return None
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32))
+    return token
 
 
 def _owner_only(token: Path) -> None:

@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 
 from tune_mnist.errors import TuneMnistError, first_line
 from tune_mnist.spec.configs import SHIPPED_ENV
+from tune_mnist.store.provenance import redacted
 
 MARK = "tune_mnist"  # metadata key on every job this tool submits: its version
 EXPERIMENT_KEY, SPACE_KEY = "tune_mnist_experiment", "tune_mnist_space"
@@ -307,6 +308,11 @@ def submit(
             runtime_env["py_modules"] = [str(package_copy(Path(staging, "package")))]
             command = ["python", "-m", "tune_mnist"]
         entrypoint = shlex.join([*command, "sweep", argument, *options])
+        if redacted(entrypoint) != entrypoint:  # Ray keeps the entrypoint with the job
+            raise TuneMnistError(
+                "submit: no user or password in a URI of the sweep's options: the job's "
+                "command line is kept by Ray; pass credentials in the environment"
+            )
         job_id = f"tune-mnist-{_slug(space_name)}-{secrets.token_hex(4)}"
         metadata = {MARK: __version__, EXPERIMENT_KEY: experiment, SPACE_KEY: space_name}
         if resume:

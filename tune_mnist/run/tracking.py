@@ -50,12 +50,23 @@ def resolve_uri(enabled: bool, uri: str | None) -> str | None:
     """The tracking URI a sweep logs to: `uri` (--mlflow-uri), else with `enabled` (--mlflow)
     $MLFLOW_TRACKING_URI; None when tracking was not asked for."""
     if uri:
-        return uri
+        return _without_credentials(uri, "--mlflow-uri")
     if not enabled:
         return None
     if found := os.environ.get(URI_ENV):
-        return found
+        return _without_credentials(found, URI_ENV)
     raise TuneMnistError(f"--mlflow: no tracking server: add --mlflow-uri URI or set {URI_ENV}")
+
+
+def _without_credentials(uri: str, where: str) -> str:
+    """The URI, refused when it carries a user or password: it is saved in the experiment,
+    its provenance and report, and MLflow's own params; credentials go in the environment."""
+    if urlsplit(uri).password is not None or "@" in urlsplit(uri).netloc:
+        raise TuneMnistError(
+            f"{where}: no credentials in the tracking URI (it is written down with the "
+            "experiment); set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead"
+        )
+    return uri
 
 
 @contextlib.contextmanager

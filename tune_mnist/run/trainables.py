@@ -12,7 +12,6 @@ torchvision), which saves seconds of every SVM worker's start.
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import tempfile
@@ -74,7 +73,7 @@ def run_trial(
         trial_id = tune.get_context().get_trial_id()
         folder = _trial_folder(experiment, trial_folder_name(trial_id, trial))
     if isinstance(trial, CustomConfig):
-        from tune_mnist.train.custom import run_custom  # torch with it, as for ResNets
+        from tune_mnist.run.custom import run_custom  # torch with it, as for ResNets
 
         finish = partial(_clock, "finished_at", "load_1m_at_finish")
         run_custom(trial, data, config["metric"], base, finish)
@@ -127,7 +126,7 @@ def run_resnet(
     clock = clock or TrialClock()
     import torch
 
-    from tune_mnist.train.resnet import EpochStats, train_resnet
+    from tune_mnist.train.resnet import EpochStats, diverged, train_resnet
 
     restored = newest_state(tune.get_checkpoint(), folder)
     resume = restored.state
@@ -138,7 +137,7 @@ def run_resnet(
         metrics = {**base, **_known(asdict(stats)), "train_time_ms": train_time_ms}
         metrics["resumed_from_epoch"] = resumed_from
         metrics["unreadable_checkpoints"] = restored.unreadable
-        metrics["diverged"] = not math.isfinite(stats.train_loss)  # train.py stops there
+        metrics["diverged"] = diverged(stats.train_loss, data.classes)  # training stops there
         if stats.epoch == epochs and not metrics["diverged"]:
             metrics |= {"trial_finished": True, **_clock("finished_at", "load_1m_at_finish")}
             metrics |= asdict(cost)

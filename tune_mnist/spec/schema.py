@@ -17,6 +17,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from tune_mnist.errors import shown
 from tune_mnist.spec.configs import (
     CUSTOM_KEYS,
     DATA_KINDS,
@@ -36,6 +37,12 @@ from tune_mnist.spec.search import (
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 MAX_EPOCHS, MAX_BATCH_SIZE, MAX_REPEATS = 10_000, 1_000_000, 1_000
+# What the libraries take: scikit-learn's random_state and numpy seeds end at 2**32 - 1
+# (torch's at 2**64 - 1); a repeat adds one to the seed per repeat (spaces.repeat).
+MAX_SEED = 2**32 - 1
+# Far past any setting that trains (a diverging lr is still a result: the trial says so),
+# short of the overflow that makes the first step's numbers inf.
+MAX_LR, MAX_WEIGHT_DECAY, MAX_C, MAX_GAMMA, MAX_DEGREE = 1e6, 1e3, 1e10, 1e6, 10
 
 
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # it goes into folder names
@@ -87,12 +94,12 @@ class ResNetFields(BaseModel):
     model: str  # a built-in or registered name, or a reference (module:callable, FILE.py:callable)
     batch_size: int = Field(ge=1, le=MAX_BATCH_SIZE)  # and at most the training images
     optimizer: Literal[OPTIMIZERS]
-    lr: float = Field(gt=0)  # learning rate
+    lr: float = Field(gt=0, le=MAX_LR)  # learning rate
     epochs: int = Field(ge=1, le=MAX_EPOCHS)
     pin_memory: bool = False
     momentum: float = Field(0.0, ge=0, lt=1)  # SGD only; 0 is torch's default
-    weight_decay: float = Field(0.0, ge=0)
-    seed: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, le=MAX_WEIGHT_DECAY)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     check_dataset = field_validator("dataset")(_known_dataset)
     check_model = field_validator("model")(_known_model)
@@ -105,12 +112,23 @@ class SVMFields(BaseModel):
     dataset: str  # a built-in or one the space declares under `datasets`
     kernel: Literal[KERNELS]
     train_samples: int = Field(10_000, ge=1)  # the first N training images, file order
-    C: float = Field(1.0, gt=0)
+    C: float = Field(1.0, gt=0, le=MAX_C)
     gamma: Literal["scale", "auto"] | float = "scale"
-    degree: int = Field(3, ge=1)
-    seed: int = Field(0, ge=0)
+    degree: int = Field(3, ge=1, le=MAX_DEGREE)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     check_dataset = field_validator("dataset")(_known_dataset)
+
+    @field_validator("gamma")
+    @classmethod
+    def _gamma_in_range(cls, value):
+        if isinstance(value, float) and not 0 < value <= MAX_GAMMA:
+            raise PydanticCustomError(
+                "gamma",
+                "expected 'scale', 'auto' or a number above 0, at most {top:g}",
+                {"top": MAX_GAMMA},
+            )
+        return value
 
 
 class CustomFields(BaseModel):
@@ -119,7 +137,7 @@ class CustomFields(BaseModel):
 
     model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
     dataset: str
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     check_dataset = field_validator("dataset")(_known_dataset)
 
@@ -237,7 +255,7 @@ def _describe(error: ValidationError, source: str, where: dict[str, str] | None 
         return f"{source}: {place}: unknown key (expected one of: {', '.join(model.model_fields)})"
     if first["type"] == "missing":
         return f"{source}: {place}: required key is missing"
-    return f"{source}: {place}: {first['msg']} (got {first.get('input')!r})"
+    return f"{source}: {place}: {first['msg']} (got {shown(first.get('input'))})"
 
 
 def _block_model(loc: list[str]) -> type[BaseModel]:

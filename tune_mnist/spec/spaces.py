@@ -27,7 +27,7 @@ from pydantic import (
     ValidationError,
 )
 
-from tune_mnist.errors import TuneMnistError
+from tune_mnist.errors import TuneMnistError, shown
 from tune_mnist.spec.configs import (
     CONFIGS,
     DATASETS,
@@ -46,6 +46,7 @@ from tune_mnist.spec.schema import (
     DEFAULT_REPORT,
     FIELDS,
     MAX_REPEATS,
+    MAX_SEED,
     MODULE_REFERENCE,
     DatasetFiles,
     Space,
@@ -150,19 +151,56 @@ def resolve_path(name_or_path: str | Path) -> Path:
     return builtin
 
 
+MAX_YAML_NODES = 100_000  # a space file is a few hundred; aliases can multiply far beyond
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key written twice in one mapping (YAML keeps the last)."""
+    """YAML's safe loader, refusing a key written twice in one mapping (YAML keeps the last)
+    and a document whose aliases expand past MAX_YAML_NODES (a "billion laughs" file)."""
+
+    def compose_document(self):
+        node = super().compose_document()
+        if node is not None and _expanded_nodes(node, {}, set()) > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases expand to over {MAX_YAML_NODES:,} values", node.start_mark
+            )
+        return node
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool | None):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a name or a number", key_node.start_mark
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep)
+
+
+def _expanded_nodes(node, sizes: dict[int, int], open_: set[int]) -> int:
+    """How many nodes `node` stands for once every alias is expanded (a recursive alias:
+    more than any limit). Each distinct node is counted once and its size reused."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_:
+        return MAX_YAML_NODES + 1
+    open_.add(id(node))
+    children = node.value if isinstance(node, yaml.SequenceNode) else []
+    if isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    total = 1
+    for child in children:
+        total += _expanded_nodes(child, sizes, open_)
+        if total > MAX_YAML_NODES:
+            break
+    open_.discard(id(node))
+    sizes[id(node)] = total
+    return total
 
 
 def load_space(name_or_path: str | Path, limit: int = TRIAL_LIMIT) -> Spec:
@@ -180,6 +218,8 @@ def load_space(name_or_path: str | Path, limit: int = TRIAL_LIMIT) -> Spec:
         raise TuneMnistError(f"{path.name}: not valid YAML{where}: {problem}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise TuneMnistError(f"{path}: cannot read: {e}") from None
+    except ValueError as e:  # an integer of over 4,300 digits, which Python will not read
+        raise TuneMnistError(f"{path.name}: not valid YAML: {shown(str(e))}") from None
     spec = parse_space(raw, source=path.name, limit=limit, base=path.parent)
     if spec.space.reference:
         spec = replace(spec, space=_with_reference(spec.space, path))
@@ -378,6 +418,8 @@ def repeat(trials: list[TrialConfig], repeats: int) -> list[TrialConfig]:
     """Each trial `repeats` times with seeds seed, seed + 1, ..., in balanced order: every
     configuration at its first seed, then every one at the next, so that a sweep stopped
     part way (by a budget) still holds a complete design at fewer seeds."""
+    if trials and (top := max(t.seed for t in trials) + repeats - 1) > MAX_SEED:
+        raise TuneMnistError(f"seed: repeats would reach {top}, past the largest, {MAX_SEED}")
     return [with_seed(trial, trial.seed + r) for r in range(repeats) for trial in trials]
 
 

@@ -30,7 +30,7 @@ import platform
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from tune_mnist.errors import TuneMnistError
+from tune_mnist.errors import TuneMnistError, shown
 from tune_mnist.spec.budget import Budget
 from tune_mnist.spec.configs import (
     Selection,
@@ -52,8 +52,6 @@ from tune_mnist.store.provenance import SWEEP_KEYS
 from tune_mnist.store.settings import SweepSettings
 
 META_FILE = "tune_mnist.json"
-TIMING_FILE = "timing.json"
-TIMING_VERSION = 1
 REPORT_DIR = "report"
 PREDICTIONS_FILE = "predictions.npz"
 STOPPED_FILE = "stopped_early.json"
@@ -93,6 +91,9 @@ def writing(experiment: Path) -> Iterator[Path]:
     except OSError as e:
         raise _cannot_write(experiment, e) from None
     lock, owner = FileLock(str(experiment / LOCK_FILE)), experiment / OWNER_FILE
+    for link in (p for p in (experiment / LOCK_FILE, owner) if p.is_symlink()):
+        # a link there would have this run write through it to wherever it points
+        raise TuneMnistError(f"{link} is a symbolic link: refused; remove it to continue")
     try:
         lock.acquire(timeout=0)
     except Timeout:  # first: filelock's Timeout is an OSError too
@@ -104,9 +105,7 @@ def writing(experiment: Path) -> Iterator[Path]:
     except OSError as e:  # a folder that exists but cannot be written
         raise _cannot_write(experiment, e) from None
     try:
-        owner.write_text(
-            f"pid {os.getpid()} on {platform.node()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
-        )
+        _write_owner(owner)
         yield experiment
     finally:
         owner.unlink(missing_ok=True)
@@ -115,6 +114,19 @@ def writing(experiment: Path) -> Iterator[Path]:
             (experiment / LOCK_FILE).unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 experiment.rmdir()
+
+
+def _write_owner(owner: Path) -> None:
+    """Say who holds the lock, never through a link planted after the check above."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(owner, flags, 0o644)
+    except OSError as e:
+        raise TuneMnistError(f"{owner}: cannot write ({e.strerror}); is it a link?") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(
+            f"pid {os.getpid()} on {platform.node()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        )
 
 
 def _cannot_write(experiment: Path, error: OSError) -> TuneMnistError:
@@ -243,16 +255,24 @@ class TuneRun:
         }
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> TuneRun:
+    def from_record(cls, record: dict[str, Any], where: str = "runs[0]") -> TuneRun:
         trials, budget = record.get("trials"), record.get("budget")
         return cls(
             folder=record["folder"],
             trials=None if trials is None else [trial_from_dict(t) for t in trials],
             budget=Budget(**budget) if budget else None,
-            spent_s=float(record.get("spent_s") or 0.0),
-            spent_gpu_s=float(record.get("spent_gpu_s") or 0.0),
+            spent_s=_seconds(record, "spent_s", where),
+            spent_gpu_s=_seconds(record, "spent_gpu_s", where),
             stopped=record.get("stopped"),
         )
+
+
+def _seconds(record: dict[str, Any], key: str, where: str) -> float:
+    """A number of seconds a run record holds (0 when absent); one line naming it if not."""
+    value = record.get(key) or 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TuneMnistError(f"{where}.{key}: expected a number of seconds, found {shown(value)}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -349,10 +369,14 @@ class ExperimentMeta:
                 provenance={k: record.get(k) for k in SWEEP_KEYS if k in record},
                 selection=Selection(**selection) if selection else None,
                 version=version,
-                runs=[TuneRun.from_record(r) for r in record.get("runs") or [{"folder": "."}]],
+                runs=[
+                    TuneRun.from_record(r, f"{where}: runs[{i}]")
+                    for i, r in enumerate(record.get("runs") or [{"folder": "."}])
+                ],
             )
-        except (KeyError, TypeError, AttributeError, ValidationError) as e:
-            raise TuneMnistError(f"{where}: not a tune-mnist metadata file ({e!r})") from None
+        except (KeyError, TypeError, AttributeError, ValueError, ValidationError) as e:
+            problem = shown(e)  # a field's value can be anything: cut to a few hundred chars
+            raise TuneMnistError(f"{where}: not a tune-mnist metadata file ({problem})") from None
 
 
 def new_meta(
@@ -390,6 +414,15 @@ def write_meta(experiment: str | Path, meta: ExperimentMeta) -> Path:
     return path
 
 
+def update_meta(
+    experiment: str | Path, change: Callable[[ExperimentMeta], ExperimentMeta]
+) -> ExperimentMeta:
+    """Read the metadata, change it and write it back (the writer holds the lock)."""
+    meta = change(read_meta(experiment))
+    write_meta(experiment, meta)
+    return meta
+
+
 def read_meta(experiment: str | Path) -> ExperimentMeta:
     """An experiment's metadata; a clear error when the folder holds none."""
     path = Path(experiment) / META_FILE
@@ -402,45 +435,3 @@ def read_meta(experiment: str | Path) -> ExperimentMeta:
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TuneMnistError(f"{path}: unreadable ({e})") from None
     return ExperimentMeta.from_record(record, str(path))
-
-
-@dataclass(frozen=True)
-class RunTiming:
-    """Where one run of a sweep (its start, or a resume) spent its wall time, as its driver
-    measured it. Times are seconds; `*_at` are Unix times. timing.py splits and shows it."""
-
-    process_started_at: float  # the driver process started (the command, for the CLI)
-    called_at: float  # run_sweep was called: what came before is Python and imports
-    data_s: float  # datasets read and checked, model costs (FLOPs) counted, once per sweep
-    ray_start_s: float  # joining the cluster or starting a local Ray
-    shared_s: float  # placement, storage checks, the metadata, shared Gram matrices
-    trials_s: float  # Tune's fit: the trials, their scheduling and worker starts
-    slots: int  # most trials that ran at once
-    report_s: float | None = None  # tables and figures; None until they were written
-    ended_at: float | None = None  # None: the run stopped before its report
-
-    @property
-    def wall_s(self) -> float | None:
-        """Process start to the end of the report (None before the end)."""
-        return None if self.ended_at is None else self.ended_at - self.process_started_at
-
-
-def write_timing(experiment: str | Path, run: RunTiming) -> Path:
-    """Record one run's timing in timing.json (replacing the entry of the same run)."""
-    runs = [r for r in read_timings(experiment) if r.called_at != run.called_at]
-    record = {"version": TIMING_VERSION, "runs": [asdict(r) for r in [*runs, run]]}
-    path = Path(experiment) / TIMING_FILE
-    write_atomic(path, json.dumps(record, indent=2))
-    return path
-
-
-def read_timings(experiment: str | Path) -> list[RunTiming]:
-    """The timing of every run of an experiment, oldest first; [] when none was recorded
-    (older experiments) or the file is unreadable or from a newer tune-mnist."""
-    try:
-        record = json.loads((Path(experiment) / TIMING_FILE).read_text())
-        if record.get("version") != TIMING_VERSION:
-            return []
-        return [RunTiming(**run) for run in record["runs"]]
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return []

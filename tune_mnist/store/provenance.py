@@ -296,9 +296,19 @@ def devices() -> list[str]:
     return [f"cpu: {platform.processor() or platform.machine()}"]
 
 
+# user:password@ in any URI of a command line: what `redacted` blanks out
+_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redacted(text: str) -> str:
+    """`text` with the user and password of every URI in it replaced by `***@`."""
+    return _CREDENTIALS.sub("***@", text)
+
+
 def command() -> str:
-    """The command line of this process, shell-quoted."""
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    """The command line of this process, shell-quoted, credentials in URIs redacted (it
+    goes into the experiment's metadata, provenance and report)."""
+    return redacted(shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]))
 
 
 def sha256_files(paths: Iterable[str | Path]) -> dict[str, str]:

@@ -60,6 +60,9 @@ def check_uri(uri: str) -> str:
             f"storage path {uri.split('?')[0]}: no query or credentials in the URI; set "
             "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead"
         )
+    # a `..` part would name another experiment's place, and its local copy another folder
+    if any(part in (".", "..") for part in uri.split("://", 1)[1].split("/")):
+        raise TuneMnistError(f"storage path {uri}: no `.` or `..` parts in a URI")
     return uri
 
 
@@ -204,13 +207,22 @@ def fetch(uri: str, dest: Path | None = None, must_exist: bool = True) -> Path:
         if must_exist and not remote:
             raise TuneMnistError(f"{uri}: no such experiment (nothing stored there)")
         for relative, info in remote.items():
-            _download(fs, info, dest / relative)
+            _download(fs, info, _inside(dest, relative, uri))
     if dest.is_dir():
         for local in [p for p in dest.rglob("*") if p.is_file()]:
             relative = local.relative_to(dest).as_posix()
             if relative not in remote and local.name not in _OURS:
                 local.unlink(missing_ok=True)
     return dest
+
+
+def _inside(dest: Path, relative: str, uri: str) -> Path:
+    """Where an object of the experiment goes in its local copy; refused (one line) when its
+    key would lead out of the copy (`..`, an absolute part), as a planted key could."""
+    target = (dest / relative).resolve()
+    if not target.is_relative_to(dest.resolve()) or target == dest.resolve():
+        raise TuneMnistError(f"{uri}: refused the object {relative!r}: it leads out of the copy")
+    return dest / relative
 
 
 def _download(fs, info, target: Path) -> None:
@@ -230,10 +242,3 @@ def _download(fs, info, target: Path) -> None:
         tmp.unlink(missing_ok=True)
     if mtime is not None:  # the remote time: results.py picks a config's newest folder by it
         os.utime(target, (mtime, mtime))
-
-
-def local_experiment(experiment: str | Path) -> Path:
-    """The folder to read an experiment from: itself, or the fresh local copy of a URI."""
-    if is_uri(experiment):
-        return fetch(str(experiment))
-    return Path(experiment)

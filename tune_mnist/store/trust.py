@@ -1,7 +1,9 @@
-"""Which experiment folders this user wrote: an HMAC over the files Ray Tune unpickles.
+"""Which experiment folders this user wrote: an HMAC over the files resuming trusts.
 
 Resuming makes Ray unpickle an experiment's `tuner.pkl`, its experiment and search states
-and any trial's `error.pkl`; a folder from somewhere else could run code that way. The
+and any trial's `error.pkl`, and rebuilds the sweep from `tune_mnist.json`, which names the
+model files and trainables to import and the tracking server to contact; a folder from
+somewhere else could run code either way. The
 sweeps of this user sign those files with a key kept in the user's config directory (as
 Jupyter signs notebooks), and `resume` refuses a folder whose pickled files are unsigned
 or changed unless told `--trust`. Checkpoints hold tensors and plain types only and load
@@ -25,13 +27,16 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from tune_mnist.store.experiment import LOCK_FILE, META_FILE, OWNER_FILE, TIMING_FILE, write_atomic
+from tune_mnist.errors import TuneMnistError
+from tune_mnist.store.experiment import LOCK_FILE, OWNER_FILE, write_atomic
+from tune_mnist.store.timings import TIMING_FILE
 
 KEY_ENV = "TUNE_MNIST_CONFIG_DIR"  # where the key lives; else $XDG_CONFIG_HOME/tune-mnist
 SIGNATURES = ".tune-mnist.sig"
 KEPT = 4  # signed versions kept per file: the folder may lag Tune's newest state
-# JSON that tune-mnist writes and reads with json.loads only: never unpickled
-_OURS = {META_FILE, TIMING_FILE, LOCK_FILE, OWNER_FILE, SIGNATURES, ".validate_storage_marker"}
+# tune-mnist's own files that nothing imports, unpickles or contacts from: never signed
+# (tune_mnist.json is signed: it names the code a resume imports)
+_OURS = {TIMING_FILE, LOCK_FILE, OWNER_FILE, SIGNATURES, ".validate_storage_marker"}
 
 
 def key_path() -> Path:
@@ -61,8 +66,9 @@ def _key(create: bool) -> bytes | None:
 
 
 def pickled_files(folder: Path) -> Iterator[Path]:
-    """The files of an experiment that resuming it may unpickle: Tune's own files at the
-    top (tuner.pkl, experiment and search states) and any pickle one level down."""
+    """The files of an experiment that resuming it may unpickle or import from: Tune's own
+    files at the top (tuner.pkl, experiment and search states), tune_mnist.json, and any
+    pickle one level down."""
     for path in folder.iterdir():
         if path.is_file() and path.name not in _OURS and not path.name.startswith("."):
             yield path
@@ -93,14 +99,16 @@ class Signer:
         self.signed = _read_signatures(self.experiment)
         self._seen: dict[Path, tuple[int, int, int]] = {}  # path -> what stat said last
 
-    def sign(self, source: Path | None = None) -> None:
-        """Sign every changed pickled file of `source` (default: the experiment) under
-        its name in the experiment; save the signatures if any changed."""
+    def sign(self, source: Path | None = None, only: tuple[str, ...] | None = None) -> None:
+        """Sign every changed pickled file of `source` (default: the experiment), or the
+        files named in `only`, under its name in the experiment; save the signatures if
+        any changed."""
         source = Path(source) if source else self.experiment
         if not source.is_dir():
             return
         changed = False
-        for path in pickled_files(source):
+        paths = pickled_files(source) if only is None else (source / name for name in only)
+        for path in paths:
             try:
                 stat = path.stat()
                 seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
@@ -127,7 +135,6 @@ class Signer:
 
     def _upload(self, record: str | None) -> None:
         """Copy the signatures to the experiment's URI; after a failure, at the next sign."""
-        from tune_mnist.errors import TuneMnistError
         from tune_mnist.store.storage import join, write_bytes
 
         record = record or (self.experiment / SIGNATURES).read_text()
@@ -138,9 +145,23 @@ class Signer:
             pass
 
 
-def sign(experiment: str | Path) -> None:
-    """Sign an experiment's pickled files as they are now (this user vouches for them)."""
-    Signer(Path(experiment)).sign()
+def sign(experiment: str | Path, only: tuple[str, ...] | None = None) -> None:
+    """Sign an experiment's pickled files and metadata as they are now, or only the files
+    named (this user vouches for them: its process wrote them, or verified them)."""
+    Signer(Path(experiment)).sign(only=only)
+
+
+def check_trusted(experiment: str | Path) -> None:
+    """Refuse, in one line, an experiment whose pickles or metadata this user's sweeps did
+    not sign as they are now: resuming or extending it would run what they name."""
+    if untrusted := untrusted_files(experiment):
+        more = f" and {len(untrusted) - 3} more" if len(untrusted) > 3 else ""
+        shown = ", ".join(untrusted[:3]) + more
+        raise TuneMnistError(
+            f"{experiment}: {shown} not signed by this user's tune-mnist, or changed since; "
+            "resuming unpickles them and imports what they name, which can run code: add "
+            "--trust only if you know where the folder came from"
+        )
 
 
 def untrusted_files(experiment: str | Path) -> list[str]:

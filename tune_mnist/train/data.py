@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import zipfile
 import zlib
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -38,9 +39,39 @@ TORCHVISION_CLASS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 # Mean and std of the training pixels scaled to [0, 1]: the usual Normalize constants.
 NORMALIZATION = {"mnist": (0.1307, 0.3081), "fashion-mnist": (0.2860, 0.3530)}
 SMOKE_TRAIN, SMOKE_TEST = 1_000, 500  # images per dataset in a --smoke run
-# Full MNIST is 47 MB; a header declaring more than 8 GiB is damaged or hostile.
-MAX_IDX_PAYLOAD = 2**33
+# The most bytes one array of a dataset may decode to, checked from its header before it
+# is decoded: full MNIST's training images are 47 MB, CIFAR-100's 154 MB. A small file that
+# claims more (a compressed bomb, a damaged header) is refused; raise it with the variable.
+MAX_DATA_ENV = "TUNE_MNIST_MAX_DATA_BYTES"
+DEFAULT_MAX_DATA_BYTES = 2**30  # 1 GiB
+MAX_SIDE, MAX_CHANNELS = 4096, 4  # pixels on a side, channels: an image the model check builds
 READ_CHUNK = 1 << 24
+
+
+def max_data_bytes() -> int:
+    """The cap on one array's decoded bytes: $TUNE_MNIST_MAX_DATA_BYTES, else 1 GiB."""
+    text = os.environ.get(MAX_DATA_ENV)
+    if text is None:
+        return DEFAULT_MAX_DATA_BYTES
+    if not text.isdigit() or int(text) < 1:
+        raise TuneMnistError(f"{MAX_DATA_ENV}={text}: expected a number of bytes")
+    return int(text)
+
+
+def check_declared(source: str, shape: tuple[int, ...], itemsize: int = 1) -> None:
+    """Refuse, before decoding, an array whose declared shape is past the caps: its bytes
+    (max_data_bytes), an image's sides (MAX_SIDE) or channels (MAX_CHANNELS)."""
+    size = math.prod(shape) * itemsize
+    if size > (cap := max_data_bytes()):
+        raise TuneMnistError(
+            f"{source}: declares {shape}, {size:,} bytes once decoded: more than the "
+            f"{cap:,} accepted (raise it with {MAX_DATA_ENV})"
+        )
+    if len(shape) >= 3 and (max(shape[1:3]) > MAX_SIDE or shape[3:4] > (MAX_CHANNELS,)):
+        raise TuneMnistError(
+            f"{source}: images of {' x '.join(map(str, shape[1:]))}: at most {MAX_SIDE} "
+            f"pixels a side and {MAX_CHANNELS} channels"
+        )
 
 
 @dataclass(frozen=True)
@@ -127,11 +158,7 @@ def _read_idx_stream(stream: BinaryIO, path: Path, magic: int) -> np.ndarray:
     shape = tuple(int.from_bytes(head[i : i + 4], "big") for i in range(4, len(head), 4))
     size = math.prod(shape)
     expected = len(head) + size
-    if size > MAX_IDX_PAYLOAD:
-        raise TuneMnistError(
-            f"{path}: IDX header {shape} declares {size} bytes of data, more than the "
-            f"{MAX_IDX_PAYLOAD} this reader accepts"
-        )
+    check_declared(f"{path}: IDX header", shape)
     # Grown chunk by chunk rather than allocated up front, so that a header promising
     # gigabytes over a short file costs only what the file really holds.
     payload = bytearray()
@@ -192,12 +219,27 @@ def read_npz(name: str, path: Path) -> Dataset:
                 raise TuneMnistError(
                     f"{path} has no array {missing[0]} (needs {', '.join(NPZ_KEYS)})"
                 )
+            for key in NPZ_KEYS:  # each array's header read, its data not yet
+                check_declared(f"{path}: {key}", *_npy_header(npz.zip, f"{key}.npy"))
             x_train, y_train, x_test, y_test = (npz[k] for k in NPZ_KEYS)
     except (OSError, ValueError, EOFError, zlib.error) as e:  # not a zip, pickled objects
         raise TuneMnistError(f"{path}: cannot read as .npz: {first_line(e)}") from None
     arrays = {"train_images": x_train, "train_labels": y_train}
     arrays |= {"test_images": x_test, "test_labels": y_test}
     return own_dataset(name, str(path), arrays)
+
+
+def _npy_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], int]:
+    """The shape and item size an .npy member of an .npz declares, read from its header
+    (a few hundred bytes decompressed), not from its data."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0}
+    readers[(2, 0)] = np.lib.format.read_array_header_2_0
+    with archive.open(member) as stream:
+        version = np.lib.format.read_magic(stream)
+        if version not in readers:
+            raise ValueError(f"{member}: .npy format {version} (expected 1.0 or 2.0)")
+        shape, _, dtype = readers[version](stream)
+    return shape, dtype.itemsize
 
 
 def own_dataset(name: str, source: str, arrays: dict[str, np.ndarray]) -> Dataset:

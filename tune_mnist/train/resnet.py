@@ -57,9 +57,22 @@ class ResNetResult:
     train_time_ms: float  # training loops of all epochs, testing excluded
     epochs_trained: int
     history: list[EpochStats] = field(default_factory=list)
-    diverged: bool = False  # the loss became NaN or infinite; training stopped there
+    diverged: bool = False  # the loss became NaN, infinite or huge (diverged()): stopped there
     options: dict[str, Any] = field(default_factory=dict)  # TrainOptions as resolved
     predicted: torch.Tensor | None = None  # the test set's predicted classes, last epoch
+
+
+# An untrained classifier's cross-entropy is about ln(classes) (2.3 for 10 classes); a loss
+# this many times that at the end of an epoch is no model at all, though still finite (Adam
+# at lr 1e5 ended an epoch at 5.4e11 and 20% accuracy). Training at a sane lr ends every
+# epoch below ln(classes): the factor leaves a wide margin for a bad but real first epoch.
+DIVERGED_FACTOR = 10
+
+
+def diverged(loss: float, classes: int) -> bool:
+    """Whether an epoch's mean training loss says the trial diverged: not finite, or more
+    than DIVERGED_FACTOR times an untrained classifier's."""
+    return not math.isfinite(loss) or loss > DIVERGED_FACTOR * math.log(max(classes, 2))
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -309,14 +322,14 @@ def _train_resnet(
         history.append(EpochStats(epoch, *stats))
         if on_epoch:
             on_epoch(history[-1], state)
-        if not math.isfinite(loss):  # diverged: no later epoch can bring it back
+        if diverged(loss, data.classes):  # no later epoch can bring it back
             break
     return ResNetResult(
         test_accuracy=history[-1].test_accuracy if history else float("nan"),
         train_time_ms=train_ms,
         epochs_trained=done,
         history=history,
-        diverged=bool(history) and not math.isfinite(history[-1].train_loss),
+        diverged=bool(history) and diverged(history[-1].train_loss, data.classes),
         options=asdict(options),
         predicted=predicted,
     )
