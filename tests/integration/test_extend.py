@@ -14,6 +14,7 @@ from tune_mnist.run.extend import content_key
 from tune_mnist.run.sweep import SweepSettings, resume_sweep, run_sweep
 from tune_mnist.spec.spaces import parse_space
 from tune_mnist.store.experiment import LOCK_FILE, DataInfo, read_meta, write_meta
+from tune_mnist.store.trust import sign
 from tune_mnist.train.data import dataset_files
 
 from ..conftest import write_dataset, write_space
@@ -128,6 +129,7 @@ def small(tiny_data, tmp_path_factory):
     data = {"mnist": DataInfo(str(tiny_data / "mnist"), 96, 40, digests)}
     write_meta(experiment, replace(meta, settings=settings, data=data))
     (experiment / LOCK_FILE).touch()  # every sweep leaves its (empty) lock file
+    sign(experiment)  # as the sweep that wrote it would have
     return experiment, write_space(folder, "grown", **GROWN)
 
 
@@ -165,6 +167,17 @@ def test_an_incomparable_extension_is_refused_in_one_line(
     error = result.output.split("error: ", 1)[1]
     assert message in error and error.count("\n") == 1
     assert snapshot(experiment) == before  # nothing written
+
+
+def test_extending_an_unsigned_experiment_is_refused_without_trust(tmp_path, tiny_data):
+    """--extend rebuilds the old trials from the folder's metadata: it must be this user's."""
+    experiment = make_experiment(
+        tmp_path / "exp", load_space(write_space(tmp_path, **BASE)), lambda t: 90.0
+    )
+    space = write_space(tmp_path, name="more", **BASE)
+    result = invoke("sweep", space, "--data-dir", tiny_data, "--extend", experiment)
+    assert result.exit_code == 1, result.output
+    assert "tune_mnist.json not signed by this user's tune-mnist" in result.output
 
 
 def test_extending_no_experiment_is_refused(tmp_path, tiny_data):

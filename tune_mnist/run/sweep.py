@@ -324,7 +324,8 @@ def _timed_summary(experiment: Experiment, imports: Future | None) -> tuple[Summ
     started = time.perf_counter()
     if imports is not None:
         imports.exception()  # waits; a failed import fails again, in the report, with its error
-    summary = summarize(experiment, plots=True)
+    # what Tune wrote (to a URI too) and the metadata as the run left it, read afresh
+    summary = summarize(experiment.fetched().reread(), plots=True)
     return summary, time.perf_counter() - started
 
 
@@ -357,8 +358,9 @@ def resume_sweep(
     # what to resume: read here to rebuild the space and settings; run_sweep reads the
     # metadata again under the experiment's lock, which this read does not hold
     opened = open_experiment(locate(experiment, absolute=True))
-    if not trust:  # before anything it names is imported or contacted
-        check_trusted(opened.folder)
+    if not trust:  # before anything it names is imported or contacted; under the lock, so
+        with writing(opened.folder):  # a sweep at work on it is "in use", not "unsigned"
+            check_trusted(opened.folder)
     meta = opened.meta
     if opened.uri:
         parent, name = storage.split(opened.uri)
