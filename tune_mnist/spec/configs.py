@@ -86,6 +86,11 @@ class SVMConfig:
         return f"{self.dataset}/svm-{self.kernel}/n{self.train_samples}"
 
 
+# An epoch whose mean training loss is above this many times an untrained classifier's
+# (ln of the class count) has diverged: train/resnet.diverged decides it, and the results
+# say it with the same number.
+DIVERGED_FACTOR = 10
+
 # A configuration's fields: a trial's identity but its seed, in declaration order. The one
 # list the tables, the study's reference tables and the results read configurations by.
 CONFIG_FIELDS = {

@@ -35,11 +35,6 @@ class Experiment:
         return self.uri or str(self.folder)
 
     @property
-    def name(self) -> str:
-        """Its own name: the last part of its folder or URI."""
-        return self.folder.name
-
-    @property
     def report(self) -> Path:
         """The local report/ folder."""
         return report_dir(self.folder)

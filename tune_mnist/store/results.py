@@ -27,6 +27,7 @@ import pandas as pd
 
 from tune_mnist.spec.configs import (
     ALL_CONFIG_FIELDS,
+    DIVERGED_FACTOR,
     TrialConfig,
     trial_from_dict,
     trial_key,
@@ -191,8 +192,8 @@ def _trial_row(
         loss = f"{loss:.4g}" if isinstance(loss, float) else loss
         status = DIVERGED
         error = (
-            f"training loss {loss} in epoch {last.get('epoch')}: not finite, or over 10x "
-            "an untrained classifier's"
+            f"training loss {loss} in epoch {last.get('epoch')}: not finite, or over "
+            f"{DIVERGED_FACTOR}x an untrained classifier's"
         )
     elif folder and read_stopped_early(folder) is not None:  # its scheduler stopped it
         status = STOPPED_EARLY

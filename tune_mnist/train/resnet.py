@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.spec.configs import ResNetConfig, TrainOptions
+from tune_mnist.spec.configs import DIVERGED_FACTOR, ResNetConfig, TrainOptions
 from tune_mnist.train.data import NORMALIZATION, Dataset
 from tune_mnist.train.models import build_model, skip_padding_taps
 from tune_mnist.train.split import Holdout
@@ -62,16 +62,10 @@ class ResNetResult:
     predicted: torch.Tensor | None = None  # the test set's predicted classes, last epoch
 
 
-# An untrained classifier's cross-entropy is about ln(classes) (2.3 for 10 classes); a loss
-# this many times that at the end of an epoch is no model at all, though still finite (Adam
-# at lr 1e5 ended an epoch at 5.4e11 and 20% accuracy). Training at a sane lr ends every
-# epoch below ln(classes): the factor leaves a wide margin for a bad but real first epoch.
-DIVERGED_FACTOR = 10
-
-
 def diverged(loss: float, classes: int) -> bool:
     """Whether an epoch's mean training loss says the trial diverged: not finite, or more
-    than DIVERGED_FACTOR times an untrained classifier's."""
+    than DIVERGED_FACTOR times an untrained classifier's (about ln(classes): a loss that
+    high is no model at all, though still finite; a sane lr ends every epoch below it)."""
     return not math.isfinite(loss) or loss > DIVERGED_FACTOR * math.log(max(classes, 2))
 
 
