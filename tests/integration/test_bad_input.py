@@ -295,3 +295,25 @@ def test_verbose_shows_the_traceback(tmp_path):
     result = CliRunner().invoke(app, ["sweep", "q3", "--verbose"])
     assert result.exit_code == 1
     assert "TuneMnistError" in repr(result.exception)
+
+
+def test_no_secret_from_the_environment_reaches_any_written_file(tmp_path, tiny_data, monkeypatch):
+    """Tokens and keys a sweep's environment holds (as a user's shell would) appear in no
+    file the sweep writes: metadata, provenance, report, Tune's files, trial logs."""
+    secret = "s3cr3t-planted-in-env"
+    for name in (
+        "MLFLOW_TRACKING_TOKEN",
+        "MLFLOW_TRACKING_PASSWORD",
+        "AWS_SECRET_ACCESS_KEY",
+        "WANDB_API_KEY",
+        "TUNE_MNIST_SOMETHING",
+    ):
+        monkeypatch.setenv(name, secret)
+    storage = tmp_path / "runs"
+    space = write_space(tmp_path, **TINY_SVM)
+    args = ["sweep", str(space), "--data-dir", str(tiny_data), "--storage-path", str(storage)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    written = [p for p in storage.rglob("*") if p.is_file()]
+    assert len(written) > 20
+    assert [p for p in written if secret.encode() in p.read_bytes()] == []

@@ -1,4 +1,5 @@
-"""A trial that really diverges (SGD at lr 1e6: the loss stops being finite) has ended:
+"""A trial that really diverges (SGD at lr 1e5, inside the bounds a space accepts: the loss
+stops being finite or grows far past an untrained one) has ended:
 sweep, status, summarize and resume say so alike and exit 0, and resume reruns nothing."""
 
 from typer.testing import CliRunner
@@ -12,7 +13,7 @@ from ..conftest import TINY_RESNET, write_space
 def test_a_diverged_trial_ends_the_sweep_without_a_loop(tmp_path, tiny_data):
     space = {
         **TINY_RESNET,
-        "fixed": {**TINY_RESNET["fixed"], "optimizer": "sgd", "lr": 1e6},
+        "fixed": {**TINY_RESNET["fixed"], "optimizer": "sgd", "lr": 1e5},
         "grid": {"dataset": ["mnist"], "batch_size": [32], "epochs": [2]},
     }
     path = write_space(tmp_path, **space)
@@ -24,7 +25,9 @@ def test_a_diverged_trial_ends_the_sweep_without_a_loop(tmp_path, tiny_data):
     assert swept.exit_code == 0, swept.output
     assert "1 trials diverged" in swept.output
     assert "tune-mnist resume" not in swept.output
-    assert list(load_results(experiment)["status"]) == ["diverged"]
+    results = load_results(experiment)
+    assert list(results["status"]) == ["diverged"]
+    assert "not finite, or over 10x an untrained classifier's" in results["error"].iloc[0]
 
     status = runner.invoke(app, ["status", str(experiment)])
     assert status.exit_code == 0, status.output

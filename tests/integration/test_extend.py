@@ -13,7 +13,7 @@ from tune_mnist.cli.main import app
 from tune_mnist.run.extend import content_key
 from tune_mnist.run.sweep import SweepSettings, resume_sweep, run_sweep
 from tune_mnist.spec.spaces import parse_space
-from tune_mnist.store.experiment import LOCK_FILE, DataInfo, read_meta, write_meta
+from tune_mnist.store.experiment import LOCK_FILE, META_FILE, DataInfo, read_meta, write_meta
 from tune_mnist.store.trust import sign
 from tune_mnist.train.data import dataset_files
 
@@ -129,7 +129,7 @@ def small(tiny_data, tmp_path_factory):
     data = {"mnist": DataInfo(str(tiny_data / "mnist"), 96, 40, digests)}
     write_meta(experiment, replace(meta, settings=settings, data=data))
     (experiment / LOCK_FILE).touch()  # every sweep leaves its (empty) lock file
-    sign(experiment)  # as the sweep that wrote it would have
+    sign(experiment, META_FILE)  # as the sweep that wrote it would have
     return experiment, write_space(folder, "grown", **GROWN)
 
 

@@ -235,3 +235,24 @@ def test_a_killed_sweep_resumes_from_the_uri(s3, tmp_path, tiny_data):
     for name, epochs in done_before.items():  # finished trials were not trained again
         assert done_after[name] == epochs
     assert f"{prefix}report/tables.md" in s3.keys(prefix)
+
+
+@pytest.mark.parametrize("key", ["a/../../../../escaped.txt", "a/../../escaped.txt"])
+def test_an_object_key_leading_out_of_the_local_copy_is_refused(s3, tmp_path, monkeypatch, key):
+    """A key planted in a shared bucket (`exp/../../x`) must not make a download write
+    outside the experiment's local copy (where the signing key would be in reach)."""
+    cache = tmp_path / "deep" / "er" / "cache"
+    monkeypatch.setenv("TUNE_MNIST_CACHE", str(cache))
+    client = s3.client()
+    client.put_object(Bucket="bucket", Key="planted/exp/tune_mnist.json", Body=b"{}")
+    client.put_object(Bucket="bucket", Key=f"planted/exp/{key}", Body=b"planted")
+    result = CliRunner().invoke(app, ["status", "s3://bucket/planted/exp"])
+    assert result.exit_code == 1, result.output
+    assert "leads out of the copy" in one_error_line(result.output)
+    assert not [p for p in tmp_path.rglob("escaped.txt")]
+
+
+def test_a_uri_with_dot_dot_segments_is_refused_before_anything_is_deleted(s3, tmp_path):
+    result = CliRunner().invoke(app, ["status", "s3://bucket/planted/exp/.."])
+    assert result.exit_code == 1, result.output
+    assert "s3://bucket/planted/exp/.." in one_error_line(result.output)

@@ -15,7 +15,7 @@ from tune_mnist.cli.main import app
 from tune_mnist.run.sweep import SweepSettings, run_sweep
 from tune_mnist.spec.spaces import load_space, parse_space
 from tune_mnist.store.experiment import META_FILE
-from tune_mnist.store.trust import KEPT, SIGNATURES, Signer, key_path, sign, untrusted_files
+from tune_mnist.store.trust import KEPT, SIGNATURES, Signer, key_path, untrusted_files
 
 SPACE = {
     "name": "t",
@@ -23,6 +23,11 @@ SPACE = {
     "fixed": {"dataset": "mnist", "train_samples": 50},
     "grid": {"kernel": ["rbf"]},
 }
+
+
+def sign_all(folder):
+    """Sign every file of a folder, as the sweep that wrote them would have."""
+    Signer(folder).sign_copy(folder)
 
 
 class Payload:
@@ -50,7 +55,7 @@ def test_a_signed_folder_is_trusted_and_any_change_or_addition_is_not(tmp_path):
     assert untrusted_files(folder) == sorted(
         ["experiment_state-2026.json", "tune_mnist.json", "tuner.pkl", f"{trial.name}/params.pkl"]
     )
-    sign(folder)
+    sign_all(folder)
     assert untrusted_files(folder) == []
     assert stat.S_IMODE(key_path().stat().st_mode) == 0o600  # the key is the owner's alone
 
@@ -64,12 +69,12 @@ def test_a_signed_folder_is_trusted_and_any_change_or_addition_is_not(tmp_path):
 
 def test_another_users_key_or_a_forged_signature_file_is_not_trusted(tmp_path, monkeypatch):
     folder, _ = tune_like_folder(tmp_path)
-    sign(folder)
+    sign_all(folder)
     mine = os.environ["TUNE_MNIST_CONFIG_DIR"]
     monkeypatch.setenv("TUNE_MNIST_CONFIG_DIR", str(tmp_path / "someone-else"))
     assert "tuner.pkl" in untrusted_files(folder)  # no key here: nothing is trusted
     (folder / "tuner.pkl").write_bytes(pickle.dumps("changed"))
-    sign(folder)  # the other user signs a change with their own key...
+    sign_all(folder)  # the other user signs a change with their own key...
     monkeypatch.setenv("TUNE_MNIST_CONFIG_DIR", mine)
     assert "tuner.pkl" in untrusted_files(folder)  # ...which this user's key does not accept
     (folder / SIGNATURES).write_text("not json")
@@ -86,16 +91,16 @@ def test_a_folder_that_lags_the_newest_signed_state_is_still_trusted(tmp_path):
     signer = Signer(folder)
     for version in range(KEPT):  # versions 0 .. KEPT-1 signed from staging
         (staging / "tuner.pkl").write_bytes(pickle.dumps(version))
-        signer.sign(staging)
+        signer.sign_copy(staging)
     assert "tuner.pkl" not in untrusted_files(folder)  # holds version 0, KEPT versions back
     (staging / "tuner.pkl").write_bytes(pickle.dumps(KEPT))
-    signer.sign(staging)
+    signer.sign_copy(staging)
     assert "tuner.pkl" in untrusted_files(folder)  # version 0 is no longer among the kept
 
 
 def test_resume_refuses_a_tampered_tuner_pickle_without_running_it(tmp_path):
     folder, _ = tune_like_folder(tmp_path)
-    sign(folder)
+    sign_all(folder)
     marker = tmp_path / "payload-ran"
     (folder / "tuner.pkl").write_bytes(pickle.dumps(Payload(marker)))
 
@@ -130,7 +135,7 @@ def test_resume_refuses_edited_metadata_before_importing_what_it_names(tmp_path)
     # smoke: the bundled sample is there, so nothing but the signature check stops it
     folder = make_experiment(tmp_path / "exp", spec, lambda t: 90.0, skip={0}, smoke=True)
     (folder / "tuner.pkl").write_bytes(pickle.dumps({}))
-    sign(folder)
+    sign_all(folder)
     marker = tmp_path / "payload-ran"
     payload = tmp_path / "payload.py"
     payload.write_text(
@@ -157,7 +162,7 @@ def test_summarize_suggests_resume_only_for_a_signed_folder(tmp_path):
     assert "continue with" not in unsigned.output
     assert "refuses it unless told --trust" in unsigned.output
 
-    sign(folder)
+    sign_all(folder)
     signed = CliRunner().invoke(app, ["summarize", str(folder)])
     assert f"continue with `tune-mnist resume {folder}`" in signed.output
 
@@ -220,3 +225,73 @@ def test_a_new_sweep_refuses_files_it_did_not_write_and_signs_none_of_them(tmp_p
     assert "holds files this user's tune-mnist did not write" in result.output
     assert planted.name in result.output
     assert not (storage / "t" / SIGNATURES).exists()
+
+
+def test_a_file_planted_during_a_run_is_never_signed(local_ray, tiny_data, tmp_path):
+    """A sweep signs what it wrote, not what it finds: files planted in its folder while it
+    runs (a shared prefix) stay unsigned, and a resume refuses them."""
+    import threading
+    import time
+
+    storage = tmp_path / "results"
+    folder = storage / "tiny"
+    planted = []
+
+    def plant():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (folder / "tuner.pkl").is_file():
+            time.sleep(0.01)
+        state = folder / "experiment_state-9999-12-31_00-00-00.json"
+        state.write_text('{"trial_data": []}')
+        planted.append(state.name)
+        while time.monotonic() < deadline:
+            trials = [p for p in folder.iterdir() if (p / "params.json").is_file()]
+            if trials:
+                (trials[0] / "error.pkl").write_bytes(pickle.dumps("planted"))
+                planted.append(f"{trials[0].name}/error.pkl")
+                return
+            time.sleep(0.01)
+
+    planter = threading.Thread(target=plant)
+    planter.start()
+    spec = load_space(write_space(tmp_path, **TINY_SVM))
+    settings = SweepSettings(data_dir=str(tiny_data), storage_path=str(storage))
+    result = run_sweep(spec, settings)
+    planter.join()
+
+    assert result.summary.complete and len(planted) == 2, planted
+    assert untrusted_files(folder) == sorted(planted)
+    refused = CliRunner().invoke(app, ["resume", str(folder)])
+    assert refused.exit_code == 1, refused.output
+    assert "not signed by this user's tune-mnist" in refused.output
+    assert planted[0] in refused.output or planted[1] in refused.output
+
+
+def test_a_file_swapped_after_the_check_is_refused_where_tune_reads_it(
+    local_ray, tiny_data, tmp_path, monkeypatch
+):
+    """The check reads the folder before Ray starts; Tune reads it again later. A pickle
+    swapped in between (the race an attacker with write access would run) is refused on
+    the bytes Tune reads, and never unpickled."""
+    from tune_mnist.store.verified_fs import VerifiedFiles
+
+    spec = load_space(write_space(tmp_path, **TINY_SVM))
+    settings = SweepSettings(data_dir=str(tiny_data), storage_path=str(tmp_path / "results"))
+    folder = run_sweep(spec, settings).experiment_dir
+    assert untrusted_files(folder) == []
+    marker = tmp_path / "payload-ran"
+    over = VerifiedFiles.over
+
+    def swap_after_the_check(uri, run_folder):
+        checked = over(uri, run_folder)
+        (Path(run_folder) / "tuner.pkl").write_bytes(pickle.dumps(Payload(marker)))
+        return checked
+
+    monkeypatch.setattr(VerifiedFiles, "over", staticmethod(swap_after_the_check))
+    result = CliRunner().invoke(app, ["resume", str(folder)])
+
+    assert result.exit_code == 1, result.output
+    message = result.output.strip().splitlines()[-1]
+    assert "tuner.pkl: changed after it was verified" in message, result.output
+    assert "Traceback" not in result.output
+    assert not marker.exists()

@@ -100,8 +100,9 @@ LimitOpt = Annotated[
 TrustOpt = Annotated[
     bool,
     typer.Option(
-        help="Resume even if this user's tune-mnist did not sign the experiment's pickled "
-        "files (resuming unpickles them: only for folders you know)."
+        help="Resume or extend even if this user's tune-mnist did not sign the experiment's "
+        "files. Risk: Tune unpickles them and the metadata names code to import, so this "
+        "runs whatever the folder holds. Only for folders you know."
     ),
 ]
 

@@ -169,7 +169,7 @@ def close_run(experiment: Path, clock: BudgetClock) -> None:
         return replace(meta, runs=[*meta.runs[:-1], run])
 
     update_meta(experiment, closed)
-    sign(experiment, only=(META_FILE,))
+    sign(experiment, META_FILE)
 
 
 def _save_run(experiment: Path, key: str, value: Any) -> None:
@@ -177,7 +177,7 @@ def _save_run(experiment: Path, key: str, value: Any) -> None:
         experiment,
         lambda meta: replace(meta, runs=[*meta.runs[:-1], replace(meta.run, **{key: value})]),
     )
-    sign(experiment, only=(META_FILE,))  # what a resume reads next
+    sign(experiment, META_FILE)  # what a resume reads next
 
 
 def finished_run(

@@ -33,12 +33,10 @@ from tune_mnist.run.run_plan import RunPlan
 from tune_mnist.spec.budget import Budget, admitted, describe
 from tune_mnist.spec.configs import TrialConfig, trial_key, trial_to_dict
 from tune_mnist.spec.spaces import Spec
-from tune_mnist.store.experiment import DataInfo, ExperimentMeta, TuneRun
+from tune_mnist.store.experiment import RUN_PREFIX, DataInfo, ExperimentMeta, TuneRun
 from tune_mnist.store.opened import Experiment
 from tune_mnist.store.results import ENDED, load_experiment
 from tune_mnist.store.settings import SweepSettings
-
-RUN_PREFIX = "extend-"  # the folders of the Tune runs an extension adds
 
 
 def code_settings(settings: SweepSettings, trainable: str) -> dict[str, Any]:

@@ -160,18 +160,17 @@ class ProgressReport:
         """Sign the state Tune has just staged, before Tune starts copying it to the
         experiment (see Progress.get_state)."""
         if self.signer is not None and self.staging is not None:
-            self.signer.sign(self.staging)
+            self.signer.sign_copy(self.staging)
             self.saves_signed = True
 
     def step_end(self, trials) -> None:
-        """Sign the folder itself; and the staged state until saves are signed as Tune
-        makes them (its first save comes before any trial shows the staging folder)."""
+        """Sign the staged state until saves are signed as Tune makes them (its first
+        save comes before any trial shows the staging folder)."""
         if self.signer is None:
             return
         self._note_staging(trials)
         if not self.saves_signed:
             self.saved()
-        self.signer.sign()
 
     def _note_staging(self, trials) -> None:
         if trials and self.signer is not None:  # where Tune stages the state it saves

@@ -66,7 +66,13 @@ from tune_mnist.store.opened import Experiment, locate, open_experiment
 from tune_mnist.store.provenance import sha256_files
 from tune_mnist.store.settings import SweepSettings
 from tune_mnist.store.timings import read_timings, write_timing
-from tune_mnist.store.trust import Signer, check_trusted, sign, untrusted_files
+from tune_mnist.store.trust import (
+    TUNER_FILE,
+    Signer,
+    check_trusted,
+    untrusted_files,
+)
+from tune_mnist.store.verified_fs import VerifiedFiles
 from tune_mnist.train.checks import check_space, model_costs
 from tune_mnist.train.data import dataset_files, load_datasets
 from tune_mnist.train.gram import share_grams
@@ -181,7 +187,6 @@ def _run_sweep(
     run_dir = folder / plan.run.folder  # where this Tune run keeps its state and trials
     where = experiment.place(plan.run.folder)  # where Tune reads and writes this run
     if settings.resume and (spent := budgets.spent(experiment)):
-        sign(folder)  # verified before; budgets.spent may have recorded why it stopped
         say(f"nothing to resume: {spent}; `tune-mnist sweep SPACE --extend` runs the rest")
         return SweepResult(folder, summarize(experiment, plots=True), 0, {}, uri)
     if settings.resume and not settings.trust and tune.Tuner.can_restore(where):
@@ -240,13 +245,20 @@ def _run_sweep(
                 tracked = tracking.start_sweep_run(settings.mlflow, experiment.meta, where)
             # The restored RunConfig holds the Progress callback pickled at the start; it
             # prints through the ProgressReport of this process (see Progress).
+            # Tune reads the run again from `where`: through a filesystem that checks it
+            # reads the bytes verified above (a file swapped meanwhile is refused)
+            files, path = VerifiedFiles.over(where, run_dir)
             tuner = tune.Tuner.restore(
-                where, trainable, resume_errored=True, param_space=param_space
+                path,
+                trainable,
+                resume_errored=True,
+                param_space=param_space,
+                storage_filesystem=files,
             )
         else:  # a new sweep, or one killed before Tune wrote its first state
             meta = _meta(plan, settings, data, resources)
-            experiment.put_beside(write_meta(folder, meta))
-            sign(folder)  # this process wrote it, and verified what it kept of the old one
+            write_meta(folder, meta)
+            experiment.signed_meta()
             experiment = replace(experiment, meta=meta)
             if settings.mlflow:
                 tracked = tracking.start_sweep_run(settings.mlflow, meta, where)
@@ -262,9 +274,10 @@ def _run_sweep(
                 ),
                 run_config=_run_config(where, settings, tracked, bool(plan.run.budget)),
             )
-        if uri:  # Tune wrote tuner.pkl straight to the URI: sign it as it is there now
-            experiment.fetched(must_exist=False)
-            progress.signer.sign()
+        if not restoring:  # Tune has just written tuner.pkl, for this process
+            if uri:  # straight to the URI: signed as it is there now
+                experiment.fetched(must_exist=False)
+            signer.sign_written(TUNER_FILE)
         # Tune saves the experiment's state every 10 s or more by default; a driver killed
         # in between would, on resume, rerun trials that had finished. The state is small.
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
@@ -281,12 +294,9 @@ def _run_sweep(
         finally:  # whatever state Tune left, this run wrote it
             clock.lap("trials")
             progress.saved()  # Tune's last save is signed as made; if it was not, it is now
-            sign(run_dir)
-            if spending:
+            if spending:  # signs the metadata it writes
                 budgets.close_run(folder, spending)
-                experiment.put_beside(experiment.meta_file)  # with what the budget spent
-            # the experiment's signatures cover its runs' pickles and its metadata
-            sign(folder)
+                experiment.signed_meta()  # with what the budget spent
         experiment.put_beside(write_timing(folder, clock.timing(progress.peak_running)))
         # A local Ray takes about a second to stop and spends it waiting for its processes
         # to exit: the report is made meanwhile (Ray itself stops in this, the main thread).

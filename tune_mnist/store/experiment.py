@@ -55,6 +55,7 @@ META_FILE = "tune_mnist.json"
 REPORT_DIR = "report"
 PREDICTIONS_FILE = "predictions.npz"
 STOPPED_FILE = "stopped_early.json"
+RUN_PREFIX = "extend-"  # the folders of the Tune runs an extension adds (run/extend.py)
 LOCK_FILE, OWNER_FILE = ".tune-mnist.lock", ".tune-mnist.owner"
 # 3: adds `runs` (each Tune run's folder, trials, budget and what it spent);
 # 2: adds `version` and `selection`; 1: the files of tune-mnist 0.1.0

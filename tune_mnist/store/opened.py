@@ -19,6 +19,7 @@ from tune_mnist.store.experiment import (
     read_meta,
     report_dir,
 )
+from tune_mnist.store.trust import SIGNATURES, sign
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,13 @@ class Experiment:
         in object storage (a later fetch drops from the copy what the URI does not hold)."""
         if self.uri:
             storage.put(written, storage.join(self.uri, written.name))
+
+    def signed_meta(self) -> None:
+        """Sign the metadata this process has just written and put it, with the signatures,
+        beside the experiment in object storage (trust.py)."""
+        sign(self.folder, META_FILE)
+        self.put_beside(self.meta_file)
+        self.put_beside(self.folder / SIGNATURES)
 
     def put_report(self) -> None:
         """Put the local report/ folder into object storage, where it lives there."""

@@ -3,18 +3,23 @@
 Resuming makes Ray unpickle an experiment's `tuner.pkl`, its experiment and search states
 and any trial's `error.pkl`, and rebuilds the sweep from `tune_mnist.json`, which names the
 model files and trainables to import and the tracking server to contact; a folder from
-somewhere else could run code either way. The
-sweeps of this user sign those files with a key kept in the user's config directory (as
-Jupyter signs notebooks), and `resume` refuses a folder whose pickled files are unsigned
-or changed unless told `--trust`. Checkpoints hold tensors and plain types only and load
-with `torch.load(weights_only=True)`: they need no signature.
+somewhere else could run code either way. The sweeps of this user sign those files with a
+key kept in the user's config directory (as Jupyter signs notebooks), and `resume`
+refuses a folder whose files are unsigned or changed unless told `--trust`. Checkpoints
+hold tensors and plain types only and load with `torch.load(weights_only=True)`: they need
+no signature. Files Tune never reads (text, CSV, images) are ignored, never signed.
 
-Tune rewrites its state every second in a staging folder and copies it into the
-experiment in a background thread. A sweep signs each save in that folder before the copy
-starts (and uploads the signatures first, for an experiment in object storage), signs the
-folder itself at every step of Tune's loop, and keeps the last few signed versions of each
-file: a driver killed mid-copy leaves a folder it signed. The exceptions are the first
-save and `tuner.pkl`, which a sweep can only sign just after Tune writes them.
+A sweep signs only what it wrote: what its own process put in Tune's staging folder (the
+experiment's state, the searcher's, each trial's `params.pkl` and `error.pkl`), `tuner.pkl`
+just after Tune writes it, and the metadata it writes. Nothing is signed because it is in
+the experiment folder: a file planted there, even during a run, stays unsigned.
+
+Tune rewrites its state every second in the staging folder and copies it into the
+experiment in a background thread. A sweep signs each save there before the copy starts
+(and uploads the signatures first, for an experiment in object storage), and keeps the
+last few signed versions of each file: a driver killed mid-copy leaves a folder it signed.
+A resume then has Tune read the experiment through `VerifiedFiles`, which checks the
+bytes Tune actually reads against the ones verified here (verified_fs.py).
 """
 
 from __future__ import annotations
@@ -23,12 +28,13 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.store.experiment import LOCK_FILE, OWNER_FILE, write_atomic
+from tune_mnist.store.experiment import LOCK_FILE, OWNER_FILE, RUN_PREFIX, write_atomic
 from tune_mnist.store.timings import TIMING_FILE
 
 KEY_ENV = "TUNE_MNIST_CONFIG_DIR"  # where the key lives; else $XDG_CONFIG_HOME/tune-mnist
@@ -37,6 +43,8 @@ KEPT = 4  # signed versions kept per file: the folder may lag Tune's newest stat
 # tune-mnist's own files that nothing imports, unpickles or contacts from: never signed
 # (tune_mnist.json is signed: it names the code a resume imports)
 _OURS = {TIMING_FILE, LOCK_FILE, OWNER_FILE, SIGNATURES, ".validate_storage_marker"}
+TUNER_FILE = "tuner.pkl"  # Tune's own, written once when a Tuner is made
+RUN_FOLDER = re.compile(re.escape(RUN_PREFIX) + r"[0-9]+")
 
 
 def key_path() -> Path:
@@ -65,15 +73,30 @@ def _key(create: bool) -> bytes | None:
     return path.read_bytes()
 
 
+def is_read_by_resume(name: str) -> bool:
+    """Whether a file of a Tune run, by its name relative to the run's folder, is one that
+    resuming may unpickle or import from: pickles and JSON at the top (tuner.pkl, the
+    experiment and search states, tune_mnist.json) and pickles in trial folders."""
+    parts = name.split("/")
+    if any(part.startswith(".") for part in parts) or parts[-1] in _OURS:
+        return False
+    if len(parts) == 1:
+        return name.endswith((".pkl", ".json"))
+    return len(parts) == 2 and name.endswith(".pkl") and not RUN_FOLDER.fullmatch(parts[0])
+
+
 def pickled_files(folder: Path) -> Iterator[Path]:
-    """The files of an experiment that resuming it may unpickle or import from: Tune's own
-    files at the top (tuner.pkl, experiment and search states), tune_mnist.json, and any
-    pickle one level down."""
+    """The files of a Tune run's folder that resuming it may read (`is_read_by_resume`).
+    The folders of later runs (`extend-N/`) carry their own signatures."""
     for path in folder.iterdir():
-        if path.is_file() and path.name not in _OURS and not path.name.startswith("."):
+        if path.is_file() and is_read_by_resume(path.name):
             yield path
-        elif path.is_dir():
-            yield from (p for p in path.glob("*.pkl") if p.is_file())
+        elif path.is_dir() and not RUN_FOLDER.fullmatch(path.name):
+            yield from (
+                p
+                for p in path.glob("*.pkl")
+                if p.is_file() and is_read_by_resume(f"{path.name}/{p.name}")
+            )
 
 
 def _digest(key: bytes, name: str, content: bytes) -> str:
@@ -99,15 +122,19 @@ class Signer:
         self.signed = _read_signatures(self.experiment)
         self._seen: dict[Path, tuple[int, int, int]] = {}  # path -> what stat said last
 
-    def sign(self, source: Path | None = None, only: tuple[str, ...] | None = None) -> None:
-        """Sign every changed pickled file of `source` (default: the experiment), or the
-        files named in `only`, under its name in the experiment; save the signatures if
-        any changed."""
-        source = Path(source) if source else self.experiment
-        if not source.is_dir():
-            return
+    def sign_copy(self, source: Path) -> None:
+        """Sign every file resuming reads in `source`, a folder this process wrote (Tune's
+        staging folder), under its name in the experiment."""
+        source = Path(source)
+        if source.is_dir():
+            self._sign(source, pickled_files(source))
+
+    def sign_written(self, *names: str) -> None:
+        """Sign the named files of the experiment, which this process has just written."""
+        self._sign(self.experiment, (self.experiment / name for name in names))
+
+    def _sign(self, source: Path, paths: Iterable[Path]) -> None:
         changed = False
-        paths = pickled_files(source) if only is None else (source / name for name in only)
         for path in paths:
             try:
                 stat = path.stat()
@@ -115,7 +142,7 @@ class Signer:
                 if self._seen.get(path) == seen:
                     continue
                 content = path.read_bytes()
-            except OSError:  # Tune replaced or removed it meanwhile: the next step signs it
+            except OSError:  # Tune replaced or removed it meanwhile: the next save signs it
                 continue
             self._seen[path] = seen
             name = path.relative_to(source).as_posix()
@@ -126,7 +153,12 @@ class Signer:
                 del versions[:-KEPT]
                 changed = True
         record = None
-        if changed:
+        if changed:  # with what another signer of this folder saved meanwhile (the metadata's)
+            for name, versions in _read_signatures(self.experiment).items():
+                if isinstance(versions, list):
+                    mine = self.signed.setdefault(name, [])
+                    mine[:0] = [v for v in versions if isinstance(v, str) and v not in mine]
+                    del mine[:-KEPT]
             record = json.dumps({"version": 1, "files": self.signed}, indent=1)
             write_atomic(self.experiment / SIGNATURES, record)
             self._unsent = self.upload_to is not None
@@ -145,10 +177,9 @@ class Signer:
             pass
 
 
-def sign(experiment: str | Path, only: tuple[str, ...] | None = None) -> None:
-    """Sign an experiment's pickled files and metadata as they are now, or only the files
-    named (this user vouches for them: its process wrote them, or verified them)."""
-    Signer(Path(experiment)).sign(only=only)
+def sign(experiment: str | Path, *names: str) -> None:
+    """Sign the named files of an experiment as they are now: this process wrote them."""
+    Signer(Path(experiment)).sign_written(*names)
 
 
 def check_trusted(experiment: str | Path) -> None:
