@@ -2,9 +2,11 @@
 
 import os
 
+import pytest
 import torch
 from ray import tune
 
+from tune_mnist.errors import TuneMnistError
 from tune_mnist.run.trainables import STATE_FILE, newest_state
 
 
@@ -54,3 +56,16 @@ def test_no_checkpoint_anywhere_is_a_fresh_start(tmp_path):
     assert newest_state(None, tmp_path).state is None
     assert newest_state(None, None).state is None
     assert newest_state(None, tmp_path / "absent").state is None
+
+
+def test_a_custom_trainables_checkpoint_holding_code_is_one_line_and_never_runs(tmp_path):
+    from tune_mnist.run.custom import STATE_FILE as CUSTOM_STATE
+    from tune_mnist.run.custom import load_state
+
+    marker = tmp_path / "payload-ran"
+    torch.save({"step": 3, "payload": Payload(marker)}, tmp_path / CUSTOM_STATE)
+    with pytest.raises(TuneMnistError, match="holds more than tensors and plain values"):
+        load_state(tmp_path)
+    assert not marker.exists()
+    torch.save({"step": 3, "weights": torch.ones(2)}, tmp_path / CUSTOM_STATE)
+    assert load_state(tmp_path)["step"] == 3

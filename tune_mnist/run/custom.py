@@ -20,6 +20,7 @@ with one line saying so.
 
 from __future__ import annotations
 
+import pickle
 import tempfile
 import time
 from collections.abc import Callable
@@ -71,6 +72,18 @@ class Reporter:
             tune.report(self.last, checkpoint=tune.Checkpoint.from_directory(staging))
 
 
+def load_state(folder: Path) -> dict:
+    """What a custom trainable saved in a checkpoint folder: tensors and plain types only,
+    so reading a checkpoint cannot run code; one line if it holds anything else."""
+    try:
+        return torch.load(folder / STATE_FILE, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise TuneMnistError(
+            f"{folder / STATE_FILE}: holds more than tensors and plain values; not loaded "
+            f"({first_line(e)})"
+        ) from None
+
+
 def run_custom(
     trial: CustomConfig, data: Dataset, metric: str, base: dict, finish: Callable[[], dict]
 ) -> None:
@@ -80,8 +93,7 @@ def run_custom(
     restored = None
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            # tensors and plain types only: a checkpoint cannot run code when it is read
-            restored = torch.load(Path(folder) / STATE_FILE, weights_only=True)
+            restored = load_state(Path(folder))
     reporter = Reporter(base, metric, restored)
     try:
         function(trial.config(), data, reporter)
