@@ -109,10 +109,13 @@ def main() -> None:
     parser.add_argument("--normalize", type=float, nargs=2, metavar=("MEAN", "STD"))
     parser.add_argument("--image-size", "--resize", dest="resize", type=int)
     parser.add_argument("--checkpoint", type=Path, help="state after each epoch; resumed")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: as a one-CPU Ray trial)"
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = common.parse_args(parser)
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     train.Batches = variant_batches(args.augment, args.normalize, args.resize)
     data = load_dataset(args.dataset, args.data_dir)
     trial = ResNetConfig(
@@ -152,6 +155,7 @@ def main() -> None:
         **common.stamp(),
         "trial": asdict(trial),
         "change": change,
+        "threads": args.threads,
         "resumed_from_epoch": resume["epoch"] if resume else 0,
         "test_accuracy": result.test_accuracy,
         "history": [asdict(h) for h in result.history],

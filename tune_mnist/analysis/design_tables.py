@@ -32,7 +32,7 @@ def effects_tables(run: Run) -> tuple[list[Table], dict[str, pd.DataFrame]]:
     results = run.results.assign(test_accuracy=metric(run.results, "test_accuracy"))
     for dataset, part in results.groupby("dataset", sort=False):
         part = part[part["status"] == "finished"]
-        factors = [f for f in FACTORS if part[f].nunique() > 1]
+        factors = [f for f in FACTORS if f in part and part[f].nunique() > 1]
         if not factors or part.empty:
             continue
         found = design_effects(
@@ -40,7 +40,7 @@ def effects_tables(run: Run) -> tuple[list[Table], dict[str, pd.DataFrame]]:
             factors,
             "test_accuracy",
             inert=run.inert,
-            same_computation=[*CONFIG_FIELDS["resnet"], "seed"],
+            same_computation=[k for k in (*CONFIG_FIELDS["resnet"], "seed") if k in part],
             names=LEVEL_NAMES,
         )
         levels[dataset] = found.levels

@@ -65,10 +65,11 @@ LABELS = {
     "kernel": "kernel",
     "train_samples": "train samples",
     "function": "trainable",
+    "image_size": "image size",
 }
 
 
-FACTORS = ["model", "batch_size", "optimizer", "lr", "epochs", "pin_memory"]
+FACTORS = ["model", "batch_size", "optimizer", "lr", "epochs", "pin_memory", "image_size"]
 
 
 # Shown even when constant in a table: the study's own columns.

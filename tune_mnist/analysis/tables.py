@@ -135,7 +135,11 @@ def config_table(run: Run, keys: list[str], extra: dict[str, str]) -> tuple[pd.D
 
 def comparison_tables(run: Run) -> list[Table]:
     """q2: one row per configuration with accuracy, train time, FLOPs and params."""
-    keys = [k for k in CONFIG_FIELDS["resnet"] if k != "dataset" or run.results[k].nunique() > 1]
+    keys = [  # image_size is there when a trial set it
+        k
+        for k in CONFIG_FIELDS["resnet"]
+        if k in run.results and (k != "dataset" or run.results[k].nunique() > 1)
+    ]
     extra = {
         "train_time_ms": "train time (ms)",
         "gflops": "FLOPs (GFLOPs)",
@@ -147,7 +151,11 @@ def comparison_tables(run: Run) -> list[Table]:
     )
 
     convention = FLOPS_CONVENTION
-    if run.space.datasets:  # a space's own data: each model counted at its images' shape
+    if "image_size" in run.results:  # counted at the size the model saw
+        convention = convention.replace(
+            "one 1x28x28 image", "one image at its row's image size (resized before the model)"
+        )
+    elif run.space.datasets:  # a space's own data: each model counted at its images' shape
         convention = convention.replace("one 1x28x28 image", "one image of its dataset")
     notes.append(f"FLOPs: {convention}.")
     return [Table(run.space.name, f"{run.space.name}: model comparison", frame, notes)]

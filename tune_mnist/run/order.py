@@ -32,15 +32,15 @@ if TYPE_CHECKING:  # models imports torch, which an SVM sweep's driver never loa
 
 def estimated_work(
     trial: TrialConfig,
-    costs: Mapping[tuple[str, str], ModelCost],
+    costs: Mapping[tuple[str, str, int | None], ModelCost],
     sizes: Mapping[str, tuple[int, int]],
     max_epochs: int | None,
 ) -> float:
     """A number that ranks trials by how long they train (see the module's note); 0 if
     unknown. `sizes`: dataset -> (training images, test images)."""
     n_train, n_test = sizes[trial.dataset]
-    if isinstance(trial, ResNetConfig) and (trial.model, trial.dataset) in costs:
-        per_image = costs[(trial.model, trial.dataset)].gflops
+    if isinstance(trial, ResNetConfig) and trial.cost_key in costs:
+        per_image = costs[trial.cost_key].gflops
         return per_image * trial.epochs_to_train(max_epochs) * (3 * n_train + n_test)
     if isinstance(trial, SVMConfig):
         return float(min(trial.train_samples, n_train)) ** 2
@@ -49,7 +49,7 @@ def estimated_work(
 
 def longest_first(
     trials: list[TrialConfig],
-    costs: Mapping[tuple[str, str], ModelCost],
+    costs: Mapping[tuple[str, str, int | None], ModelCost],
     sizes: Mapping[str, tuple[int, int]],
     max_epochs: int | None,
 ) -> list[TrialConfig] | None:

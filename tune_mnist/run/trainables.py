@@ -46,7 +46,7 @@ STATE_FILE = "state.pt"
 def run_trial(
     config: dict,
     datasets: dict[str, Dataset],
-    costs: dict[tuple[str, str], ModelCost],
+    costs: dict[tuple[str, str, int | None], ModelCost],
     experiment: str | None = None,
     grams: dict | None = None,
 ) -> None:
@@ -98,7 +98,7 @@ def run_trial(
     options = TrainOptions.from_dict(config["options"])
     if 0 < base["assigned_gpus"] < 1:  # a packed trial: keep to its share of GPU memory
         options = replace(options, memory_fraction=base["assigned_gpus"])
-    cost = costs[(trial.model, trial.dataset)]
+    cost = costs[trial.cost_key]
     run_resnet(trial, data, options, cost, base, folder, clock, holdout)
 
 

@@ -52,15 +52,30 @@ class ResNetConfig:
     momentum: float = 0.0  # SGD only; 0 is torch's default
     weight_decay: float = 0.0
     seed: int = 0
+    # images resized (bilinear, on the device) to image_size x image_size before the
+    # model; None: the data's own size. Left out of a trial's dict when None, so that the
+    # identity of every trial written before the field existed stays what it was.
+    image_size: int | None = None
 
     @property
     def label(self) -> str:
-        """A short human name, e.g. `fashion-mnist/resnet18/bs16/adam/lr0.001/e5/pin/s0`."""
+        """A short human name, e.g. `fashion-mnist/resnet18/bs16/adam/lr0.001/e5/pin/s0`
+        (`.../56px/s0` when its images are resized)."""
         pin = "pin" if self.pin_memory else "nopin"
+        size = f"/{self.image_size}px" if self.image_size else ""
         return (
             f"{self.dataset}/{short_model(self.model)}/bs{self.batch_size}/{self.optimizer}"
-            f"/lr{self.lr:g}/e{self.epochs}/{pin}/s{self.seed}"
+            f"/lr{self.lr:g}/e{self.epochs}/{pin}{size}/s{self.seed}"
         )
+
+    def input_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The (channels, height, width) the model sees, given the data's."""
+        return (shape[0], self.image_size, self.image_size) if self.image_size else tuple(shape)
+
+    @property
+    def cost_key(self) -> tuple[str, str, int | None]:
+        """What a model's FLOPs and parameters depend on: (model, dataset, image_size)."""
+        return self.model, self.dataset, self.image_size
 
     def epochs_to_train(self, max_epochs: int | None) -> int:
         """The configured epochs, capped by `max_epochs` when one is set."""
@@ -146,7 +161,10 @@ def trial_to_dict(trial: TrialConfig) -> dict[str, Any]:
     if isinstance(trial, CustomConfig):
         fixed = {"dataset": trial.dataset, "function": trial.function, "seed": trial.seed}
         return {"trainable": trial.trainable, **fixed, **trial.params}
-    return {"trainable": trial.trainable, **asdict(trial)}
+    config = {"trainable": trial.trainable, **asdict(trial)}
+    if config.get("image_size", 0) is None:  # as trials were before the field (ResNetConfig)
+        del config["image_size"]
+    return config
 
 
 def trial_from_dict(data: Mapping[str, Any]) -> TrialConfig:

@@ -43,6 +43,9 @@ MAX_SEED = 2**32 - 1
 # Far past any setting that trains (a diverging lr is still a result: the trial says so),
 # short of the overflow that makes the first step's numbers inf.
 MAX_LR, MAX_WEIGHT_DECAY, MAX_C, MAX_GAMMA, MAX_DEGREE = 1e6, 1e3, 1e10, 1e6, 10
+# Inputs resized for the model: from 8 pixels (a ResNet's stem, a stride-2 convolution and
+# a stride-2 max-pool, leaves a 2 x 2 map) to 1024 (past ImageNet's 224 and any study here).
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024
 
 
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # it goes into folder names
@@ -100,6 +103,8 @@ class ResNetFields(BaseModel):
     momentum: float = Field(0.0, ge=0, lt=1)  # SGD only; 0 is torch's default
     weight_decay: float = Field(0.0, ge=0, le=MAX_WEIGHT_DECAY)
     seed: int = Field(0, ge=0, le=MAX_SEED)
+    # images resized to N x N on the device before the model; None: the data's own size
+    image_size: int | None = Field(None, ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)
 
     check_dataset = field_validator("dataset")(_known_dataset)
     check_model = field_validator("model")(_known_model)

@@ -27,6 +27,8 @@ import pandas as pd
 
 from tune_mnist.spec.configs import (
     ALL_CONFIG_FIELDS,
+    BUILTIN_SHAPE,
+    DATASETS,
     DIVERGED_FACTOR,
     TrialConfig,
     trial_from_dict,
@@ -179,6 +181,15 @@ def _first_error_line(folder: Path) -> str | None:
     return lines[-1] if lines else "unknown error"
 
 
+def _own_sizes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Trials that kept their data's own size, beside resized ones: that size (28 for the
+    built-in datasets; a space's own datasets keep no record of theirs, and stay empty)."""
+    if "image_size" in frame and frame["image_size"].isna().any():
+        own = frame["dataset"].map(lambda d: BUILTIN_SHAPE[1] if d in DATASETS else None)
+        frame["image_size"] = frame["image_size"].fillna(own)
+    return frame
+
+
 def _trial_row(
     trial: TrialConfig, folder: Path | None, reports: list[dict], smoke: bool
 ) -> dict[str, Any]:
@@ -242,7 +253,7 @@ def load_experiment(experiment: str | Path | Experiment) -> ExperimentData:
             kept = {k: v for k, v in report.items() if k not in _RAY_KEYS | {"label", *config}}
             epoch_rows.append({"label": trial.label, **config, **kept, "_trial": number})
     keys = {k for trial in meta.trials for k in trial_to_dict(trial)} - {"trainable"}
-    results = with_rows(with_compute(pd.DataFrame(rows), meta), keys)
+    results = with_rows(with_compute(_own_sizes(pd.DataFrame(rows)), meta), keys)
     epochs = pd.DataFrame(epoch_rows)
     if not epochs.empty:
         epochs["row"] = epochs.pop("_trial").map(results["row"])

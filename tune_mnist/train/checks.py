@@ -45,11 +45,13 @@ def check_space(spec: Spec, datasets: Mapping[str, Dataset] | None = None) -> No
             raise TuneMnistError(f"{spec.source}: trainable: {e}") from None
     if spec.trainable != "resnet":
         return
-    pairs = dict.fromkeys((t.model, t.dataset) for t in spec.trials)
-    for model, dataset in pairs:
-        if model in MODELS and dataset in DATASETS:
+    checked = dict.fromkeys(t.cost_key for t in spec.trials)
+    for model, dataset, size in checked:
+        if model in MODELS and dataset in DATASETS and size is None:
             continue
         shape, classes = shapes.get(dataset, (BUILTIN_SHAPE, BUILTIN_CLASSES))
+        if size:
+            shape = (shape[0], size, size)
         try:
             from tune_mnist.train.models import (
                 check_model,  # torch loads only when there is a model to check
@@ -62,13 +64,16 @@ def check_space(spec: Spec, datasets: Mapping[str, Dataset] | None = None) -> No
 
 
 def model_costs(spec: Spec, datasets: Mapping[str, Dataset]) -> dict:
-    """ModelCost of each (model, dataset) pair a ResNet space trains, at the data's shape."""
-    pairs = dict.fromkeys((t.model, t.dataset) for t in spec.trials if t.trainable == "resnet")
-    if not pairs:  # an SVM space: no torch in the driver (5 s of imports on 2 cores)
+    """ModelCost of each (model, dataset, image_size) a ResNet space trains (a trial's
+    cost_key), at the shape the model sees: the data's, or resized to image_size."""
+    keys = dict.fromkeys(t.cost_key for t in spec.trials if t.trainable == "resnet")
+    if not keys:  # an SVM space: no torch in the driver (5 s of imports on 2 cores)
         return {}
     from tune_mnist.train.models import model_cost_at
 
-    return {
-        (model, name): model_cost_at(model, datasets[name].shape, datasets[name].classes)
-        for model, name in pairs
-    }
+    costs = {}
+    for model, name, size in keys:
+        shape = datasets[name].shape
+        shape = (shape[0], size, size) if size else shape
+        costs[model, name, size] = model_cost_at(model, shape, datasets[name].classes)
+    return costs

@@ -101,7 +101,8 @@ class Batches:
 
     Images are uint8 N x H x W (one channel) or N x H x W x C; batches are N x C x H x W.
     `normalization` is the per-channel (mean, std) (Dataset.normalization); without it,
-    `dataset` names a built-in whose constants apply.
+    `dataset` names a built-in whose constants apply. `size`: batches resized (bilinear)
+    to size x size on the device, so that the data stays uint8 and small until then.
     """
 
     def __init__(
@@ -115,8 +116,10 @@ class Batches:
         preload,
         dataset=None,
         normalization=None,
+        size=None,
     ):
         self.device, self.batch_size, self.pin_memory = device, batch_size, pin_memory
+        self.size = size
         home = device if preload else torch.device("cpu")
         with warnings.catch_warnings():  # arrays from Ray's object store are read-only and
             warnings.simplefilter("ignore", UserWarning)  # shared; we only ever read them
@@ -153,6 +156,8 @@ class Batches:
             labels = labels.to(self.device, non_blocking=self.pin_memory)
         x = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
         x = x.float().div_(255).sub_(self.mean).div_(self.std)
+        if self.size and x.shape[-2:] != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, labels.to(self.device)
@@ -235,7 +240,7 @@ def _train_resnet(
         if options.memory_fraction:
             torch.cuda.set_per_process_memory_fraction(options.memory_fraction, device)
     seed_everything(trial.seed)
-    model = build_model(trial.model, data.shape, data.classes).to(device)
+    model = build_model(trial.model, trial.input_shape(data.shape), data.classes).to(device)
     if options.skip_padding_taps:
         skip_padding_taps(model)
     if options.channels_last:
@@ -271,6 +276,7 @@ def _train_resnet(
         pin_memory=pin,
         preload=options.preload,
         normalization=data.normalization,
+        size=trial.image_size,
     )
 
     def scored(images, labels) -> Batches:  # the test set, or the held-out validation split
@@ -282,6 +288,7 @@ def _train_resnet(
             pin_memory=False,
             preload=options.preload,
             normalization=data.normalization,
+            size=trial.image_size,
         )
         made.channels_last = options.channels_last
         return made
