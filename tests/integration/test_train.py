@@ -1,8 +1,10 @@
 import copy
+import json
 import math
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -207,3 +209,23 @@ def test_a_diverged_loss_stops_training_and_says_so(mnist):
     assert result.diverged and result.epochs_trained == 1 and len(seen) == 1
     assert not math.isfinite(seen[0].train_loss)
     assert not train_resnet(replace(TRIAL, epochs=1), mnist).diverged
+
+
+def test_the_gpu_probe_runs_on_a_cpu_at_a_tiny_size(tiny_data):
+    """benchmarks/gpu_probe.py, as run on a lent GPU, in its dry-run form: each (row, size)
+    trains, prints its epochs and ends in one JSON object."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_probe.py"
+    args = ["--data-dir", str(tiny_data), "--device", "cpu", "--images", "64", "--epochs", "1"]
+    out = subprocess.run(
+        [sys.executable, str(script), *args, "--sizes", "16", "--slots", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [(t["image_size"], t["lr"]) for t in report["trials"]] == [(16, 0.001), (16, 0.0001)]
+    assert all(
+        len(t["epochs"]) == 1 and t["epochs"][0]["ms_per_iteration"] > 0 for t in report["trials"]
+    )
+    assert "16px lr 0.001 epoch 1: test" in out.stderr and "(study 92.07%)" in out.stderr
