@@ -12,7 +12,9 @@ from tune_mnist.cli.main import app
 def test_every_export_format_is_written_and_reads_back(repeated):
     summary = summarize(repeated)
     folder = repeated / "report"
-    assert (folder / "tables.md").read_text().startswith("## cmp: model comparison")
+    markdown = (folder / "tables.md").read_text()
+    assert markdown.startswith("## The answer\n")  # then the tables, the study's first
+    assert markdown.split("\n## ")[1].startswith("cmp: model comparison")
     table = summary.tables[0].frame
     read = pd.read_csv(folder / "cmp.csv", dtype=str, keep_default_na=False)
     assert read.columns.tolist() == table.columns.tolist()

@@ -167,3 +167,42 @@ def test_chromium_log_check_catches_a_broken_page(tmp_path):
     broken.write_text("<html><body><script>throw new Error('boom')</script></body></html>")
     result = run_chromium(broken, tmp_path / "profile", "--dump-dom")
     assert any("Uncaught" in line for line in page_errors(result.stderr))
+
+
+MEASURE = """<script>
+addEventListener("load", () => {
+  const box = document.getElementById("answer").getBoundingClientRect();
+  document.body.setAttribute("data-answer-bottom", String(Math.ceil(box.bottom)));
+  document.body.setAttribute("data-viewport", innerWidth + "x" + innerHeight);
+});
+</script></body>"""
+
+
+def test_the_answer_is_above_the_fold_at_1280x800(tmp_path):
+    """A real report of a hand-made experiment (a best, its interval, a runner-up with its
+    test), laid out by Chromium in a 1280x800 window: the answer box ends within it."""
+    from tests.experiments import make_experiment, write_predictions
+    from tune_mnist.analysis.report import summarize
+    from tune_mnist.spec.spaces import parse_space
+
+    raw = {"name": "q", "trainable": "svm", "fixed": {"dataset": "mnist"}}
+    spec = parse_space({**raw, "grid": {"kernel": ["rbf", "poly", "linear", "sigmoid"]}}, "q.yaml")
+    folder = make_experiment(tmp_path / "exp", spec, lambda t: 80.0 + len(t.kernel))
+    labels = np.zeros(50, dtype=np.int64)
+    for i in range(4):
+        write_predictions(folder, i, (np.arange(50) < 5 + i).astype(np.int64), labels)
+    summarize(folder, formats=("md", "html"))
+    page = (folder / "report" / "index.html").read_text()
+    measured = tmp_path / "measured.html"
+    measured.write_text(page.replace("</body>", MEASURE, 1))
+
+    result = run_chromium(measured, tmp_path / "profile", "--window-size=1280,800", "--dump-dom")
+    assert result.returncode == 0, result.stderr[-2000:]
+    body = next(attrs for tag, attrs in Elements(result.stdout).tags if tag == "body")
+    # the window's 800 pixels less what the browser takes itself: what a reader sees
+    width, height = map(int, body["data-viewport"].split("x"))
+    assert width == 1280 and 600 < height <= 800
+    assert 0 < int(body["data-answer-bottom"]) <= height, body
+    text = " ".join(Elements(result.stdout).text)
+    for said in ("is best of 4 configurations", "95% CI", "Runner-up #", "exact McNemar"):
+        assert said in text

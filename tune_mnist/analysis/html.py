@@ -14,6 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from tune_mnist.analysis.answer import Answer
 from tune_mnist.analysis.table import Table
 from tune_mnist.store.experiment import write_atomic
 
@@ -39,6 +40,11 @@ dl.provenance dt { font-weight: 600; margin-top: .6rem; }
 dl.provenance dd { margin-left: 1.2rem; }
 pre { background: #f6f6f6; padding: .5rem; overflow-x: auto; font-size: .8rem; }
 code { background: #f0f0f0; padding: 0 .2rem; }
+section.answer { border: 2px solid #2b5797; border-radius: 6px; padding: .4rem 1rem;
+                 background: #f5f8fd; margin: 1rem 0; }
+section.answer h2 { margin-top: .4rem; }
+section.answer li { margin: .35rem 0; }
+section.answer p.caveat { color: #7a4500; font-size: .9rem; margin: .3rem 0; }
 """
 
 
@@ -82,15 +88,32 @@ def _provenance(provenance: dict[str, Any]) -> str:
     return f'<dl class="provenance">{"".join(items)}</dl>'
 
 
+def _answer(answer: Answer | None) -> str:
+    """The answer box, first on the page (answer.py)."""
+    if answer is None:
+        return ""
+    items = "".join(
+        "<li>" + "<br>".join(escape(s) for s in (f.best, f.runner_up, f.study) if s) + "</li>"
+        for f in answer.findings
+    )
+    caveats = "".join(f'<p class="caveat">Caveat: {escape(c)}</p>' for c in answer.caveats)
+    return (
+        f'<section id="answer" class="answer"><h2>The answer</h2><p>{escape(answer.run)}</p>'
+        f"<ul>{items}</ul>{caveats}</section>"
+    )
+
+
 def render_html(
     title: str,
     tables: Sequence[Table],
     figures: Sequence[Path],
     notes: Sequence[str],
     provenance: dict[str, Any],
+    answer: Answer | None = None,
 ) -> str:
-    """The page as a string: title, notes, contents, every table with its title and notes,
-    every figure embedded as a data URI, then provenance; no script, nothing external."""
+    """The page as a string: title, the answer, notes, contents, every table with its title
+    and notes, every figure embedded as a data URI, then provenance; no script, nothing
+    external."""
     contents = [
         f'<li><a href="#table-{_anchor(t.name)}">{escape(t.title)}</a></li>' for t in tables
     ] + [
@@ -99,6 +122,7 @@ def render_html(
     ]
     sections = [
         f"<h1>{escape(title)}</h1>",
+        _answer(answer),
         "".join(f'<p class="note">{_text(note)}</p>' for note in notes),
         f"<nav><h2>Contents</h2><ul>{''.join(contents)}</ul></nav>" if contents else "",
         *(_table(table) for table in tables),
@@ -123,8 +147,9 @@ def write_html(
     figures: Sequence[Path],
     notes: Sequence[str],
     provenance: dict[str, Any],
+    answer: Answer | None = None,
 ) -> Path:
     """Write render_html's page to `folder/index.html` atomically; return its path."""
     path = Path(folder) / PAGE
-    write_atomic(path, render_html(title, tables, figures, notes, provenance))
+    write_atomic(path, render_html(title, tables, figures, notes, provenance, answer))
     return path

@@ -32,6 +32,7 @@ from tune_mnist.store.trust import untrusted_files
 # The tables' statistics (scipy.stats, statsmodels: 1.7 s) and the figures' matplotlib
 # are imported when a report is made, not by a sweep's start (see load_report_libraries).
 if TYPE_CHECKING:
+    from tune_mnist.analysis.answer import Answer
     from tune_mnist.analysis.table import Table
 
 FORMATS = ("md", "csv", "json", "parquet", "html")
@@ -53,6 +54,7 @@ class Summary:
     uri: str | None = None  # where it lives in object storage, when it does
     stopped: str | None = None  # why a budget stopped the sweep (its trials left out are
     # listed in the budget table, not in `incomplete`)
+    answer: Answer | None = None  # what the report says first (answer.py)
 
     @property
     def complete(self) -> bool:
@@ -100,6 +102,7 @@ def summarize(
     summary.uri = opened.uri
     summary.timing = split(read_timings(experiment), results)
     summary.stopped = meta.run.stopped if budget else None
+    summary.answer = _answer(meta, results, loaded.predictions)
     if not summary.complete:
         summary.resumable = not untrusted_files(experiment)
     if plots or (write and "html" in formats):
@@ -116,6 +119,14 @@ def summarize(
     return summary
 
 
+def _answer(meta, results: pd.DataFrame, predictions) -> Answer | None:
+    from tune_mnist.analysis.answer import answer
+    from tune_mnist.analysis.table import Run
+    from tune_mnist.analysis.tables import inert_factors
+
+    return answer(Run(meta, results, predictions, inert_factors(results, meta)))
+
+
 def load_report_libraries() -> None:
     """Import what a report needs (statistics and matplotlib: 2.5 s on a 2-core EPYC)
     ahead of it, e.g. while a sweep's last trials leave a CPU idle."""
@@ -129,7 +140,8 @@ def write_report(
     per-epoch results, provenance.json, and (format "html") the one page `index.html`."""
     files = []
     if "md" in formats:
-        markdown = "\n".join(t.to_markdown() for t in summary.tables)
+        markdown = summary.answer.to_markdown() + "\n" if summary.answer else ""
+        markdown += "\n".join(t.to_markdown() for t in summary.tables)
         if not summary.complete:
             listing = summary.incomplete.to_markdown(index=False, missingval="")
             markdown += f"\n## Incomplete trials ({len(summary.incomplete)})\n\n{listing}\n"
@@ -162,7 +174,11 @@ def write_report(
         title = f"{meta.name}: report" + (" (smoke run)" if meta.smoke else "")
         from tune_mnist.analysis.html import write_html
 
-        files.append(write_html(folder, title, summary.tables, summary.figures, notes, provenance))
+        files.append(
+            write_html(
+                folder, title, summary.tables, summary.figures, notes, provenance, summary.answer
+            )
+        )
     return files
 
 

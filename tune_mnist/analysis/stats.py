@@ -130,7 +130,7 @@ def versus_best(
     for row, p in adjusted.items():
         worse = p < ALPHA and means[row] < means[best]
         mark = "worse" if worse else "not distinguishable from the best"
-        out.iloc[row] = [f"{mark} (p {_p_text(p)})", p, test]
+        out.iloc[row] = [f"{mark} (p {p_text(p)})", p, test]
     return out
 
 
@@ -158,7 +158,8 @@ def _mcnemar_holm(correct, best, rivals) -> tuple[dict[int, float], str]:
     return dict(zip(tested, map(float, adjusted), strict=True)), "exact McNemar vs best, Holm"
 
 
-def _p_text(p: float) -> str:
+def p_text(p: float) -> str:
+    """A p-value as reports print it: "< 0.001", "= 0.047", "= 0.31"."""
     if p < 0.001:
         return "< 0.001"
     # three decimals below 0.1, so that a p of 0.047 never reads as 0.05

@@ -22,6 +22,12 @@ def print_summary(summary, after_sweep: bool = False) -> None:
     if summary.timing:  # where the time went (timing.py)
         print_frame(summary.timing.wall, title="Where the time went")
         out.print(summary.timing.note(), style="dim", highlight=False)
+    if summary.answer:  # last of the tables: what a terminal shows when the output ends
+        from rich.panel import Panel
+        from rich.text import Text  # plain text: "[89.97, 91.12]" is no markup
+
+        lines = Text("\n".join(summary.answer.lines()))
+        out.print(Panel(lines, title="The answer", expand=False), highlight=False)
     if summary.files:
         where = summary.files[0].parent
         if summary.uri:  # the local copy's report, uploaded
