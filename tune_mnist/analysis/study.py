@@ -54,13 +54,13 @@ def study_vs_run(reference: pd.DataFrame, run: pd.DataFrame, keys: list[str]) ->
         raise TuneMnistError(f"the reference table has no {missing[0]!r} column to match on")
     match = [f"_match_{k}" for k in keys]
     ref = reference.assign(
-        **{m: reference[k].map(_match_value) for m, k in zip(match, keys, strict=True)}
+        **{m: reference[k].map(match_value) for m, k in zip(match, keys, strict=True)}
     )
     if ref.duplicated(match).any():
         raise TuneMnistError(
             f"the reference table has several rows for one configuration of {', '.join(keys)}"
         )
-    runs = run.assign(**{m: run[k].map(_match_value) for m, k in zip(match, keys, strict=True)})
+    runs = run.assign(**{m: run[k].map(match_value) for m, k in zip(match, keys, strict=True)})
     both = runs.merge(ref[[*match, "study_accuracy"]], on=match, how="inner", sort=False)
     out = both[keys].copy()
     study, mean = both["study_accuracy"].astype(float), both["mean"].astype(float)
@@ -82,8 +82,9 @@ def study_vs_run(reference: pd.DataFrame, run: pd.DataFrame, keys: list[str]) ->
     return out.reset_index(drop=True)
 
 
-def _match_value(value) -> str:
-    # one spelling per value: floats by their value (0.001 == 1e-3), names lowercased
+def match_value(value) -> str:
+    """One spelling per value, for matching configurations: floats by their value
+    (0.001 == 1e-3), names lowercased."""
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return "none"
     if isinstance(value, (bool, np.bool_)):
@@ -238,10 +239,10 @@ def _rows(run: pd.DataFrame, column: str) -> pd.DataFrame:
 def _pairs(frame: pd.DataFrame, factor: str, a, b) -> list[tuple[pd.Series, pd.Series]]:
     """Rows with factor == a beside rows with factor == b that agree on every other key."""
     others = [c for c in ALL_CONFIG_FIELDS if c in frame and c != factor]
-    key = frame[others].map(_match_value).apply(tuple, axis=1) if others else None
+    key = frame[others].map(match_value).apply(tuple, axis=1) if others else None
     pairs = []
-    for i in frame.index[frame[factor].map(_match_value) == _match_value(a)]:
-        for j in frame.index[frame[factor].map(_match_value) == _match_value(b)]:
+    for i in frame.index[frame[factor].map(match_value) == match_value(a)]:
+        for j in frame.index[frame[factor].map(match_value) == match_value(b)]:
             if key is None or key[i] == key[j]:
                 pairs.append((frame.loc[i], frame.loc[j]))
     return pairs
@@ -287,7 +288,7 @@ def _claim_saturation(run: pd.DataFrame) -> Claim | None:
 
 def _claim_pin_memory(run: pd.DataFrame, inert, minimal_pp: float) -> Claim | None:
     rows = _rows(run, "model")
-    if "pin_memory" not in rows or rows["pin_memory"].map(_match_value).nunique() < 2:
+    if "pin_memory" not in rows or rows["pin_memory"].map(match_value).nunique() < 2:
         return None
     if "pin_memory" in inert:
         return Claim(

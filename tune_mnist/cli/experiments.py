@@ -11,6 +11,7 @@ import typer
 from tune_mnist.cli.common import (
     Format,
     app,
+    out,
     print_frame,
     say,
     user_errors,
@@ -81,6 +82,45 @@ def best(
         return
     for line in found.describe():
         say(line)
+
+
+@app.command()
+def compare(
+    experiment_a: ExperimentArg,
+    experiment_b: ExperimentArg,
+    json_output: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+) -> None:
+    """Compare experiment B with experiment A, configuration by configuration.
+
+    Configurations are matched on every field both record (the seed aside). For each: the
+    two accuracies, B - A with its 95% interval and test (exact McNemar when both saved
+    predictions on the same test images, else an unpaired interval), and B's train time
+    over A's, marked * when either was taken beside other trials.
+    """
+    import json
+
+    from tune_mnist.analysis.compare import compare as compare_experiments
+
+    with user_errors():
+        found = compare_experiments(experiment_a, experiment_b)
+    if json_output:
+        print(json.dumps(found.to_dict(), indent=2, default=str))
+        return
+    frame = found.frame
+    varied = [k for k in found.keys if frame[k].nunique() > 1] or found.keys[:1]
+    shown = frame.drop(columns=[k for k in found.keys if k not in varied]).assign(
+        p=frame["p"].map(_p_shown),
+        **{c: frame[c].map("{:.2f}".format) for c in ("A (%)", "B (%)", "difference (pp)")},
+    )
+    print_frame(shown, title=f"B: {found.b}  vs  A: {found.a}")
+    for note in found.notes():
+        out.print(note, style="dim", highlight=False)
+
+
+def _p_shown(p: float) -> str:
+    from tune_mnist.analysis.stats import p_text
+
+    return "—" if pd.isna(p) else p_text(p).removeprefix("= ")
 
 
 @app.command()
