@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from tune_mnist.analysis.answer import Answer
     from tune_mnist.analysis.table import Table
 
-FORMATS = ("md", "csv", "json", "parquet", "html")
+FORMATS = ("md", "csv", "json", "parquet", "html")  # what a report writes by default
+LATEX = "latex"  # tables.tex, when asked for
 MAX_CONFUSION = 16  # configurations per dataset drawn as confusion matrices
 
 
@@ -152,7 +153,7 @@ def write_report(
     frames = {t.name: t.frame for t in summary.tables} | {"results": summary.results}
     if not epochs.empty:
         frames["epochs"] = epochs
-    for fmt in (f for f in formats if f not in ("md", "html")):
+    for fmt in (f for f in formats if f not in ("md", "html", LATEX)):
         files += [export(frame, folder / f"{name}.{fmt}") for name, frame in frames.items()]
     provenance = {
         "space": meta.space.model_dump(),
@@ -169,6 +170,12 @@ def write_report(
         summary.results.get("device", pd.Series()).dropna().unique()
     )
     files.append(_write(folder / "provenance.json", json.dumps(provenance, indent=2, default=str)))
+    if LATEX in formats:
+        from tune_mnist.analysis.latex import render_latex
+
+        title = f"{meta.name}: report" + (" (smoke run)" if meta.smoke else "")
+        latex = render_latex(title, summary.tables, summary.answer)
+        files.append(_write(folder / "tables.tex", latex))
     if "html" in formats:
         notes = [] if summary.complete else [f"{len(summary.incomplete)} trials did not finish."]
         title = f"{meta.name}: report" + (" (smoke run)" if meta.smoke else "")

@@ -53,6 +53,7 @@ class Format(str, Enum):
     json = "json"
     parquet = "parquet"
     html = "html"
+    latex = "latex"
 
 
 SpaceArg = Annotated[

@@ -45,7 +45,12 @@ def summarize(
     experiment_dir: ExperimentArg,
     formats: Annotated[
         list[Format] | None,
-        typer.Option("--format", "-f", help="File formats to write (default: all)."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="File formats to write (default: md, csv, json, parquet, html; latex: "
+            "tables.tex, one document for pdflatex).",
+        ),
     ] = None,
 ) -> None:
     """Print an experiment's tables and write them to its report/ folder; no re-running.
