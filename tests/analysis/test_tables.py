@@ -465,9 +465,7 @@ def test_q1a_paired_t_and_model_effect_match_scipy_and_statsmodels(tmp_path):
         r18 = [accuracy(_trial(spec, "resnet18", row, s)) for s in (0, 1)]
         r50 = [accuracy(_trial(spec, "resnet50", row, s)) for s in (0, 1)]
         assert row["ResNet-50 - ResNet-18 (pp)"] == pytest.approx(np.mean(r50) - np.mean(r18))
-        assert row["p (paired t)"] == pytest.approx(
-            round(stats.ttest_rel(r50, r18).pvalue, 3), abs=1e-9
-        )
+        assert row["p (paired t)"] == pytest.approx(stats.ttest_rel(r50, r18).pvalue)
     # the model's effect: OLS on the design's main effects (epochs always moves with lr)
     trials = pd.DataFrame([{**asdict(t), "acc": accuracy(t)} for t in spec.trials])
     fit = smf.ols(
@@ -588,3 +586,33 @@ def test_ablation_space_without_rows_builds_its_table(tmp_path):
     folder = make_experiment(tmp_path / "exp", spec, lambda t: 80.0 + (t.batch_size == 32))
     frame = table(summarize(folder, write=False), "abl-mnist").frame
     assert frame["ResNet-18 acc (%)"].tolist() == [80.0, 81.0]
+
+
+def test_every_view_prints_one_precision_per_kind_of_column(tmp_path):
+    """Issue 28, items 3 and 16: p of 0.0 where it is below 0.001, 99.0 beside 99.02,
+    900000.0 images, LR 0.0010 in HTML but 0.001 in Markdown."""
+    from tune_mnist.analysis.html import render_html
+    from tune_mnist.analysis.table import Table
+
+    frame = pd.DataFrame(
+        {
+            "LR": [0.001, 0.0001],
+            "acc (%)": [99.0, 99.02],
+            "p (McNemar)": [1e-9, 0.0471],
+            "images": [900000.0, 60000.0],
+            "CPU-seconds": [12.3456, 7.0],
+        }
+    )
+    shown = Table("t", "t", frame).shown()
+    assert shown.to_dict("list") == {
+        "LR": ["0.001", "0.0001"],
+        "acc (%)": ["99.00", "99.02"],
+        "p (McNemar)": ["< 0.001", "0.047"],
+        "images": ["900,000", "60,000"],
+        "CPU-seconds": ["12.3", "7.0"],
+    }
+    markdown = Table("t", "t", frame).to_markdown()
+    page = render_html("t", [Table("t", "t", frame)], [], [], {})
+    for text in ("0.0001", "99.00", "< 0.001", "900,000"):
+        assert text in markdown and text.replace("<", "&lt;") in page
+    assert "0.0010" not in page and "900000.0" not in markdown

@@ -58,7 +58,7 @@ def _anchor(name: str) -> str:
 
 
 def _table(table: Table) -> str:
-    body = table.frame.to_html(index=False, na_rep="—", border=0, classes="data")
+    body = table.shown().to_html(index=False, na_rep="—", border=0, classes="data")
     notes = "".join(f'<p class="note">{_text(note)}</p>' for note in table.notes)
     return (
         f'<section id="table-{_anchor(table.name)}"><h2>{escape(table.title)}</h2>'

@@ -53,7 +53,7 @@ def _table(table: Table) -> str:
     if table.frame.empty:
         body = r"\emph{(no rows)}"
     else:
-        frame = table.frame.copy()
+        frame = table.shown()
         frame.columns = [latex_text(c) for c in frame.columns]
         shown = frame.map(lambda v: "---" if pd.isna(v) else latex_text(v))
         body = shown.style.hide(axis="index").to_latex(

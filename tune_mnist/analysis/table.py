@@ -107,10 +107,41 @@ class Table:
     frame: pd.DataFrame
     notes: list[str] = field(default_factory=list)
 
+    def shown(self) -> pd.DataFrame:
+        """The frame as every view prints it (Markdown, HTML, terminal, LaTeX): one
+        precision per kind of column, so that 99.00 never stands beside 99.02 and LR reads
+        the same everywhere; the CSV, JSON and Parquet exports keep the numbers."""
+        out = self.frame.copy()
+        for column in out.columns:
+            if pd.api.types.is_float_dtype(out[column]):
+                text = _float_text(str(column))
+                out[column] = out[column].map(lambda v, t=text: "—" if pd.isna(v) else t(v))
+        return out
+
     def to_markdown(self) -> str:
         notes = "".join(f"\n{note}\n" for note in self.notes)
-        body = self.frame.to_markdown(index=False, floatfmt="", missingval="—")
+        body = self.shown().to_markdown(index=False, missingval="—", disable_numparse=True)
         return f"## {self.title}\n\n{body}\n{notes}"
+
+
+def _float_text(column: str):
+    """How a float column is printed, by what its name says it holds."""
+    if column.endswith(("(%)", "(pp)", "± std")) or column in ("estimate", "mean", "std"):
+        return "{:.2f}".format  # accuracies and their differences: to the hundredth
+    if column == "p" or column.startswith("p ("):
+        from tune_mnist.analysis.stats import p_text
+
+        return lambda v: p_text(v).removeprefix("= ")
+    if "seconds" in column or column.endswith("(s)"):
+        return "{:,.1f}".format
+    return _number_text
+
+
+def _number_text(value: float) -> str:
+    """A count as a count (900,000, not 900000.0); anything else to 4 significant digits."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,7 @@ def _model_difference(frame, a: pd.DataFrame, b: pd.DataFrame, models) -> str:
             else {}
             for x, y in zip(a["samples"], b["samples"], strict=True)
         ]
-        frame["p (paired t)"] = [round(d.get("p", math.nan), 3) for d in diffs]
+        frame["p (paired t)"] = [d.get("p", math.nan) for d in diffs]
         return (
             f"{label}: mean over seeds of the paired difference (same seed), paired t-test "
             "p; a p of — means no spread to test."
@@ -224,7 +224,7 @@ def _model_difference(frame, a: pd.DataFrame, b: pd.DataFrame, models) -> str:
     p = []
     for x, y in zip(a["correct"], b["correct"], strict=True):
         ok = isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.shape == y.shape
-        p.append(round(stats.mcnemar_exact(x, y).p, 3) if ok else math.nan)
+        p.append(stats.mcnemar_exact(x, y).p if ok else math.nan)
     frame["p (McNemar)"] = p
     return (
         f"{label}: single runs on the same test images; p: exact McNemar test per row (not "

@@ -16,7 +16,7 @@ from tune_mnist.errors import EXIT_INCOMPLETE, EXIT_TERMINATED
 def print_summary(summary, after_sweep: bool = False) -> None:
     """The tables, what was written, and what did not finish (exit 3; 143 after SIGTERM)."""
     for table in summary.tables:
-        print_frame(table.frame, title=table.title)
+        print_frame(table.shown(), title=table.title)
         for note in table.notes:
             out.print(note, style="dim", highlight=False)
     if summary.timing:  # where the time went (timing.py)
