@@ -18,11 +18,22 @@ from tune_mnist.analysis.table import (
     display_frame,
     interval_text,
     metric,
+    sgd_momentum,
 )
 from tune_mnist.errors import TuneMnistError
 from tune_mnist.spec import reference
 from tune_mnist.spec.configs import CONFIG_FIELDS
 from tune_mnist.store.experiment import ExperimentMeta
+
+
+def _level_names(results: pd.DataFrame) -> dict:
+    """LEVEL_NAMES, with SGD named with its momentum when it ran with one: the effect of
+    the optimizer is then that of SGD with that momentum against Adam."""
+    momentum = sgd_momentum(results)
+    if momentum is None:
+        return LEVEL_NAMES
+    optimizer = {**LEVEL_NAMES["optimizer"], "sgd": f"SGD (momentum {momentum:g})"}
+    return {**LEVEL_NAMES, "optimizer": optimizer}
 
 
 def effects_tables(run: Run) -> tuple[list[Table], dict[str, pd.DataFrame]]:
@@ -41,7 +52,7 @@ def effects_tables(run: Run) -> tuple[list[Table], dict[str, pd.DataFrame]]:
             "test_accuracy",
             inert=run.inert,
             same_computation=[k for k in (*CONFIG_FIELDS["resnet"], "seed") if k in part],
-            names=LEVEL_NAMES,
+            names=_level_names(part),
         )
         levels[dataset] = found.levels
         frame = found.contrasts.assign(

@@ -158,13 +158,26 @@ class Run:
         return self.meta.space
 
 
+def sgd_momentum(results: pd.DataFrame) -> float | None:
+    """The momentum SGD trials ran with, when one nonzero value: a setting the study does
+    not state, shown where the numbers are."""
+    if "momentum" not in results or "optimizer" not in results:
+        return None
+    used = numbers(results[results["optimizer"] == "sgd"], "momentum").dropna().unique()
+    return float(used[0]) if len(used) == 1 and used[0] != 0 else None
+
+
 def metric(results: pd.DataFrame, name: str) -> pd.Series:
     """A metric of finished trials as numbers; NaN for unfinished ones or when absent."""
     return numbers(results, name).where(results["status"] == "finished")
 
 
 def display_frame(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The configuration columns `keys` of `frame` as tables print them: level names,
+    column labels, and no momentum for Adam rows (Adam takes none)."""
     shown = frame[keys].copy()
+    if "momentum" in shown and "optimizer" in frame:
+        shown["momentum"] = shown["momentum"].astype(float).where(frame["optimizer"] != "adam")
     for key, names in (*LEVEL_NAMES.items(), ("dataset", DATASET_NAMES)):
         if key in shown:
             shown[key] = shown[key].map(lambda v, n=names: n.get(v, v))

@@ -42,6 +42,7 @@ from tune_mnist.analysis.table import (
     interval_text,
     metric,
     ms_text,
+    sgd_momentum,
 )
 from tune_mnist.spec.configs import CONFIG_FIELDS, trial_to_dict
 from tune_mnist.store.experiment import ExperimentMeta, Predictions
@@ -176,6 +177,8 @@ def ablation_tables(run: Run) -> list[Table]:
     row_keys = [
         k for k in FACTORS if k != "model" and (any(k in r for r in space.rows) or k in space.grid)
     ]
+    if "optimizer" in row_keys and sgd_momentum(run.results) is not None:
+        row_keys.insert(row_keys.index("optimizer") + 1, "momentum")  # SGD's, said
     keys = ["dataset", "model", *row_keys]
     summary = configurations(run, keys)
     models = list(dict.fromkeys(run.results["model"]))
