@@ -625,3 +625,29 @@ def test_every_view_prints_one_precision_per_kind_of_column(tmp_path):
     for text in ("0.0001", "99.00", "< 0.001", "900,000"):
         assert text in markdown and text.replace("<", "&lt;") in page
     assert "0.0010" not in page and "900000.0" not in markdown
+
+
+def test_svm_reports_speak_of_no_seeds(tmp_path):
+    """Issue 28 item 10: an SVC fit has no randomness; its report says so and never speaks
+    of seed-to-seed variation."""
+    from tests.experiments import write_predictions
+    from tune_mnist.spec.spaces import parse_space
+
+    raw = {"name": "s", "trainable": "svm", "fixed": {"dataset": "mnist"}}
+    spec = parse_space({**raw, "grid": {"kernel": ["rbf", "poly"]}}, "s.yaml")
+    folder = make_experiment(tmp_path / "exp", spec, lambda t: 90.0)
+    for i in range(2):
+        write_predictions(folder, i, np.zeros(50, dtype=np.int64), np.zeros(50, dtype=np.int64))
+    summary = summarize(folder, write=False)
+    notes = " ".join(n for t in summary.tables for n in t.notes)
+    assert "An SVC fit has no seed" in notes
+    assert "seed-to-seed" not in notes and "seeds" not in notes
+
+
+def test_a_smoke_q1a_table_says_what_the_trials_trained(tmp_path):
+    """Issue 28 item 11: the design's 5 and 15 epochs beside the 1 a smoke trial trained."""
+    spec = load_space("q1a")
+    folder = make_experiment(tmp_path / "e", spec, lambda t: 90.0, smoke=True, trained_epochs=1)
+    shown = summarize(folder, write=False).tables[0].shown()
+    assert list(shown.columns).index("epochs trained") == list(shown.columns).index("epochs") + 1
+    assert set(shown["epochs trained"]) == {"1"} and set(shown["epochs"]) == {5, 15}

@@ -214,13 +214,17 @@ def per_class_tables(
     from tune_mnist.analysis.table import CLASS_NAMES, DATASET_NAMES, Table
 
     tables = []
+    finished = results[results["status"] == "finished"]
+    pooled = len(finished) > 0 and finished.groupby("row").size().max() > 1
+    note = "Accuracy (%) on the test images of each class" + (
+        ", pooled over each configuration's seeds." if pooled else "."
+    )
     for dataset, matrices in confusion_matrices(results, predictions).items():
         rows = []
         for row, counts in matrices.items():
             right = np.diag(counts) / np.maximum(counts.sum(axis=1), 1) * 100
             names = CLASS_NAMES.get(dataset) or [str(c) for c in range(len(right))]
             rows.append({"#": row, **{n: round(v, 1) for n, v in zip(names, right, strict=False)}})
-        note = "Accuracy (%) on the test images of each class, over the configuration's seeds."
         tables.append(
             Table(
                 f"{name}-classes-{dataset}",

@@ -90,6 +90,16 @@ SINGLE_NOTE = (
     "One run per configuration: its 95% CI is the test-sampling (Wilson) interval of its "
     "accuracy on the test images, not seed-to-seed variation, which one run cannot show."
 )
+# An SVC fit has no randomness (SVC's seed acts only with probability=True): no seeds.
+SVM_NOTE = (
+    "One fit per configuration: its 95% CI is the test-sampling (Wilson) interval of its "
+    "accuracy on the test images. An SVC fit has no seed: fitting again gives the same model."
+)
+
+
+def single_note(trainable: str) -> str:
+    """What the interval of a single run means, for this kind of trial."""
+    return SVM_NOTE if trainable == "svm" else SINGLE_NOTE
 
 
 MCNEMAR_NOTE = (

@@ -35,7 +35,6 @@ from tune_mnist.analysis.table import (
     MCNEMAR_NOTE,
     MODEL_NAMES,
     REPEAT_NOTE,
-    SINGLE_NOTE,
     Run,
     Table,
     display_frame,
@@ -43,6 +42,7 @@ from tune_mnist.analysis.table import (
     metric,
     ms_text,
     sgd_momentum,
+    single_note,
 )
 from tune_mnist.spec.configs import CONFIG_FIELDS, trial_to_dict
 from tune_mnist.store.experiment import ExperimentMeta, Predictions
@@ -116,7 +116,7 @@ def config_table(run: Run, keys: list[str], extra: dict[str, str]) -> tuple[pd.D
     has_test = repeated or summary["correct"].map(lambda c: c is not None).any()
     if has_test or summary["same_as"].notna().any():
         frame["vs best"] = _versus_best(summary, group)
-    notes = [REPEAT_NOTE if repeated else SINGLE_NOTE]
+    notes = [REPEAT_NOTE if repeated else single_note(run.meta.trainable)]
     if repeated and (summary["n"] == 1).any():
         notes.append("Rows with one finished seed: the Wilson interval, as for single runs.")
     if not repeated and has_test:
@@ -186,7 +186,21 @@ def ablation_tables(run: Run) -> list[Table]:
     for dataset, part in summary.groupby("dataset", sort=False) if len(summary) else []:
         design = part[row_keys].drop_duplicates().reset_index(drop=True)
         frame = display_frame(design, row_keys)
-        notes = [REPEAT_NOTE.split(" vs best")[0] if part["n"].max() > 1 else SINGLE_NOTE]
+        if "epochs" in row_keys and (part["epochs_trained"] != part["epochs"].astype(str)).any():
+            # smoke or --max-epochs: what the trials trained, beside what the row asks
+            trained = part.groupby(row_keys, sort=False, dropna=False)["epochs_trained"].agg(
+                lambda v: " / ".join(dict.fromkeys(v))
+            )
+            frame.insert(
+                frame.columns.get_loc(LABELS["epochs"]) + 1,
+                "epochs trained",
+                design.merge(trained.reset_index(), on=row_keys, how="left")["epochs_trained"],
+            )
+        notes = [
+            REPEAT_NOTE.split(" vs best")[0]
+            if part["n"].max() > 1
+            else single_note(run.meta.trainable)
+        ]
         by_model = {}
         for model in models:
             cells = design.merge(part[part["model"] == model], on=row_keys, how="left")
