@@ -244,3 +244,46 @@ def test_factor_fixed_by_another_is_not_estimated():
     assert other.contrasts["contrast"].tolist() == ["r50 - r34"]
     assert other.contrasts["within"].tolist() == ["optimizer sgd"]
     assert other.joint[["F", "p"]].isna().all().all()  # no joint test of half-estimable factors
+
+
+def test_an_additive_model_that_fails_its_lack_of_fit_reports_cell_means_not_effects():
+    """Issue 28 item 14: batch size costs 28 points with Adam and 3 with SGD; the additive
+    model's one batch effect would average them. Its lack of fit against the seeds' spread
+    is significant: no main effect, the cell means instead (F checked with statsmodels)."""
+    noise = {0: -0.2, 1: 0.0, 2: 0.3}
+    rows = [
+        {
+            "optimizer": opt,
+            "batch_size": bs,
+            "seed": seed,
+            "acc": 90.0 - (28.0 if opt == "adam" else 3.0) * (bs == 32) + noise[seed],
+        }
+        for opt in ("adam", "sgd")
+        for bs in (16, 32)
+        for seed in (0, 1, 2)
+    ]
+    frame = pd.DataFrame(rows)
+    found = design_effects(frame, ["optimizer", "batch_size"], "acc", same_computation=None)
+    additive = smf.ols("acc ~ C(optimizer) + C(batch_size)", frame).fit()
+    saturated = smf.ols("acc ~ C(optimizer) * C(batch_size)", frame).fit()
+    expected = anova_lm(additive, saturated).iloc[1]
+    assert found.lack_of_fit.f_value == pytest.approx(expected["F"])
+    assert found.lack_of_fit.p == pytest.approx(expected["Pr(>F)"])
+    assert (found.lack_of_fit.df_model, found.lack_of_fit.df_error) == (1, 8)
+    assert found.contrasts.empty and found.joint.empty
+    assert any("the factors interact, so no main effect is reported" in n for n in found.notes)
+    cells = found.cells.set_index(["optimizer", "batch_size"])
+    assert cells.loc[("adam", 32), "mean"] == pytest.approx(90.0 - 28.0 + 0.1 / 3)
+    assert list(cells["n"]) == [3, 3, 3, 3]
+
+
+def test_an_additive_model_that_fits_keeps_its_main_effects():
+    rows = [
+        {"optimizer": o, "batch_size": b, "seed": s, "acc": 90 - 3 * (b == 32) + 0.1 * s}
+        for o in ("adam", "sgd")
+        for b in (16, 32)
+        for s in (0, 1, 2)
+    ]
+    found = design_effects(pd.DataFrame(rows), ["optimizer", "batch_size"], "acc")
+    assert found.cells is None and not found.contrasts.empty
+    assert found.lack_of_fit is None or found.lack_of_fit.p >= 0.05

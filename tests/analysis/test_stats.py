@@ -151,3 +151,27 @@ def test_no_spread_claims_nothing():
     assert all(math.isnan(v) for v in stats.t_interval([0.1, 0.1, 0.1]))
     same = pd.Series([90.0, 90.0, 90.0])
     assert all(math.isnan(v) for v in stats.welch_interval(same, same + 1))
+
+
+def test_dunnett_only_when_the_variances_are_comparable():
+    """Issue 28 item 14: one configuration's seeds spread far more than the others' (SD 13.5
+    against at most 4): Dunnett's pooled variance would be dominated by it; pairwise Welch
+    t-tests against the best, Holm-adjusted, instead (checked with scipy and statsmodels)."""
+    from scipy.stats import levene, ttest_ind
+    from statsmodels.stats.multitest import multipletests
+
+    best = np.array([90.0, 91.0, 92.0, 90.5])
+    calm = np.array([85.0, 86.0, 85.5, 86.5])
+    wild = np.array([60.0, 85.0, 70.0, 88.0])  # SD about 13
+    summary = pd.DataFrame({"mean": [g.mean() for g in (best, calm, wild)]})
+    found = stats.versus_best(summary, samples=[best, calm, wild])
+    assert levene(best, calm, wild).pvalue < 0.05
+    assert found["test"].iloc[1].startswith("Welch t vs best, Holm (variances differ")
+    raw = [ttest_ind(g, best, equal_var=False).pvalue for g in (calm, wild)]
+    assert list(found["p"].iloc[1:]) == pytest.approx(multipletests(raw, method="holm")[1])
+
+    even = np.array([80.0, 81.0, 82.0, 80.5])
+    summary = pd.DataFrame({"mean": [g.mean() for g in (best, calm, even)]})
+    assert (
+        stats.versus_best(summary, samples=[best, calm, even])["test"].iloc[1] == "Dunnett vs best"
+    )

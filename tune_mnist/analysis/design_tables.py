@@ -55,6 +55,16 @@ def effects_tables(run: Run) -> tuple[list[Table], dict[str, pd.DataFrame]]:
             names=_level_names(part),
         )
         levels[dataset] = found.levels
+        name = DATASET_NAMES.get(dataset, dataset)
+        if found.cells is not None:  # the factors interact: cell means, no main effects
+            cells = found.cells
+            frame = display_frame(cells, [c for c in cells if c not in ("mean", "std", "n")])
+            frame = frame.assign(
+                **{"test accuracy (%)": cells["mean"], "± std": cells["std"], "n": cells["n"]}
+            )
+            title = f"{run.space.name}: cell means (the factors interact), {name}"
+            tables.append(Table(f"{run.space.name}-effects-{dataset}", title, frame, found.notes))
+            continue
         frame = found.contrasts.assign(
             estimate=found.contrasts["estimate"].round(2) + 0.0,  # no "-0.0"
             CI=[
@@ -80,7 +90,7 @@ def effects_tables(run: Run) -> tuple[list[Table], dict[str, pd.DataFrame]]:
                 f"F = {j['F']:.2f}, p = {p}."
             )
         notes += found.notes
-        title = f"{run.space.name}: factor effects, {DATASET_NAMES.get(dataset, dataset)}"
+        title = f"{run.space.name}: factor effects, {name}"
         tables.append(Table(f"{run.space.name}-effects-{dataset}", title, frame, notes))
     return tables, levels
 

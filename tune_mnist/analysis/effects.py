@@ -32,6 +32,15 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
+from tune_mnist.analysis.aliasing import (
+    column_name,
+    estimable_factors,
+    interaction_aliases,
+    join_words,
+    model_matrix,
+)
+from tune_mnist.analysis.stats import ALPHA, LackOfFit, lack_of_fit
+
 CONFIDENCE = 0.95
 CONTRAST_COLUMNS = [
     "factor",
@@ -67,6 +76,8 @@ class Effects:
     design_points: int = 0  # distinct settings of the modelled factors
     observations: int = 0  # distinct computations the model was fit on
     residual_df: int = 0
+    lack_of_fit: LackOfFit | None = None  # the additive model against pure error
+    cells: pd.DataFrame | None = None  # mean, std, n per design point, when factors interact
 
 
 def design_effects(
@@ -109,10 +120,10 @@ def design_effects(
     points = data[active].drop_duplicates().reset_index(drop=True)
     design_points = len(points) if active else int(len(data) > 0)
 
-    kept, confounded = _estimable(points, active, levels, notes)
-    confounded = _interaction_aliases(points, kept, levels, confounded, notes)
+    kept, confounded = estimable_factors(points, active, levels, notes)
+    confounded = interaction_aliases(points, kept, levels, confounded, notes)
 
-    X = _matrix(data, kept, levels)
+    X = model_matrix(data, kept, levels)
     rank = np.linalg.matrix_rank(X.to_numpy()) if len(data) else 0
     residual_df = len(data) - rank
     with warnings.catch_warnings():  # rank deficiency is handled: only estimable contrasts
@@ -120,8 +131,29 @@ def design_effects(
         fit = sm.OLS(data[response].to_numpy(float), X.to_numpy()).fit() if len(data) else None
     claims = _can_claim(fit, residual_df, data[response], notes)
     _model_note(notes, response, kept, len(data), design_points, rank, residual_df)
+    point = data[active].astype(str).agg("|".join, axis=1) if active else None
+    misfit = lack_of_fit(fit.ssr, rank, data[response], point) if claims and active else None
+    if misfit is not None and misfit.p < ALPHA:  # main effects would average interactions
+        notes.append(
+            f"The additive model does not fit ({misfit.describe()}, lack of fit against the "
+            "seeds' spread): the factors interact, so no main effect is reported; the cell "
+            "means are shown instead."
+        )
+        cells = data.groupby(active, sort=True)[response].agg(["mean", "std", "count"])
+        return Effects(
+            response,
+            pd.DataFrame(columns=CONTRAST_COLUMNS),
+            pd.DataFrame(columns=JOINT_COLUMNS),
+            pd.DataFrame(columns=LEVEL_COLUMNS),
+            notes,
+            design_points,
+            len(data),
+            residual_df,
+            misfit,
+            cells.rename(columns={"count": "n"}).reset_index(),
+        )
 
-    model = _Model(fit, claims, residual_df, X.columns.tolist(), _matrix(points, kept, levels))
+    model = _Model(fit, claims, residual_df, X.columns.tolist(), model_matrix(points, kept, levels))
     contrasts, joint, level_rows = [], [], []
     for factor in kept:
         others = [f for f in kept if f != factor]
@@ -140,6 +172,7 @@ def design_effects(
         design_points=design_points,
         observations=len(data),
         residual_df=residual_df,
+        lack_of_fit=misfit,
     )
 
 
@@ -178,7 +211,7 @@ def _collapse(data, factors, response, same_computation, inert, notes) -> pd.Dat
     collapsed = data.groupby(key, dropna=False, sort=False)[response].mean().reset_index()
     if len(collapsed) < len(data):
         aside = [f for f in inert if f in same_computation]
-        aside = f" once {_join(aside)} are set aside" if aside else ""
+        aside = f" once {join_words(aside)} are set aside" if aside else ""
         notes.append(
             f"{len(data)} trials are {len(collapsed)} distinct computations (equal on "
             f"{', '.join(key)}{aside}): each counts once, as the mean of its trials."
@@ -202,101 +235,6 @@ def _setting(names, factor, value) -> str:
     """How a level reads in `within`: its display name alone, or "factor value"."""
     named = names.get(factor, {})
     return named.get(value, f"{factor} {value}")
-
-
-def _column(factor, level) -> str:
-    return f"{factor}[{level}]"
-
-
-def _matrix(frame: pd.DataFrame, factors: list[str], levels: dict) -> pd.DataFrame:
-    """Intercept and treatment-coded main effects (first sorted level is the reference)."""
-    columns = {"const": np.ones(len(frame))}
-    for factor in factors:
-        for level in levels[factor][1:]:
-            columns[_column(factor, level)] = (frame[factor] == level).to_numpy(float)
-    return pd.DataFrame(columns, index=frame.index)
-
-
-def _rank(points, factors, levels) -> int:
-    return np.linalg.matrix_rank(_matrix(points, factors, levels).to_numpy())
-
-
-def _estimable(points, active, levels, notes) -> tuple[list[str], dict[str, list[str]]]:
-    """Factors the main-effects model can estimate, in order; notes on the ones it cannot.
-
-    A factor whose columns add nothing to the rank of the factors before it cannot be told
-    apart from them; the smallest such set is named.
-    """
-    kept: list[str] = []
-    confounded: dict[str, list[str]] = {}
-    for factor in active:
-        gain = _rank(points, [*kept, factor], levels) - _rank(points, kept, levels)
-        if gain == len(levels[factor]) - 1:
-            kept.append(factor)
-            continue
-        if gain > 0:
-            kept.append(factor)
-            notes.append(f"{factor}: only some comparisons of its levels can be estimated.")
-            continue
-        partners = next(
-            list(subset)
-            for size in range(1, len(kept) + 1)
-            for subset in itertools.combinations(kept, size)
-            if _rank(points, [*subset, factor], levels) == _rank(points, list(subset), levels)
-        )
-        one_to_one = len(partners) == 1 and _rank(points, [factor], levels) == _rank(
-            points, [factor, *partners], levels
-        )
-        if one_to_one:
-            notes.append(
-                f"{partners[0]} and {factor} always change together: one effect, "
-                f"reported as {partners[0]}."
-            )
-            confounded.setdefault(partners[0], []).append(factor)
-        else:
-            for partner in partners:
-                confounded.setdefault(partner, []).append(factor)
-            notes.append(
-                f"{factor} cannot be told apart from {_join(partners)}: its changes always "
-                "come with theirs, so it is not estimated."
-            )
-    return kept, confounded
-
-
-def _interaction_aliases(points, kept, levels, confounded, notes) -> dict[str, list[str]]:
-    """Main effects confounded with the interaction of two other factors.
-
-    F is confounded with G x H when F's level is fixed by the (G, H) combination yet not by
-    G and H additively: e.g. each factor of a 2^(3-1) half fraction.
-    """
-    found: dict[str, list[tuple[str, str]]] = {}
-    for factor in kept:
-        for g, h in itertools.combinations([f for f in kept if f != factor], 2):
-            fixed = points.groupby([g, h], dropna=False)[factor].nunique().max() == 1
-            if fixed and _rank(points, [g, h, factor], levels) > _rank(points, [g, h], levels):
-                found.setdefault(factor, []).append((g, h))
-    reported = set()
-    for factor, pairs in found.items():
-        for g, h in pairs:
-            confounded.setdefault(factor, []).append(f"{g} x {h}")
-            trio = frozenset((factor, g, h))
-            mutual = all(
-                any(set(pair) == trio - {member} for pair in found.get(member, []))
-                for member in trio
-            )
-            if not mutual:
-                notes.append(
-                    f"{factor} is confounded with the {g} x {h} interaction (its estimate "
-                    "assumes that interaction is zero)."
-                )
-            elif trio not in reported:
-                reported.add(trio)
-                notes.append(
-                    f"{_join([f for f in kept if f in trio])}: each main effect is confounded "
-                    "with the interaction of the other two (the estimates assume those "
-                    "interactions are zero)."
-                )
-    return confounded
 
 
 def _can_claim(fit, residual_df, y, notes) -> bool:
@@ -324,7 +262,7 @@ def _model_note(notes, response, kept, observations, design_points, rank, residu
         return
     pure = observations - design_points
     notes.append(
-        f"Model: {response} ~ main effects of {_join(kept) or 'nothing'} (treatment coding, "
+        f"Model: {response} ~ main effects of {join_words(kept) or 'nothing'} (treatment coding, "
         f"least squares) on {observations} observations at {design_points} design points; "
         f"{rank} parameters, residual df {residual_df} ({pure} from repeats of a design point, "
         f"{residual_df - pure} from interactions left out of the model)."
@@ -354,9 +292,9 @@ def _contrasts(model, points, factor, others, levels, names, confounded, notes) 
     alpha = (1 - CONFIDENCE) / len(pairs)  # Bonferroni: simultaneous over the factor's pairs
     rows, left_out = [], []
     for low, high in pairs:
-        weights = {_column(factor, high): 1.0}
+        weights = {column_name(factor, high): 1.0}
         if low != levels[factor][0]:
-            weights[_column(factor, low)] = -1.0
+            weights[column_name(factor, low)] = -1.0
         vector = model.vector(weights)
         text = f"{_label(names, factor, high)} - {_label(names, factor, low)}"
         if not model.estimable(vector):
@@ -389,7 +327,7 @@ def _contrasts(model, points, factor, others, levels, names, confounded, notes) 
 def _joint(model, factor, factor_levels, complete: bool) -> dict:
     """F-test that every level of the factor has the same effect (the others held fixed);
     NaN unless every comparison of its levels is estimable."""
-    columns = [model.columns.index(_column(factor, level)) for level in factor_levels[1:]]
+    columns = [model.columns.index(column_name(factor, level)) for level in factor_levels[1:]]
     row = {"factor": factor, "levels": len(factor_levels), "df": len(columns)}
     if not (model.claims and complete):
         return {**row, "F": np.nan, "p": np.nan}
@@ -406,12 +344,12 @@ def _level_means(model, factor, kept, levels, names) -> list[dict]:
     for other in kept:
         if other != factor:
             for level in levels[other][1:]:
-                base[_column(other, level)] = 1 / len(levels[other])
+                base[column_name(other, level)] = 1 / len(levels[other])
     rows = []
     for level in levels[factor]:
         weights = dict(base)
         if level != levels[factor][0]:
-            weights[_column(factor, level)] = 1.0
+            weights[column_name(factor, level)] = 1.0
         vector = model.vector(weights)
         if model.estimable(vector):
             estimate = model.estimate(vector, 1 - CONFIDENCE)
@@ -433,13 +371,6 @@ def _nesting_notes(contrasts: list[dict], notes: list[str]) -> None:
             by_place.setdefault(row["within"], []).append(label)
     for place, what in by_place.items():
         notes.append(
-            f"{_join(what)} compared only within {place}: the estimate assumes the "
+            f"{join_words(what)} compared only within {place}: the estimate assumes the "
             "difference is the same in the rest of the design."
         )
-
-
-def _join(words: list[str]) -> str:
-    words = list(words)
-    if len(words) < 2:
-        return "".join(words)
-    return f"{', '.join(words[:-1])} and {words[-1]}"

@@ -143,6 +143,16 @@ def _dunnett(samples, best, rivals) -> tuple[dict[int, float], str]:
     groups = [clean[best], *(clean[i] for i in tested)]
     if all(np.ptp(g) == 0 for g in groups):  # no spread anywhere: no test
         return {}, ""
+    # Dunnett pools one variance: only when the configurations' variances are comparable
+    spread = stats.levene(*groups).pvalue if all(len(g) >= 2 for g in groups) else math.nan
+    if spread < ALPHA:
+        raw = {i: stats.ttest_ind(clean[i], clean[best], equal_var=False).pvalue for i in tested}
+        raw = {i: float(p) for i, p in raw.items() if not math.isnan(p)}
+        if not raw:
+            return {}, ""
+        adjusted = multipletests(list(raw.values()), method="holm")[1]
+        test = f"Welch t vs best, Holm (variances differ: Levene p {p_text(spread)})"
+        return dict(zip(raw, map(float, adjusted), strict=True)), test
     result = stats.dunnett(*(clean[i] for i in tested), control=clean[best], rng=DUNNETT_SEED)
     return dict(zip(tested, map(float, result.pvalue), strict=True)), "Dunnett vs best"
 
@@ -197,3 +207,31 @@ def welch_interval(a: pd.Series, b: pd.Series) -> tuple[float, float]:
     dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = stats.t.ppf(0.5 + CONFIDENCE / 2, dof) * se
     return (b.mean() - a.mean() - half, b.mean() - a.mean() + half)
+
+
+@dataclass(frozen=True)
+class LackOfFit:
+    """The F-test of a model's fit against the pure error of replicated design points."""
+
+    f_value: float
+    df_model: int  # lack-of-fit degrees of freedom: design points - parameters
+    df_error: int  # pure-error degrees of freedom: observations - design points
+    p: float
+
+    def describe(self) -> str:
+        return f"F({self.df_model}, {self.df_error}) = {self.f_value:.1f}, p {p_text(self.p)}"
+
+
+def lack_of_fit(residual_ss: float, rank: int, y, groups) -> LackOfFit | None:
+    """Lack-of-fit test of a linear model of rank `rank` whose residual sum of squares is
+    `residual_ss`, over observations `y` at design points `groups` (labels, one per
+    observation); None without replicates, or without spread among them."""
+    frame = pd.DataFrame({"y": np.asarray(y, dtype=float), "g": list(groups)})
+    points = frame["g"].nunique()
+    df_error, df_model = len(frame) - points, points - rank
+    pure = float(((frame["y"] - frame.groupby("g")["y"].transform("mean")) ** 2).sum())
+    if df_error <= 0 or df_model <= 0 or pure <= 0:
+        return None
+    f_value = ((residual_ss - pure) / df_model) / (pure / df_error)
+    p = float(stats.f.sf(f_value, df_model, df_error))
+    return LackOfFit(f_value=f_value, df_model=df_model, df_error=df_error, p=p)

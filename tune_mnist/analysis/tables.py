@@ -66,20 +66,23 @@ def inert_factors(results: pd.DataFrame, meta: ExperimentMeta) -> dict[str, str]
     return inert
 
 
-def _versus_best(summary: pd.DataFrame, group: list[str]) -> pd.Series:
-    """Per row: its comparison with its group's best (see stats.versus_best)."""
+def _versus_best(summary: pd.DataFrame, group: list[str]) -> tuple[pd.Series, set[str]]:
+    """Per row: its comparison with its group's best (see stats.versus_best); and the
+    tests used."""
     marks = pd.Series("—", index=summary.index, dtype=object)
+    tests: set[str] = set()
     parts = summary.groupby(group, sort=False) if group else [(None, summary)]
     for _, part in parts:
         own = part[part["same_as"].isna()]  # an identical computation is not a rival
         found = stats.versus_best(own, samples=list(own["samples"]), correct=list(own["correct"]))
         marks[own.index] = found["mark"]
+        tests |= set(found["test"]) - {""}
         best = own.index[found["mark"] == "best"]
         best_row = part.loc[best[0], "row"] if len(best) else None
         for i in part.index[part["same_as"].notna()]:
             same = int(part.loc[i, "same_as"])
             marks[i] = f"same computation as #{same}" + (" (best)" if same == best_row else "")
-    return marks
+    return marks, tests
 
 
 def config_table(run: Run, keys: list[str], extra: dict[str, str]) -> tuple[pd.DataFrame, list]:
@@ -114,9 +117,15 @@ def config_table(run: Run, keys: list[str], extra: dict[str, str]) -> tuple[pd.D
         frame["time ± std (ms)"] = summary["time_std"].map(ms_text)
     group = ["dataset"] if "dataset" in keys else []
     has_test = repeated or summary["correct"].map(lambda c: c is not None).any()
+    tests: set[str] = set()
     if has_test or summary["same_as"].notna().any():
-        frame["vs best"] = _versus_best(summary, group)
+        frame["vs best"], tests = _versus_best(summary, group)
     notes = [REPEAT_NOTE if repeated else single_note(run.meta.trainable)]
+    if welch := sorted(t for t in tests if t.startswith("Welch")):
+        notes.append(
+            f"vs best: {'; '.join(welch)}, instead of Dunnett's pooled variance, where the "
+            "configurations' seed-to-seed spreads differ."
+        )
     if repeated and (summary["n"] == 1).any():
         notes.append("Rows with one finished seed: the Wilson interval, as for single runs.")
     if not repeated and has_test:
