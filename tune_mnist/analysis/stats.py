@@ -144,7 +144,10 @@ def _dunnett(samples, best, rivals) -> tuple[dict[int, float], str]:
     if all(np.ptp(g) == 0 for g in groups):  # no spread anywhere: no test
         return {}, ""
     # Dunnett pools one variance: only when the configurations' variances are comparable
-    spread = stats.levene(*groups).pvalue if all(len(g) >= 2 for g in groups) else math.nan
+    spread = math.nan  # NaN where no group spreads at all: nothing to compare
+    if all(len(g) >= 2 for g in groups):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            spread = stats.levene(*groups).pvalue
     if spread < ALPHA:
         raw = {i: stats.ttest_ind(clean[i], clean[best], equal_var=False).pvalue for i in tested}
         raw = {i: float(p) for i, p in raw.items() if not math.isnan(p)}
