@@ -211,3 +211,50 @@ def test_rows_fall_back_to_one_number_per_configuration():
 def test_pareto_front():
     frame = pd.DataFrame({"s": [1, 2, 3, 4], "acc": [50, 40, 70, 60]})
     assert pareto_front(frame, "s", "acc")["s"].tolist() == [1, 3]
+
+
+def test_single_seed_curves_promise_no_band():
+    """Issue 28 item 16: a caption promised min-max bands for one seed."""
+    epochs = per_epoch(TWO_DATASETS[TWO_DATASETS["seed"] == 0], dict.fromkeys(range(1, 6), 2))
+    assert "band" not in draw_learning_curves(epochs, "t")._suptitle.get_text()
+    both = per_epoch(TWO_DATASETS, dict.fromkeys(range(1, 6), 2))
+    assert "band: min-max over seeds" in draw_learning_curves(both, "t")._suptitle.get_text()
+
+
+def test_an_effect_of_two_test_images_is_not_drawn_as_a_slope():
+    """Issue 28 item 13: a y-axis spanning 0.02 points presented an effect; the axis spans
+    at least a point, and a figure without intervals does not promise bars."""
+    levels = pd.DataFrame(
+        {
+            "factor": ["lr", "lr"],
+            "level": [0.0001, 0.001],
+            "estimate": [99.40, 99.42],
+            "ci_low": [np.nan, np.nan],
+            "ci_high": [np.nan, np.nan],
+        }
+    )
+    figure = draw_effects({"mnist": levels}, "t")
+    low, high = figure.axes[0].get_ylim()
+    assert high - low >= 1.0
+    assert "bars" not in figure._suptitle.get_text()
+
+
+def test_the_front_is_drawn_over_uncontended_times_only():
+    """Issue 28 item 8: a time taken beside other trials cannot put a row on the front."""
+    results = TWO_DATASETS[TWO_DATASETS["dataset"] == "mnist"].assign(
+        shared_node_fraction=[0.0, 0.0, 0.0, 0.9]  # row 3 (40 s) was contended
+    )
+    results.loc[results["row"] == 3, "test_accuracy"] = 99.9  # best, but its time is void
+    figure = draw_pareto(results, "t")
+    (ax,) = [a for a in figure.axes if a.get_visible()]
+    (front,) = [line for line in ax.get_lines() if line.get_drawstyle() == "steps-post"]
+    assert front.get_xdata().tolist() == [10.5, 30.0, 30.0]
+    assert any("contended" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_every_figure_on_the_page_says_what_to_read_from_it(repeated):
+    from tune_mnist.analysis.html import _caption
+
+    for stem in ("q-accuracy-vs-time", "q-learning-curves", "q-effects", "q-confusion-mnist"):
+        caption = _caption(Path(f"{stem}.png"))
+        assert caption.endswith(f"({stem}.png)") and len(caption.split(".")[0]) > 40

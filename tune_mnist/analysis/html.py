@@ -66,6 +66,25 @@ def _table(table: Table) -> str:
     )
 
 
+# What to read from each kind of figure (plots.plot_experiment's file names).
+CAPTIONS = {
+    "accuracy-vs-time": "Test accuracy against train time, by table row (#): the staircase "
+    "joins the rows no other beats on both; times the tables mark * were taken beside other "
+    "trials and say nothing of speed.",
+    "learning-curves": "Test accuracy after each epoch: where a curve flattens, more epochs "
+    "buy little; one seed's dips are within test-sampling noise.",
+    "effects": "Each factor's model-based mean accuracy per level, the other factors "
+    "weighted equally: a factor matters where its levels' intervals sit apart.",
+    "confusion": "Which classes are taken for which (rows: true class; columns: predicted): "
+    "the off-diagonal cells are the model's confusions.",
+}
+
+
+def _caption(path: Path) -> str:
+    kind = next((k for k in CAPTIONS if k in path.stem), None)
+    return f"{CAPTIONS[kind]} ({path.name})" if kind else path.name
+
+
 def _figure(path: Path) -> str:
     path = Path(path)
     mime = _MIME.get(path.suffix.lower(), "application/octet-stream")
@@ -73,7 +92,7 @@ def _figure(path: Path) -> str:
     return (
         f'<figure id="figure-{_anchor(path.stem)}">'
         f'<img src="data:{mime};base64,{data}" alt="{escape(path.stem)}">'
-        f"<figcaption>{escape(path.name)}</figcaption></figure>"
+        f"<figcaption>{escape(_caption(path))}</figcaption></figure>"
     )
 
 

@@ -29,6 +29,7 @@ from matplotlib.ticker import MaxNLocator
 
 from tune_mnist.analysis.table import (
     CLASS_NAMES,
+    CONTENDED,
     DATASET_NAMES,
     LABELS,
     MODEL_NAMES,
@@ -141,6 +142,7 @@ def _finished(results: pd.DataFrame) -> pd.DataFrame:
     done = with_rows(results).assign(
         seconds=metric(results, "train_time_ms") / 1000,
         accuracy=metric(results, "test_accuracy"),
+        contended=numbers(results, "shared_node_fraction") > CONTENDED,
     )
     return done[(done["status"] == "finished") & done["accuracy"].notna()]
 
@@ -164,6 +166,7 @@ def draw_pareto(results: pd.DataFrame, title: str) -> Figure | None:
             accuracy=("accuracy", "mean"),
             accuracy_std=("accuracy", "std"),
             group=(group, "first"),
+            contended=("contended", "any"),
         )
         for name, points in per_row.groupby("group", sort=False):
             ax.errorbar(
@@ -176,15 +179,29 @@ def draw_pareto(results: pd.DataFrame, title: str) -> Figure | None:
                 alpha=0.85,
                 label=level_label(group, name),
             )
-        front = pareto_front(per_row, "seconds", "accuracy")
-        # The staircase runs on to the slowest row: at any time budget it reads the best
-        # accuracy reached within it.
-        xs = [*front["seconds"], per_row["seconds"].max()]
-        ys = [*front["accuracy"], front["accuracy"].iloc[-1]]
-        ax.step(xs, ys, where="post", color="black", lw=1.2, label="Pareto front")
-        ax.scatter(
-            front["seconds"], front["accuracy"], s=130, facecolors="none", edgecolors="black"
-        )
+        # a time taken beside other trials is no speed figure: such rows are drawn, crossed,
+        # but the front is drawn over the others only
+        timed = per_row[~per_row["contended"]]
+        shared = per_row[per_row["contended"]]
+        if len(shared):
+            ax.scatter(
+                shared["seconds"],
+                shared["accuracy"],
+                marker="x",
+                s=90,
+                color="grey",
+                label="time contended (not on the front)",
+            )
+        if len(timed):
+            front = pareto_front(timed, "seconds", "accuracy")
+            # The staircase runs on to the slowest row: at any time budget it reads the best
+            # accuracy reached within it.
+            xs = [*front["seconds"], timed["seconds"].max()]
+            ys = [*front["accuracy"], front["accuracy"].iloc[-1]]
+            ax.step(xs, ys, where="post", color="black", lw=1.2, label="Pareto front")
+            ax.scatter(
+                front["seconds"], front["accuracy"], s=130, facecolors="none", edgecolors="black"
+            )
         for row, point in per_row.iterrows():
             ax.annotate(
                 str(row),
@@ -225,6 +242,7 @@ def draw_learning_curves(epochs: pd.DataFrame, title: str) -> Figure | None:
     figure, axes = _subplots(
         len(datasets), 1, figsize=(10, 4.2 * len(datasets)), squeeze=False, layout="constrained"
     )
+    banded = False
     for ax, dataset in zip(axes[:, 0], datasets, strict=True):
         part = curves[curves["dataset"] == dataset]
         keys = _varied(part)
@@ -237,6 +255,7 @@ def draw_learning_curves(epochs: pd.DataFrame, title: str) -> Figure | None:
             ax.plot(curve.index, curve["mean"], marker="o", ms=3, lw=1.2, color=colour, label=label)
             seeds = config["seed"].nunique() if "seed" in config else 1
             if seeds > 1:
+                banded = True
                 ax.fill_between(curve.index, curve["min"], curve["max"], alpha=0.2, color=colour)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(title=dataset_name(dataset), xlabel="epoch", ylabel="test accuracy (%)")
@@ -250,13 +269,17 @@ def draw_learning_curves(epochs: pd.DataFrame, title: str) -> Figure | None:
             title_fontsize=8,
             ncol=1 + (len(rows) - 1) // 20,
         )
-    figure.suptitle(f"{title}\n(line: mean over seeds; band: min-max over seeds)")
+    said = "line: mean over seeds; band: min-max over seeds" if banded else "one seed each"
+    figure.suptitle(f"{title}\n({said})")
     return figure
 
 
 def learning_curves_figure(epochs: pd.DataFrame, title: str, path: Path) -> Path | None:
     """Save draw_learning_curves as a PNG; None (no file) when no row has 2 epochs."""
     return _save(draw_learning_curves(epochs, title), path)
+
+
+MIN_SPAN = 1.0  # points of accuracy: the least height of an effects panel's axis
 
 
 def draw_effects(
@@ -293,7 +316,15 @@ def draw_effects(
         for ax in axes_row[len(factors) :]:
             ax.set_visible(False)
         axes_row[0].set_ylabel(f"{dataset_name(dataset)}\n{ylabel}")
-    figure.suptitle(f"{title}\n(bars: 95% interval)")
+        # a span of a few test images is no effect: never drawn taller than MIN_SPAN points
+        values = frame[["estimate", "ci_low", "ci_high"]].to_numpy(float)
+        low, high = np.nanmin(values), np.nanmax(values)
+        if high - low < MIN_SPAN:
+            middle = (low + high) / 2
+            axes_row[0].set_ylim(middle - MIN_SPAN / 2, middle + MIN_SPAN / 2)
+    drawn = any(f[["ci_low", "ci_high"]].notna().all(axis=1).any() for f in frames.values())
+    said = "bars: 95% interval" if drawn else "no intervals: nothing left to estimate them from"
+    figure.suptitle(f"{title}\n({said})")
     return figure
 
 
