@@ -61,17 +61,19 @@ def test_versus_best_with_repeats_is_dunnett_against_the_best():
     assert marks["test"].iloc[0] == "Dunnett vs best"
 
 
-def test_versus_best_makes_no_claim_from_single_runs_or_no_spread():
+def test_versus_best_makes_no_claim_from_single_runs_or_no_spread_and_says_why():
+    """Issue 28 item 7: "no claim" without its reason."""
     single = [[90.0], [80.0]]
     marks = stats.versus_best(summary_of(single), samples=single)
-    assert marks["mark"].tolist() == ["best", "no claim"]
+    no_pair = "no test: one run, no saved predictions to pair"
+    assert marks["mark"].tolist() == ["best", no_pair]
     assert math.isnan(marks["p"].iloc[1])
     flat = [[90.0, 90.0], [80.0, 80.0]]  # deterministic repeats: no spread, no test
     assert stats.versus_best(summary_of(flat), samples=flat)["mark"].tolist() == [
         "best",
-        "no claim",
+        "no test: the seeds' accuracies do not vary",
     ]
-    assert stats.versus_best(summary_of(single))["mark"].tolist() == ["best", "no claim"]
+    assert stats.versus_best(summary_of(single))["mark"].tolist() == ["best", no_pair]
 
 
 def correctness(both: int, only_a: int, only_b: int, neither: int):

@@ -236,13 +236,15 @@ def test_study_vs_run_matches_rows_and_marks_the_interval(tmp_path):
         "this run (%)",
         "difference (pp)",
         "95% CI",
-        "study inside CI",
+        "difference 95% CI",
+        "consistent with the study",
     ]
     assert table["model"].tolist() == ["resnet18", "resnet50", "resnet18"]
     assert table["study (%)"].tolist() == [99.18, 98.98, 99.14]
     assert table["difference (pp)"].tolist() == [0.12, 0.42, -0.14]
     assert table["95% CI"].tolist() == ["[99.10, 99.50]", "[99.20, 99.60]", "—"]
-    assert table["study inside CI"].tolist() == ["yes", "no", "—"]
+    assert table["difference 95% CI"].tolist() == ["[-0.08, +0.32]", "[+0.22, +0.62]", "—"]
+    assert table["consistent with the study"].tolist() == ["yes", "no", "—"]
     assert references.DATASET_NOTE in table.attrs["notes"]
     assert "95% CI of this run: Wilson." in table.attrs["notes"]
 
@@ -265,9 +267,8 @@ def test_study_vs_run_against_the_packaged_q2(checkout_spaces):
     }
     run = pd.DataFrame([run_row(90.0, 89.4, 90.6, **config)])
     table = study.study_vs_run(references.builtin_reference("q2"), run, list(config))
-    assert table[["study (%)", "difference (pp)", "study inside CI"]].values.tolist() == [
-        [90.73, -0.73, "no"]
-    ]
+    columns = ["study (%)", "difference (pp)", "difference 95% CI", "consistent with the study"]
+    assert table[columns].values.tolist() == [[90.73, -0.73, "[-1.33, -0.13]", "no"]]
 
 
 # ---------------------------------------------------------------- claims

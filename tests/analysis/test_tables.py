@@ -391,7 +391,11 @@ def test_q1b_with_the_studys_accuracies_differs_by_nothing(tmp_path):
         assert row["95% CI"] == wilson_ci(right)
         low, high = proportion_confint(right, TEST_IMAGES, alpha=0.05, method="wilson")
         inside = 100 * low <= row["study (%)"] <= 100 * high
-        assert row["study inside CI"] == ("yes" if inside else "no")
+        assert row["consistent with the study"] == ("yes" if inside else "no")
+        # issue 28 item 5: the difference with its interval, not the number alone
+        study_value = row["study (%)"]
+        lo, hi = 100 * low - study_value, 100 * high - study_value
+        assert row["difference 95% CI"] == f"[{lo:+.2f}, {hi:+.2f}]"
     assert any(n.startswith("Every accuracy here equals the study's") for n in study.notes)
     claims = table(summary, "q1b-claims").frame
     assert claims["claim"].tolist() == ["RBF beats Poly on both datasets (SVM)."]
@@ -651,3 +655,15 @@ def test_a_smoke_q1a_table_says_what_the_trials_trained(tmp_path):
     shown = summarize(folder, write=False).tables[0].shown()
     assert list(shown.columns).index("epochs trained") == list(shown.columns).index("epochs") + 1
     assert set(shown["epochs trained"]) == {"1"} and set(shown["epochs"]) == {5, 15}
+
+
+def test_q1a_tables_carry_the_row_numbers_the_figures_use(tmp_path):
+    """Issue 28 item 12: figures and per-class tables say #1-#32; the q1a tables did not."""
+    spec = load_space("q1a")
+    folder = make_experiment(tmp_path / "e", spec, lambda t: 90.0)
+    summary = summarize(folder, write=False)
+    results = summary.results
+    mnist = summary.tables[0].frame
+    for model, name in (("resnet18", "ResNet-18"), ("resnet50", "ResNet-50")):
+        rows = results[(results["dataset"] == "mnist") & (results["model"] == model)]["row"]
+        assert sorted(mnist[f"{name} #"].tolist()) == sorted(rows.tolist())

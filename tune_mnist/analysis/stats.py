@@ -110,8 +110,8 @@ def versus_best(
     differ only in a factor that could not act): not ranked against it.
 
     Returns, indexed like `summary`: `mark` ("best", "worse (p = 0.002)", "not
-    distinguishable from the best (p = 0.31)", "same computation as best", "no claim"),
-    `p` (adjusted, NaN without a test) and `test`. The best is chosen from the same data,
+    distinguishable from the best (p = 0.31)", "same computation as best", or "no test:"
+    and why), `p` (adjusted, NaN without a test) and `test`. The best is chosen from the same data,
     so "worse" is a claim against the observed leader, not against an unknown true best.
     """
     out = pd.DataFrame({"mark": "no claim", "p": math.nan, "test": ""}, index=summary.index)
@@ -127,11 +127,24 @@ def versus_best(
     adjusted, test = _dunnett(samples, best, rivals) if samples is not None else ({}, "")
     if not adjusted and correct is not None:
         adjusted, test = _mcnemar_holm(correct, best, rivals)
+    for row in rivals:  # the rows no test reached: say why, not just "no claim"
+        if row not in adjusted:
+            out.iloc[row, 0] = _untested(row, best, samples, correct)
     for row, p in adjusted.items():
         worse = p < ALPHA and means[row] < means[best]
         mark = "worse" if worse else "not distinguishable from the best"
         out.iloc[row] = [f"{mark} (p {p_text(p)})", p, test]
     return out
+
+
+def _untested(row, best, samples, correct) -> str:
+    """Why a row has no test against the best."""
+    seeds = [len(np.asarray(s)[~np.isnan(np.asarray(s, float))]) for s in (samples or [])]
+    if seeds and seeds[row] >= 2 and seeds[best] >= 2:
+        return "no test: the seeds' accuracies do not vary"
+    if correct is None or correct[row] is None or correct[best] is None:
+        return "no test: one run, no saved predictions to pair"
+    return "no test: one run against several seeds"
 
 
 def _dunnett(samples, best, rivals) -> tuple[dict[int, float], str]:

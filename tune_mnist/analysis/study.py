@@ -48,7 +48,9 @@ def study_vs_run(reference: pd.DataFrame, run: pd.DataFrame, keys: list[str]) ->
     Rows follow `run`; reference rows the run lacks are left out (the caller says when a
     run is partial). Keys match robustly: 0.001 equals 1e-3, 'Adam' equals 'adam'.
     Columns: the keys, `study (%)`, `this run (%)`, `difference (pp)` (run - study),
-    `95% CI` and `study inside CI` ("yes", "no", or "—" without an interval).
+    `95% CI` (this run's), `difference 95% CI` (run - study: the study's one published
+    number against this run's interval) and `consistent with the study` ("yes" when the
+    difference's interval holds 0, "no", or "—" without an interval).
     """
     if missing := [k for k in keys if k not in reference]:
         raise TuneMnistError(f"the reference table has no {missing[0]!r} column to match on")
@@ -72,8 +74,12 @@ def study_vs_run(reference: pd.DataFrame, run: pd.DataFrame, keys: list[str]) ->
     out["95% CI"] = [
         f"[{lo:.2f}, {hi:.2f}]" if ok else "—" for lo, hi, ok in zip(low, high, has_ci, strict=True)
     ]
+    out["difference 95% CI"] = [
+        f"[{lo - st:+.2f}, {hi - st:+.2f}]" if ok else "—"
+        for lo, hi, st, ok in zip(low, high, study, has_ci, strict=True)
+    ]
     inside = (low <= study) & (study <= high)
-    out["study inside CI"] = np.where(has_ci, np.where(inside, "yes", "no"), "—")
+    out["consistent with the study"] = np.where(has_ci, np.where(inside, "yes", "no"), "—")
     notes = [STUDY_NOTE, *reference.attrs.get("notes", [])]
     if "interval" in both and both["interval"].notna().any():
         kinds = ", ".join(dict.fromkeys(both["interval"].dropna().astype(str)))

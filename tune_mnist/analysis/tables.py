@@ -215,6 +215,8 @@ def ablation_tables(run: Run) -> list[Table]:
             cells = design.merge(part[part["model"] == model], on=row_keys, how="left")
             by_model[model] = cells
             name = MODEL_NAMES.get(model, model)
+            # the row numbers the figures, confusion matrices and per-class tables use
+            frame[f"{name} #"] = cells["row"].astype("Int64").to_numpy()
             frame[f"{name} acc (%)"] = cells["mean"].round(2).to_numpy()
             if cells["n"].max() > 1:
                 frame[f"{name} ± std"] = cells["std"].round(2).to_numpy()
