@@ -130,8 +130,8 @@ class SVMFields(BaseModel):
         if isinstance(value, float) and not 0 < value <= MAX_GAMMA:
             raise PydanticCustomError(
                 "gamma",
-                "expected 'scale', 'auto' or a number above 0, at most {top:g}",
-                {"top": MAX_GAMMA},
+                "expected 'scale', 'auto' or a number above 0, at most {top}",
+                {"top": f"{MAX_GAMMA:g}"},  # pydantic fills {name}, without a format spec
             )
         return value
 
