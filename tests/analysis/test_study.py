@@ -454,7 +454,9 @@ def test_claim_rbf_beats_poly_by_mcnemar():
     assert claim(swapped, 3).verdict == study.CONTRADICTED
     tie_rbf, tie_poly = kernel_vectors(20, 15)
     ties = [*both[:2], svm("fashion-mnist", "rbf", tie_rbf), svm("fashion-mnist", "poly", tie_poly)]
-    assert claim(ties, 3).verdict == study.CANNOT_TELL
+    tied = claim(ties, 3)
+    assert tied.verdict == study.CANNOT_TELL == "cannot tell"  # issue 28 item 4: and why
+    assert tied.evidence.endswith("RBF's lead is not significant at 0.05 on fashion-mnist")
     assert claim([both[0]], 3) is None
 
 
