@@ -56,3 +56,15 @@ def test_the_docs_show_runnable_commands():
 def test_a_command_the_docs_show_runs(page, command):
     result = CliRunner().invoke(app, shlex.split(command)[1:])
     assert result.exit_code == 0, f"{page}: {command}\n{result.output}"
+
+
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    from typer.testing import CliRunner
+
+    from tune_mnist.cli.main import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output == f"tune-mnist {version('tune-mnist')}\n"

@@ -28,6 +28,29 @@ app = typer.Typer(
 )
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        print(f"tune-mnist {version('tune-mnist')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print tune-mnist's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Ray Tune ablation studies of ResNets and SVMs on MNIST and Fashion-MNIST."""
+
+
 # Tables are the output: when piped or captured, do not squeeze them into 80 columns.
 _width = None if sys.stdout.isatty() else 200
 
