@@ -116,12 +116,14 @@ def _show_search(spec) -> None:
     from tune_mnist.spec.spaces import grid_configurations
 
     search, grid = spec.search, grid_configurations(spec.space)
-    frame = pd.DataFrame(spec.trials)
+    # flat dicts: a custom trainable's params are keys as a ResNet's lr is (not a dict)
+    frame = pd.DataFrame([trial_to_dict(t) for t in spec.trials]).drop(columns="trainable")
     for key, distribution in search.distributions.items():
         frame[key] = distribution.describe()
     frame = frame.drop_duplicates().reset_index(drop=True)
-    if "model" in frame:
-        frame["model"] = frame["model"].map(short_model)
+    for key in ("model", "function"):  # a file reference by its file's name, not its path
+        if key in frame:
+            frame[key] = frame[key].map(short_model)
     count = search.trial_count(grid)
     print_frame(frame, title=f"{spec.name}: {count} trials, sampled ({spec.source})")
     for line in overview(search, grid):
