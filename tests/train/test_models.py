@@ -97,3 +97,22 @@ def test_skipping_padding_taps_changes_the_work_not_the_result(name):
     # on maps where every tap is live the two models do exactly the same work
     big = torch.randn(2, 1, 112, 112)
     assert conv_flops(plain, big) == conv_flops(skipping, big)
+
+
+def test_a_model_of_lazy_modules_is_sized_when_built(tmp_path):
+    """Issue 29: nn.LazyConv2d / nn.LazyLinear passed `show` and the sweep died counting
+    parameters (`Attempted to use an uninitialized parameter`)."""
+    from tune_mnist.train.models import build_model, model_cost_at
+
+    (tmp_path / "lazy.py").write_text(
+        "from torch import nn\n\n"
+        "def build(channels, height, width, classes):\n"
+        "    return nn.Sequential(nn.LazyConv2d(4, 3), nn.ReLU(), nn.Flatten(),"
+        " nn.LazyLinear(classes))\n"
+    )
+    reference = f"{tmp_path / 'lazy.py'}:build"
+    net = build_model(reference, (1, 28, 28), 10)
+    assert net.training  # built as any model is: in training mode
+    assert sum(p.numel() for p in net.parameters()) == 4 * 9 + 4 + 4 * 26 * 26 * 10 + 10
+    cost = model_cost_at(reference, (1, 28, 28), 10)
+    assert cost.params_m * 1e6 == pytest.approx(27090) and cost.gflops > 0

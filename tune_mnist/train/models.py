@@ -161,7 +161,24 @@ def build_model(model: str, shape: tuple[int, int, int], classes: int) -> nn.Mod
         ) from None
     if not isinstance(net, nn.Module):
         raise TuneMnistError(f"{model}: returned {type(net).__name__}, not a torch nn.Module")
+    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in net.parameters()):
+        _materialize(model, net, shape)
     return net
+
+
+def _materialize(model: str, net: nn.Module, shape: tuple[int, int, int]) -> None:
+    """Give lazy modules (nn.LazyConv2d, nn.LazyLinear) their shapes with one image, as
+    torch asks before parameters are counted or handed to an optimizer."""
+    training = net.training
+    try:
+        with torch.no_grad():
+            net.eval()(torch.zeros(1, *shape))
+    except Exception as e:
+        raise TuneMnistError(
+            f"{model}: its lazy modules could not be sized on one image: "
+            f"{type(e).__name__}: {first_line(e)}"
+        ) from None
+    net.train(training)
 
 
 def check_model(model: str, shape: tuple[int, int, int], classes: int) -> None:
