@@ -1,11 +1,15 @@
 """What a design can estimate: the model matrix of treatment-coded main effects, which
-factors it can tell apart, and which main effects are confounded with a two-factor
-interaction. Pure: plain sentences go into the `notes` list given, nothing is printed.
+factors it can tell apart, which main effects are confounded with a two-factor
+interaction, and (read_design) a two-level fraction's defining relation and resolution,
+from its rows alone, before anything runs. Pure: sentences go into lists, nothing is
+printed.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -114,3 +118,62 @@ def join_words(words: list[str]) -> str:
     if len(words) < 2:
         return "".join(words)
     return f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+@dataclass(frozen=True)
+class Design:
+    """A two-level fraction read from its rows: what `show` says before anything runs."""
+
+    factors: list[str]  # the factors the rows vary
+    runs: int  # distinct rows
+    words: list[tuple[str, ...]]  # the defining relation's words (factors whose product is fixed)
+    notes: list[str]  # what cannot be told apart, in words
+
+    @property
+    def resolution(self) -> int | None:
+        """The length of the shortest word; None for a full factorial (no word)."""
+        return min(map(len, self.words)) if self.words else None
+
+    def describe(self) -> list[str]:
+        """The design in a few sentences."""
+        k = len(self.factors)
+        full = 2**k
+        names = ", ".join(self.factors)
+        head = f"Design: {self.runs} distinct rows in {k} two-level factors ({names})"
+        if self.runs == full:
+            return [head + f": the full 2^{k} factorial, every effect separable."]
+        p = round(math.log2(full / self.runs)) if self.runs else 0
+        fraction = (
+            f"a 2^({k}-{p}) fraction" if 2 ** (k - p) == self.runs else "an irregular fraction"
+        )
+        lines = [f"{head}: {fraction} of the {full} combinations."]
+        if self.words:
+            relation = " = ".join("·".join(w) for w in self.words)
+            roman = _ROMAN.get(self.resolution, str(self.resolution))
+            lines.append(f"Resolution {roman}; defining relation I = {relation}.")
+        return lines + self.notes
+
+
+_ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V", 6: "VI"}
+
+
+def read_design(rows: pd.DataFrame, factors: list[str] | None = None) -> Design | None:
+    """The design of the rows of a space (one column per key they set; `factors`: the
+    columns to read, default all): None unless two or more vary, each at two levels."""
+    columns = [f for f in (factors or list(rows)) if f in rows]
+    factors = [f for f in columns if rows[f].nunique(dropna=False) > 1]
+    if len(factors) < 2 or any(rows[f].nunique(dropna=False) != 2 for f in factors):
+        return None
+    points = rows[factors].drop_duplicates().reset_index(drop=True)
+    levels = {f: sorted(points[f].drop_duplicates(), key=str) for f in factors}
+    signs = pd.DataFrame({f: np.where(points[f] == levels[f][0], -1, 1) for f in factors})
+    words = [
+        subset
+        for size in range(1, len(factors) + 1)
+        for subset in itertools.combinations(factors, size)
+        if abs(signs[list(subset)].prod(axis=1).sum()) == len(points)
+    ]
+    notes: list[str] = []
+    kept, confounded = estimable_factors(points, factors, levels, notes)
+    interaction_aliases(points, kept, levels, confounded, notes)
+    return Design(factors, len(points), words, notes)

@@ -96,6 +96,13 @@ def show(
     if spec.selection:
         title = f"{spec.name}: {len(spec.trials)} of {spec.selection.of} trials ({spec.source})"
     print_frame(frame, title=title)
+    if spec.space.rows:  # a design written as rows: what it can and cannot separate
+        from tune_mnist.analysis.aliasing import read_design
+        from tune_mnist.analysis.table import FACTORS
+
+        if design := read_design(pd.DataFrame(spec.space.rows), FACTORS):
+            for line in design.describe():
+                out.print(line, highlight=False)
     asked = spec.space.resources
     if spec.trainable != "svm":
         out.print(
