@@ -68,6 +68,16 @@ def show(
     trial: TrialOpt = None,
     trial_limit: LimitOpt = TRIAL_LIMIT,
     svm_backend: SVMBackendOpt = DEFAULT_SVM_BACKEND,
+    plan_from: Annotated[
+        str | None,
+        typer.Option(
+            help="A pilot experiment (2+ seeds per configuration): print how many repeats "
+            "a comparison needs to detect --detect points (power 0.8, alpha 0.05)."
+        ),
+    ] = None,
+    detect: Annotated[
+        float, typer.Option(help="The difference to detect with --plan-from, in points.")
+    ] = 0.5,
 ) -> None:
     """Print a space's expanded trials and the resources each will ask for; trains nothing.
 
@@ -79,6 +89,7 @@ def show(
     with user_errors():
         spec = select(load_space(space, trial_limit), where or [], trial or [])
         check_space(spec)  # own models import and fit their data; own datasets read
+        plans = _plans(plan_from, detect) if plan_from else []
     search = spec.search
     if search and search.samples:
         _show_search(spec)
@@ -103,6 +114,8 @@ def show(
         if design := read_design(pd.DataFrame(spec.space.rows), FACTORS):
             for line in design.describe():
                 out.print(line, highlight=False)
+    for plan in plans:
+        out.print(f"Repeats, from {plan_from}: {plan.describe()}", highlight=False)
     asked = spec.space.resources
     if spec.trainable != "svm":
         out.print(
@@ -115,6 +128,18 @@ def show(
             f"shown: estimated for the full datasets against {budget}; "
             "`tune-mnist cluster SPACE` plans for a cluster's nodes."
         )
+
+
+def _plans(pilot: str, detect: float) -> list:
+    """The repeats a comparison needs, planned from a pilot experiment (planning.py)."""
+    from tune_mnist.analysis.planning import plan_repeats
+    from tune_mnist.store.opened import open_experiment
+    from tune_mnist.store.results import load_experiment
+
+    loaded = load_experiment(open_experiment(pilot))
+    declared = dict.fromkeys(k for t in loaded.meta.trials for k in trial_to_dict(t))
+    keys = [k for k in declared if k not in ("trainable", "seed") and k in loaded.results]
+    return plan_repeats(loaded.results, keys, detect)
 
 
 def _show_search(spec) -> None:
