@@ -177,3 +177,17 @@ def read_design(rows: pd.DataFrame, factors: list[str] | None = None) -> Design 
     kept, confounded = estimable_factors(points, factors, levels, notes)
     interaction_aliases(points, kept, levels, confounded, notes)
     return Design(factors, len(points), words, notes)
+
+
+def fold_over(rows: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
+    """The fold-over of a two-level design's rows on `factors`: each row with those
+    factors switched to their other level. Folding on every factor frees main effects from
+    two-factor interactions; folding on one factor frees it, and its two-factor
+    interactions, from everything else."""
+    out = rows.copy()
+    for factor in factors:
+        levels = list(rows[factor].drop_duplicates())
+        if len(levels) != 2:
+            raise ValueError(f"{factor}: a fold-over needs two levels, the rows have {len(levels)}")
+        out[factor] = rows[factor].map({levels[0]: levels[1], levels[1]: levels[0]})
+    return out

@@ -390,4 +390,4 @@ def cluster(
 
 # The experiment and cluster commands register on `app` when imported; imported last so
 # that --help lists the everyday commands above them.
-from tune_mnist.cli import experiments, jobs  # noqa: E402, F401
+from tune_mnist.cli import design, experiments, jobs  # noqa: E402, F401
