@@ -268,7 +268,8 @@ def resnet_data(tmp_path_factory):
 
 def test_a_stopped_resnet_job_resumes_and_finishes(cluster, resnet_data, tmp_path):
     address, env = cluster
-    grid = {"dataset": ["mnist"], "batch_size": [32, 48], "epochs": [4]}
+    # 12 epochs: the stop must land before both trials finish, on a loaded machine too
+    grid = {"dataset": ["mnist"], "batch_size": [32, 48], "epochs": [12]}
     space = write_space(tmp_path, name="resnet-job", **{**TINY_RESNET, "grid": grid})
     results = tmp_path / "results"
     experiment = results / "resnet-job"
@@ -305,7 +306,7 @@ def test_a_stopped_resnet_job_resumes_and_finishes(cluster, resnet_data, tmp_pat
     resumed = tune_mnist(env, "submit", space, *options, "--resume", "--follow")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     after = load_results(experiment)
-    assert set(after["status"]) == {"finished"} and (after["epoch"] == 4).all()
+    assert set(after["status"]) == {"finished"} and (after["epoch"] == 12).all()
     assert "resnet-job: 2 finished, 0 running, 0 pending, 0 failed of 2 trials" in (
         tune_mnist(env, "status", experiment).stdout
     )
