@@ -23,3 +23,22 @@ def test_show_a_custom_trainables_random_search(tmp_path):
     assert result.exit_code == 0, result.output
     assert "loguniform(0.0001, 0.1)" in result.output and "loop.py:train" in result.output
     assert "random search: 4 samples = 4 trials" in result.output
+
+
+def test_spaces_and_status_print_json_for_pipes(tmp_path):
+    """Issue 29: piped `spaces` and `status` printed box-drawing characters only."""
+    import json
+
+    from tests.experiments import make_experiment
+    from tune_mnist.spec.spaces import load_space
+
+    spaces = json.loads(CliRunner().invoke(app, ["spaces", "--json"]).output)
+    assert {
+        k: v
+        for k, v in next(s for s in spaces if s["space"] == "q1a").items()
+        if k != "description"
+    } == {"space": "q1a", "trainable": "resnet", "trials": 32}
+    folder = make_experiment(tmp_path / "e", load_space("q1b"), lambda t: 90.0, skip={3})
+    record = json.loads(CliRunner().invoke(app, ["status", str(folder), "--json"]).output)
+    assert record["name"] == "q1b" and record["complete"] is False
+    assert [t["status"] for t in record["trials"]] == ["finished"] * 3 + ["pending"]

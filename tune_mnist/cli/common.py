@@ -131,6 +131,9 @@ TrustOpt = Annotated[
 ]
 
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print it as JSON (for scripts and pipes).")]
+
+
 InsecureOpt = Annotated[
     bool,
     typer.Option(

@@ -10,6 +10,7 @@ import typer
 
 from tune_mnist.cli.common import (
     Format,
+    JsonOpt,
     app,
     out,
     print_frame,
@@ -69,7 +70,7 @@ def summarize(
 @app.command()
 def best(
     experiment_dir: ExperimentArg,
-    json_output: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Print an experiment's best configuration with its test accuracy's interval.
 
@@ -93,7 +94,7 @@ def best(
 def compare(
     experiment_a: ExperimentArg,
     experiment_b: ExperimentArg,
-    json_output: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+    json_output: JsonOpt = False,
 ) -> None:
     """Compare experiment B with experiment A, configuration by configuration.
 
@@ -131,6 +132,7 @@ def _p_shown(p: float) -> str:
 @app.command()
 def status(
     experiment_dir: ExperimentArg,
+    json_output: JsonOpt = False,
 ) -> None:
     """Where an experiment stands, from its files (no Ray): trials finished, running,
     pending and failed, the running ones' epochs, and the time so far."""
@@ -138,6 +140,13 @@ def status(
 
     with user_errors():
         found = experiment_status(open_experiment(experiment_dir))
+    if json_output:
+        import json
+        from dataclasses import asdict
+
+        record = {**asdict(found), "complete": found.complete}
+        print(json.dumps(record, indent=2, default=str))
+        return
     say(describe(found))
     unfinished = [t for t in found.trials if t.status != FINISHED]
     if unfinished:

@@ -13,6 +13,7 @@ from tune_mnist.cli.common import (
     CompileMode,
     DashboardOpt,
     InsecureOpt,
+    JsonOpt,
     LimitOpt,
     SpaceArg,
     SVMBackend,
@@ -45,7 +46,7 @@ from tune_mnist.store.settings import SweepSettings
 
 
 @app.command()
-def spaces() -> None:
+def spaces(json_output: JsonOpt = False) -> None:
     """List the built-in search spaces and how many trials each one runs."""
     rows = []
     for name in builtin_names():
@@ -58,6 +59,11 @@ def spaces() -> None:
                 "description": spec.space.description,
             }
         )
+    if json_output:
+        import json
+
+        print(json.dumps(rows, indent=2))
+        return
     print_frame(pd.DataFrame(rows))
 
 
