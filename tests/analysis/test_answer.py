@@ -114,4 +114,8 @@ def test_a_smoke_run_is_said_first_as_a_caveat(tmp_path, smoke):
     answer = summarize(folder, write=False).answer
     said = any("smoke run" in c for c in answer.caveats)
     assert said == smoke
-    assert ("smoke scale (small data)" in answer.run) == smoke  # an SVM has no epochs
+    # the images the trials used, said; an SVM has no epochs
+    data = "100 train / 50 test images each"
+    assert answer.run.startswith(
+        f"s: 2 of 2 trials finished, {'smoke scale (' if smoke else 'on '}{data}"
+    )

@@ -66,11 +66,9 @@ def test_provenance_and_tables_are_written(resnet_sweep):
     meta = json.loads((result.experiment_dir / "tune_mnist.json").read_text())
     assert meta["space"]["name"] == "tiny" and len(meta["trials"]) == 2
     assert meta["smoke"] is False and meta["versions"]["torch"]
-    assert (
-        (result.experiment_dir / "report" / "tables.md")
-        .read_text()
-        .startswith("## tiny: model comparison")
-    )
+    markdown = (result.experiment_dir / "report" / "tables.md").read_text()
+    assert markdown.startswith("## The answer\n\ntiny: 2 of 2 trials finished, on 96 train / 40 ")
+    assert markdown.split("\n## ")[1].startswith("tiny: model comparison")
     assert (result.experiment_dir / "report" / "tiny.csv").is_file()
 
 

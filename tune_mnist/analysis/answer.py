@@ -239,14 +239,32 @@ def _study(run: Run, best: pd.Series, keys: list[str]) -> str | None:
 
 def _run_phrase(run: Run, finished: int) -> str:
     meta = run.meta
-    epochs = "1 epoch per trial, " if meta.trainable != "svm" else ""
-    scale = f"smoke scale ({epochs}small data)" if meta.smoke else "full data"
+    scale = "on " + _data_phrase(meta)  # the images it used, not a word for them
+    if meta.smoke:
+        epochs = "1 epoch per trial, " if meta.trainable != "svm" else ""
+        scale = f"smoke scale ({epochs}{_data_phrase(meta)})"
     date = (meta.started_at or "")[:10]
     return (
         f"{meta.name}: {finished} of {len(run.results)} trials finished, {scale}"
         + (f", {date}" if date else "")
         + (f", on {machine}" if (machine := _machine(meta.provenance)) else "")
         + "."
+    )
+
+
+def _data_phrase(meta) -> str:
+    """The images the trials trained and were tested on: '60,000 train / 10,000 test
+    images each' (or per dataset when they differ)."""
+    sizes = {(d.train, d.test) for d in meta.data.values()}
+    if len(sizes) == 1:
+        ((train, test),) = sizes
+        each = " each" if len(meta.data) > 1 else ""
+        return f"{train:,} train / {test:,} test images{each}"
+    return (
+        ", ".join(
+            f"{DATASET_NAMES.get(n, n)} {d.train:,} / {d.test:,}" for n, d in meta.data.items()
+        )
+        + " train / test images"
     )
 
 
