@@ -32,11 +32,11 @@ def test_the_best_the_runner_up_and_an_exact_paired_test(tmp_path):
     answer = summarize(folder, write=False).answer
     (found,) = answer.findings
     assert found.best_row == 1 and found.best_accuracy == 90.0
-    assert found.best.startswith("MNIST: #1 (kernel rbf) is best of 3 configurations: 90.00%")
+    assert found.best.startswith("MNIST: #1 (RBF) is best of 3 configurations: 90.00%")
     assert "chosen on test accuracy, the set it is scored on (optimistic)" in found.best
     expected = mcnemar([[40, 5], [0, 5]], exact=True).pvalue  # rbf right, poly wrong: 5
     assert f"p = {expected:.3f}" in found.runner_up
-    assert found.runner_up.startswith("Runner-up #2 (kernel poly): 80.00%, 10.00 points behind")
+    assert found.runner_up.startswith("Runner-up #2 (Poly): 80.00%, 10.00 points behind")
     assert "not distinguishable at this scale" in found.runner_up  # p = 0.0625 > 0.05
 
 

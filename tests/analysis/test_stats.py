@@ -177,3 +177,16 @@ def test_dunnett_only_when_the_variances_are_comparable():
     assert (
         stats.versus_best(summary, samples=[best, calm, even])["test"].iloc[1] == "Dunnett vs best"
     )
+
+
+@pytest.mark.parametrize("only_a, only_b", [(12, 4), (9, 2), (30, 10), (5, 5), (0, 0), (7, 0)])
+def test_the_paired_interval_holds_zero_exactly_when_mcnemar_is_not_significant(only_a, only_b):
+    """The answer printed a Wald interval [0.03, 6.37] beside an exact p = 0.064: the two
+    disagreed. The interval is now the exact test's own binomial (Clopper-Pearson)."""
+    total = 500
+    low, high = stats.mcnemar_interval(only_a, only_b, total)
+    assert low <= 100 * (only_a - only_b) / total <= high
+    if only_a + only_b:
+        a, b = correctness(total - only_a - only_b - 10, only_a, only_b, 10)
+        p = stats.mcnemar_exact(a, b).p
+        assert (low > 0 or high < 0) == (p < 0.05)

@@ -12,9 +12,9 @@ from tune_mnist.train.models import ModelCost
 
 from ..conftest import write_space
 
-COSTS = {
-    ("resnet18", "mnist"): ModelCost(11.2, 0.03, 0.02),
-    ("resnet50", "mnist"): ModelCost(23.5, 0.09, 0.08),
+COSTS = {  # keyed as ResNetConfig.cost_key: (model, dataset, image_size)
+    ("resnet18", "mnist", None): ModelCost(11.2, 0.03, 0.02),
+    ("resnet50", "mnist", None): ModelCost(23.5, 0.09, 0.08),
 }
 SIZES = {"mnist": (1000, 500)}
 
@@ -47,6 +47,10 @@ def test_seeds_keep_their_rounds_the_longest_first_within_each():
 
 def test_work_counts_backward_passes_and_the_test_set():
     assert estimated_work(resnet("resnet18", 2), COSTS, SIZES, None) == 0.03 * 2 * (3000 + 500)
+    # a resized trial's work is counted at its size's FLOPs
+    resized = replace(resnet("resnet18", 2), image_size=56)
+    costs = {**COSTS, ("resnet18", "mnist", 56): ModelCost(11.2, 0.12, 0.1)}
+    assert estimated_work(resized, costs, SIZES, None) == 0.12 * 2 * (3000 + 500)
 
 
 def test_svms_rank_by_kernel_size_and_custom_trials_keep_their_order():

@@ -16,7 +16,7 @@ import pandas as pd
 
 from tune_mnist.analysis import stats
 from tune_mnist.analysis.configurations import configurations
-from tune_mnist.analysis.table import DATASET_NAMES, LABELS, Run
+from tune_mnist.analysis.table import DATASET_NAMES, LABELS, LEVEL_NAMES, Run
 from tune_mnist.errors import TuneMnistError
 from tune_mnist.spec.configs import trial_to_dict
 from tune_mnist.store.results import numbers
@@ -128,11 +128,16 @@ def _finding(run: Run, dataset: str, keys: list[str]) -> Finding | None:
 def _describe(config: pd.Series, varied: list[str]) -> str:
     if not varied:
         return "(the only configuration)"
-    return "(" + ", ".join(f"{LABELS.get(k, k)} {_value(config[k])}" for k in varied) + ")"
+    shown = [k for k in varied if not (k == "momentum" and config.get("optimizer") == "adam")]
+    return "(" + ", ".join(_setting(k, config[k]) for k in shown) + ")"
 
 
-def _value(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def _setting(key: str, value) -> str:
+    """A field as the tables name it: ResNet-18, SGD, batch size 16, LR 0.001."""
+    if named := LEVEL_NAMES.get(key, {}).get(value):
+        return named
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{LABELS.get(key, key)} {text}"
 
 
 def _accuracy(config: pd.Series) -> str:
@@ -173,10 +178,8 @@ def _difference(best: pd.Series, other: pd.Series):
         if len(a) != len(b):
             return None
         test = stats.mcnemar_exact(a, b)
-        n, d = len(a), test.only_a - test.only_b
-        spread = math.sqrt(max(test.only_a + test.only_b - d * d / n, 0.0)) / n
-        half = 1.959964 * spread * 100
-        return (100 * d / n - half, 100 * d / n + half, test.p, "exact McNemar")
+        low, high = stats.mcnemar_interval(test.only_a, test.only_b, len(a))
+        return (low, high, test.p, "exact McNemar")
     if best["n"] >= 2 and other["n"] >= 2:
         pairs = min(best["n"], other["n"])
         if best["n"] == other["n"]:  # the same seeds, run for each configuration

@@ -144,10 +144,8 @@ def _difference(a: pd.Series, b: pd.Series, run_a: Run, run_b: Run):
     ca, cb = a["correct"], b["correct"]
     if a["n"] == 1 and b["n"] == 1 and ca is not None and cb is not None and len(ca) == len(cb):
         found = stats.mcnemar_exact(cb, ca)
-        n, d = len(ca), found.only_a - found.only_b
-        spread = math.sqrt(max(found.only_a + found.only_b - d * d / n, 0.0)) / n
-        half = 100 * 1.959964 * spread
-        return 100 * d / n - half, 100 * d / n + half, found.p, "exact McNemar (paired)"
+        low, high = stats.mcnemar_interval(found.only_a, found.only_b, len(ca))
+        return low, high, found.p, "exact McNemar (paired)"
     if a["n"] >= 2 and b["n"] >= 2:
         low, high = stats.welch_interval(pd.Series(a["samples"]), pd.Series(b["samples"]))
         if not math.isnan(low):

@@ -192,6 +192,19 @@ def p_text(p: float) -> str:
     return f"= {p:.3f}" if p < 0.1 else f"= {p:.2f}"
 
 
+def mcnemar_interval(only_a: int, only_b: int, total: int) -> tuple[float, float]:
+    """95% interval, in points, of accuracy(a) - accuracy(b) for two models on the same
+    `total` test images, from the images only one gets right: the Clopper-Pearson interval
+    of only_a / (only_a + only_b), the very binomial the exact McNemar test uses, so the
+    interval holds 0 when that test is not significant."""
+    discordant = only_a + only_b
+    if not discordant or not total:
+        return (0.0, 0.0)
+    low, high = proportion_confint(only_a, discordant, alpha=1 - CONFIDENCE, method="beta")
+    scale = 100 * discordant / total
+    return ((2 * low - 1) * scale, (2 * high - 1) * scale)
+
+
 def paired_difference(a, b) -> dict[str, float]:
     """b - a over paired repeats (same seeds): mean difference, its 95% interval, paired t p."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
