@@ -15,10 +15,9 @@ import numpy as np
 import pandas as pd
 
 from tune_mnist.analysis import stats
-from tune_mnist.analysis.configurations import configurations
+from tune_mnist.analysis.configurations import config_keys, configurations
 from tune_mnist.analysis.table import DATASET_NAMES, LABELS, LEVEL_NAMES, Run
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.spec.configs import trial_to_dict
 from tune_mnist.store.results import numbers
 
 
@@ -71,19 +70,13 @@ def answer(run: Run) -> Answer | None:
     done = results[results["status"] == "finished"]
     if done.empty:
         return None
-    keys = _config_keys(run)
+    keys = config_keys(run.meta, run.results)
     findings = []
     for dataset in dict.fromkeys(done["dataset"]):
         part = Run(run.meta, results[results["dataset"] == dataset], run.predictions, run.inert)
         if finding := _finding(part, dataset, keys):
             findings.append(finding)
     return Answer(_run_phrase(run, len(done)), findings, _caveats(run, findings))
-
-
-def _config_keys(run: Run) -> list[str]:
-    """The configuration's keys, in the trials' order, without the seed."""
-    declared = dict.fromkeys(k for t in run.meta.trials for k in trial_to_dict(t))
-    return [k for k in declared if k not in ("trainable", "seed") and k in run.results]
 
 
 def _finding(run: Run, dataset: str, keys: list[str]) -> Finding | None:
@@ -177,9 +170,7 @@ def _difference(best: pd.Series, other: pd.Series):
     if best["n"] == 1 and other["n"] == 1 and a is not None and b is not None:
         if len(a) != len(b):
             return None
-        test = stats.mcnemar_exact(a, b)
-        low, high = stats.mcnemar_interval(test.only_a, test.only_b, len(a))
-        return (low, high, test.p, "exact McNemar")
+        return (*stats.mcnemar_difference(a, b), "exact McNemar")
     if best["n"] >= 2 and other["n"] >= 2:
         pairs = min(best["n"], other["n"])
         if best["n"] == other["n"]:  # the same seeds, run for each configuration
@@ -187,13 +178,8 @@ def _difference(best: pd.Series, other: pd.Series):
             if math.isnan(found["p"]):
                 return None
             return (found["ci_low"], found["ci_high"], found["p"], "paired t over seeds")
-        low, high = stats.welch_interval(pd.Series(other["samples"]), pd.Series(best["samples"]))
-        if math.isnan(low):
-            return None
-        from scipy.stats import ttest_ind
-
-        p = float(ttest_ind(best["samples"], other["samples"], equal_var=False).pvalue)
-        return (low, high, p, "Welch t")
+        found = stats.welch_difference(other["samples"], best["samples"])
+        return None if found is None else (*found, "Welch t")
     return None
 
 

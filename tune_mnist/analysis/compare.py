@@ -18,12 +18,11 @@ import numpy as np
 import pandas as pd
 
 from tune_mnist.analysis import stats
-from tune_mnist.analysis.configurations import configurations
+from tune_mnist.analysis.configurations import config_keys, configurations
 from tune_mnist.analysis.study import match_value
 from tune_mnist.analysis.table import Run
 from tune_mnist.analysis.tables import inert_factors
 from tune_mnist.errors import TuneMnistError
-from tune_mnist.spec.configs import trial_to_dict
 from tune_mnist.store.opened import Experiment, open_experiment
 from tune_mnist.store.results import load_experiment
 
@@ -73,9 +72,8 @@ def _run(experiment: str | Experiment) -> tuple[Run, list[str]]:
     opened = open_experiment(experiment)
     loaded = load_experiment(opened)
     meta, results = loaded.meta, loaded.results
-    declared = dict.fromkeys(k for t in meta.trials for k in trial_to_dict(t))
-    keys = [k for k in declared if k not in ("trainable", "seed") and k in results]
-    return Run(meta, results, loaded.predictions, inert_factors(results, meta)), keys
+    run = Run(meta, results, loaded.predictions, inert_factors(results, meta))
+    return run, config_keys(meta, results)
 
 
 def compare(a: str | Experiment, b: str | Experiment) -> Comparison:
@@ -143,16 +141,11 @@ def _difference(a: pd.Series, b: pd.Series, run_a: Run, run_b: Run):
     """(low, high, p, test) of B - A in points; p NaN for an interval without a test."""
     ca, cb = a["correct"], b["correct"]
     if a["n"] == 1 and b["n"] == 1 and ca is not None and cb is not None and len(ca) == len(cb):
-        found = stats.mcnemar_exact(cb, ca)
-        low, high = stats.mcnemar_interval(found.only_a, found.only_b, len(ca))
-        return low, high, found.p, "exact McNemar (paired)"
+        return (*stats.mcnemar_difference(cb, ca), "exact McNemar (paired)")
     if a["n"] >= 2 and b["n"] >= 2:
-        low, high = stats.welch_interval(pd.Series(a["samples"]), pd.Series(b["samples"]))
-        if not math.isnan(low):
-            from scipy.stats import ttest_ind
-
-            p = float(ttest_ind(b["samples"], a["samples"], equal_var=False).pvalue)
-            return low, high, p, "Welch t over seeds"
+        found = stats.welch_difference(a["samples"], b["samples"])
+        if found is not None:
+            return (*found, "Welch t over seeds")
     if a["n"] == 1 and b["n"] == 1:
         from statsmodels.stats.proportion import confint_proportions_2indep, test_proportions_2indep
 

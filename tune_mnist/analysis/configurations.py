@@ -11,6 +11,8 @@ from tune_mnist.analysis.table import (
     Run,
     metric,
 )
+from tune_mnist.spec.configs import trial_to_dict
+from tune_mnist.store.experiment import ExperimentMeta
 from tune_mnist.store.results import numbers
 
 
@@ -70,3 +72,10 @@ def _single_run(run: Run, trial: pd.Series) -> dict:
         right = round(trial["_acc"] * total / 100)
     low, high = stats.wilson_interval(right, total)
     return {"correct": correct, "ci_low": low, "ci_high": high}
+
+
+def config_keys(meta: ExperimentMeta, results: pd.DataFrame) -> list[str]:
+    """The fields that make a configuration of an experiment, in its trials' order: every
+    key its trials declare, the trainable and the seed aside, that its results hold."""
+    declared = dict.fromkeys(k for t in meta.trials for k in trial_to_dict(t))
+    return [k for k in declared if k not in ("trainable", "seed") and k in results]

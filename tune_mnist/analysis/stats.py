@@ -205,6 +205,23 @@ def mcnemar_interval(only_a: int, only_b: int, total: int) -> tuple[float, float
     return ((2 * low - 1) * scale, (2 * high - 1) * scale)
 
 
+def mcnemar_difference(correct_a, correct_b) -> tuple[float, float, float]:
+    """accuracy(a) - accuracy(b) on the same test images: its exact 95% interval in points
+    (mcnemar_interval) and the exact McNemar p."""
+    test = mcnemar_exact(correct_a, correct_b)
+    low, high = mcnemar_interval(test.only_a, test.only_b, len(correct_a))
+    return low, high, test.p
+
+
+def welch_difference(a, b) -> tuple[float, float, float] | None:
+    """mean(b) - mean(a) of two independent samples: the Welch 95% interval and Welch's
+    t-test p; None where the interval cannot be made (fewer than two values, no spread)."""
+    low, high = welch_interval(pd.Series(a, dtype=float), pd.Series(b, dtype=float))
+    if math.isnan(low):
+        return None
+    return low, high, float(stats.ttest_ind(b, a, equal_var=False).pvalue)
+
+
 def paired_difference(a, b) -> dict[str, float]:
     """b - a over paired repeats (same seeds): mean difference, its 95% interval, paired t p."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)

@@ -114,19 +114,13 @@ def compare(
         return
     frame = found.frame
     varied = [k for k in found.keys if frame[k].nunique() > 1] or found.keys[:1]
-    shown = frame.drop(columns=[k for k in found.keys if k not in varied]).assign(
-        p=frame["p"].map(_p_shown),
-        **{c: frame[c].map("{:.2f}".format) for c in ("A (%)", "B (%)", "difference (pp)")},
-    )
-    print_frame(shown, title=f"B: {found.b}  vs  A: {found.a}")
+    from tune_mnist.analysis.table import Table  # one precision per kind of column
+
+    title = f"B: {found.b}  vs  A: {found.a}"
+    table = Table("compare", title, frame.drop(columns=[k for k in found.keys if k not in varied]))
+    print_frame(table.shown(), title=title)
     for note in found.notes():
         out.print(note, style="dim", highlight=False)
-
-
-def _p_shown(p: float) -> str:
-    from tune_mnist.analysis.stats import p_text
-
-    return "—" if pd.isna(p) else p_text(p).removeprefix("= ")
 
 
 @app.command()

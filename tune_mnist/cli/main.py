@@ -138,14 +138,13 @@ def show(
 
 def _plans(pilot: str, detect: float) -> list:
     """The repeats a comparison needs, planned from a pilot experiment (planning.py)."""
+    from tune_mnist.analysis.configurations import config_keys
     from tune_mnist.analysis.planning import plan_repeats
     from tune_mnist.store.opened import open_experiment
     from tune_mnist.store.results import load_experiment
 
     loaded = load_experiment(open_experiment(pilot))
-    declared = dict.fromkeys(k for t in loaded.meta.trials for k in trial_to_dict(t))
-    keys = [k for k in declared if k not in ("trainable", "seed") and k in loaded.results]
-    return plan_repeats(loaded.results, keys, detect)
+    return plan_repeats(loaded.results, config_keys(loaded.meta, loaded.results), detect)
 
 
 def _show_search(spec) -> None:
